@@ -1,0 +1,54 @@
+# detx: every target installs what it needs first (`make install` is idempotent).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+# The stamp changes whenever the lock or setup.py does, so `make install` reinstalls exactly then.
+STAMP := $(VENV)/.installed-$(shell cat requirements/lock.txt setup.py | sha256sum | cut -c1-12)
+DEMO_DIR ?= .detx/demo
+
+.PHONY: install lock lint typecheck test test-fast demo bench clean
+
+install: $(STAMP)
+
+$(STAMP): requirements/lock.txt setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip install --python $(BIN)/python -r requirements/lock.txt
+	@# TFX 1.16's metadata says Requires-Python <3.11 although all it needs has cp311 wheels.
+	$(BIN)/uv pip install --python $(BIN)/python --no-deps tfx==1.16.0 ml-pipelines-sdk==1.16.0
+	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+# Re-resolve the lock after editing requirements/requirements.in.
+lock: $(BIN)/uv
+	$(BIN)/uv pip compile --python-version 3.11 requirements/requirements.in -o requirements/lock.txt
+
+$(BIN)/uv:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet uv==$(UV_VERSION)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+test: install lint typecheck
+	$(BIN)/pytest
+
+test-fast: install
+	$(BIN)/pytest -m "not slow and not e2e"
+
+demo: install
+	rm -rf $(DEMO_DIR)
+	$(BIN)/detx data synth --out $(DEMO_DIR)/data --images 300 --seed 0 --format coco
+	$(BIN)/detx run --data $(DEMO_DIR)/data --format coco --project $(DEMO_DIR)/project --until validation
+
+bench: install
+	$(BIN)/python bench/example_gen_throughput.py
+
+clean:
+	rm -rf $(VENV) .detx .pytest_cache .mypy_cache .ruff_cache build *.egg-info

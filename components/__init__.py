@@ -1,0 +1,1 @@
+"""detx's TFX components and the plain modules they call (data, modeling, ...)."""

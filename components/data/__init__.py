@@ -1,0 +1,1 @@
+"""Detection data: synthetic datasets, source readers, and conversion to OD API tf.Examples."""

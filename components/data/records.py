@@ -1,0 +1,390 @@
+"""One labelled image in, one tf.Example or one quarantine record out.
+
+Every source format (COCO, Pascal VOC, OD API TFRecords) is read into
+`SourceRecord`s; `build_example` is the single place that checks an image and
+its boxes and writes the Object Detection API tf.Example. A record that cannot
+be converted correctly becomes a `Reject` naming the file and the reason, which
+the ExampleGen writes to its quarantine report. Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import io
+import json
+import math
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from components.data import features as F
+from components.data.label_map import LabelMap
+
+# Pillow refuses images over 2x this many pixels before detx can name the limit;
+# detx applies its own, configurable limit instead (DataLimits.max_pixels).
+Image.MAX_IMAGE_PIXELS = None
+
+
+class RejectReason(str, enum.Enum):
+    """Why a record went to quarantine; the value is what reports and summaries show."""
+
+    MISSING_IMAGE = "missing_image"
+    CORRUPT_IMAGE = "corrupt_image"
+    TOO_MANY_PIXELS = "too_many_pixels"
+    SIZE_MISMATCH = "size_mismatch"
+    BAD_BOX = "bad_box"
+    BOX_OUTSIDE_IMAGE = "box_outside_image"
+    UNKNOWN_CATEGORY = "unknown_category"
+    DUPLICATE_IMAGE_ID = "duplicate_image_id"
+    BAD_ANNOTATION = "bad_annotation"
+
+
+@dataclasses.dataclass(frozen=True)
+class Reject:
+    """A record that was not converted, with enough detail to find and fix it.
+
+    Attributes:
+        image_id: the image id in the source (COCO id, VOC file stem, source_id).
+        file: the file the problem is in (image or annotation file).
+        reason: the category of problem.
+        detail: a sentence naming the problem and, where there is one, the fix.
+    """
+
+    image_id: str
+    file: str
+    reason: RejectReason
+    detail: str
+
+    def to_json(self) -> str:
+        """One line of the quarantine report (JSON Lines)."""
+        return json.dumps(
+            {"image_id": self.image_id, "file": self.file, "reason": self.reason.value, "detail": self.detail},
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, line: str) -> Reject:
+        """Parses one quarantine report line."""
+        d = json.loads(line)
+        return cls(d["image_id"], d["file"], RejectReason(d["reason"]), d["detail"])
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceBox:
+    """One labelled object as the source gives it.
+
+    Attributes:
+        category: the source's class key: a COCO category id, a VOC class name,
+            or an OD API label id.
+        xmin, ymin, xmax, ymax: corners in pixels, or in [0, 1] when the owning
+            record has `normalized_boxes`.
+        is_crowd: COCO's iscrowd flag.
+        text: the class name the source wrote next to the box, if any (OD API
+            TFRecords carry both label and text; they must agree).
+    """
+
+    category: int | str
+    xmin: float
+    ymin: float
+    xmax: float
+    ymax: float
+    is_crowd: bool = False
+    text: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceRecord:
+    """A labelled image as read from a source, before any checks.
+
+    Exactly one of `image_path` and `image_bytes` is set.
+
+    Attributes:
+        image_id: unique id of the image within the dataset; becomes `image/source_id`.
+        filename: the image's file name; becomes `image/filename`.
+        boxes: the labelled objects.
+        image_path: where to read the image from.
+        image_bytes: the encoded image, for sources that embed it (TFRecords).
+        declared_size: (width, height) the annotation claims, checked against the file.
+        normalized_boxes: True when box coordinates are fractions of the image size.
+        annotation_file: the file the labels came from, for reports.
+    """
+
+    image_id: str
+    filename: str
+    boxes: tuple[SourceBox, ...]
+    image_path: str | None = None
+    image_bytes: bytes | None = None
+    declared_size: tuple[int, int] | None = None
+    normalized_boxes: bool = False
+    annotation_file: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataLimits:
+    """What the ExampleGen accepts.
+
+    Attributes:
+        max_pixels: images with more pixels are rejected (decompression bombs,
+            scans at print resolution); 40 MP admits any camera photo.
+        clip_tolerance_px: a box may stick out of the image by this many pixels
+            and is clipped; COCO's own boxes overshoot by fractions of a pixel
+            from rounding. Beyond it the record is rejected.
+        jpeg_quality: quality used when an image must be re-encoded (CMYK or
+            grayscale JPEG to RGB).
+    """
+
+    max_pixels: int = 40_000_000
+    clip_tolerance_px: float = 2.0
+    jpeg_quality: int = 95
+
+
+@dataclasses.dataclass(frozen=True)
+class Converted:
+    """A record converted into a tf.Example.
+
+    Attributes:
+        example: the tf.Example in the OD API layout.
+        conversion: what was done to the image to make it RGB JPEG/PNG
+            (e.g. "cmyk->rgb"), or None if the bytes were kept as they were.
+        num_clipped: boxes clipped to the image within the tolerance.
+    """
+
+    example: tf.train.Example
+    conversion: str | None
+    num_clipped: int
+
+
+class _RecordError(Exception):
+    """Internal: carries a rejection out of the checking helpers."""
+
+    def __init__(self, reason: RejectReason, file: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason, self.file, self.detail = reason, file, detail
+
+
+def _bytes(values: Sequence[bytes]) -> tf.train.Feature:
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+
+
+def _floats(values: Sequence[float]) -> tf.train.Feature:
+    return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+
+
+def _ints(values: Sequence[int]) -> tf.train.Feature:
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+
+
+def _read_image_bytes(record: SourceRecord) -> tuple[bytes, str]:
+    if record.image_bytes is not None:
+        return record.image_bytes, record.annotation_file or record.filename
+    assert record.image_path is not None
+    path = record.image_path
+    if not tf.io.gfile.exists(path):
+        raise _RecordError(
+            RejectReason.MISSING_IMAGE,
+            path,
+            f"image file {path} does not exist; restore it or remove image {record.image_id!r} from the annotations",
+        )
+    with tf.io.gfile.GFile(path, "rb") as f:
+        return f.read(), path
+
+
+def _brightness(img: Image.Image) -> float:
+    """Mean luma (0-255) of an image; computed on a decoded, possibly reduced, copy."""
+    return float(np.asarray(img.convert("L"), dtype=np.float32).mean())
+
+
+def _normalize_image(data: bytes, file: str, limits: DataLimits) -> tuple[bytes, str, int, int, float, str | None]:
+    """Checks that `data` decodes completely and returns it as RGB JPEG or PNG.
+
+    RGB JPEG and RGB PNG bytes are kept as they are (no re-encoding loss).
+    Other modes and formats are converted: grayscale, CMYK and palette images
+    to RGB; alpha composited on white; JPEG stays JPEG, everything else becomes PNG.
+
+    Returns:
+        (encoded bytes, "jpeg"|"png", width, height, brightness, conversion or None)
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+    except Exception as e:  # Pillow raises several types for undecodable headers.
+        raise _RecordError(RejectReason.CORRUPT_IMAGE, file, f"{file} is not a readable image ({e})") from e
+    width, height = img.size
+    if width * height > limits.max_pixels:
+        raise _RecordError(
+            RejectReason.TOO_MANY_PIXELS,
+            file,
+            f"{file} is {width}x{height} = {width * height:,} pixels, over the limit of {limits.max_pixels:,}; "
+            "downscale it or raise max_pixels",
+        )
+    fmt, mode = img.format, img.mode
+    try:
+        if fmt == "JPEG" and mode == "RGB":
+            # Decoding at 1/8 scale (libjpeg DCT scaling) still reads every
+            # entropy-coded block, so truncation and corruption are caught at a
+            # fraction of a full decode's cost; brightness needs no more detail.
+            img.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+            img.load()
+            return data, "jpeg", width, height, _brightness(img), None
+        img.load()
+    except Exception as e:
+        raise _RecordError(RejectReason.CORRUPT_IMAGE, file, f"{file} is corrupt or truncated ({e})") from e
+    if fmt == "PNG" and mode == "RGB":
+        return data, "png", width, height, _brightness(img), None
+    conversion = f"{(fmt or 'unknown').lower()}/{mode.lower()}->rgb"
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        rgb = Image.alpha_composite(background, rgba).convert("RGB")
+    elif mode.startswith("I") or mode == "F":
+        rgb = _to_8bit(img)
+    else:
+        rgb = img.convert("RGB")
+    out = io.BytesIO()
+    if fmt == "JPEG":
+        rgb.save(out, format="JPEG", quality=limits.jpeg_quality)
+        return out.getvalue(), "jpeg", width, height, _brightness(rgb), conversion
+    rgb.save(out, format="PNG")
+    return out.getvalue(), "png", width, height, _brightness(rgb), conversion
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """16-bit, 32-bit or float grayscale to 8-bit RGB.
+
+    16-bit images are scaled by their full range (65535 is white); 32-bit and
+    float images, which have no nominal white, by their maximum.
+    """
+    arr = np.asarray(img, dtype=np.float64)
+    top = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
+    return Image.fromarray(np.clip(arr / top * 255.0, 0, 255).astype(np.uint8)).convert("RGB")
+
+
+def _check_boxes(
+    record: SourceRecord,
+    width: int,
+    height: int,
+    resolve: Mapping[int | str, int],
+    label_map: LabelMap,
+    limits: DataLimits,
+) -> tuple[list[tuple[float, float, float, float]], list[int], int]:
+    """Validates and normalizes the record's boxes.
+
+    Returns:
+        (normalized [xmin, ymin, xmax, ymax] per box, labels, number clipped)
+    """
+    where = record.annotation_file or record.filename
+    boxes: list[tuple[float, float, float, float]] = []
+    labels: list[int] = []
+    clipped = 0
+    for i, b in enumerate(record.boxes):
+        label = resolve.get(b.category)
+        if label is None:
+            raise _RecordError(
+                RejectReason.UNKNOWN_CATEGORY,
+                where,
+                f"object {i} of image {record.image_id!r} has category {b.category!r}, which is not in the "
+                f"label map ({', '.join(label_map.names)}); add the category or fix the annotation",
+            )
+        if b.text is not None and b.text != label_map.name_of(label):
+            raise _RecordError(
+                RejectReason.UNKNOWN_CATEGORY,
+                where,
+                f"object {i} of image {record.image_id!r} has label {label} with text {b.text!r}, but the "
+                f"label map names label {label} {label_map.name_of(label)!r}",
+            )
+        sx, sy = (width, height) if record.normalized_boxes else (1.0, 1.0)
+        x0, y0, x1, y1 = b.xmin * sx, b.ymin * sy, b.xmax * sx, b.ymax * sy
+        desc = f"box {i} of image {record.image_id!r} [xmin={x0:g}, ymin={y0:g}, xmax={x1:g}, ymax={y1:g}] px"
+        if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
+            raise _RecordError(RejectReason.BAD_BOX, where, f"{desc} has a coordinate that is not a finite number")
+        if x1 <= x0 or y1 <= y0:
+            raise _RecordError(
+                RejectReason.BAD_BOX,
+                where,
+                f"{desc} has width {x1 - x0:g} and height {y1 - y0:g}; both must be positive",
+            )
+        tol = limits.clip_tolerance_px
+        if x0 < -tol or y0 < -tol or x1 > width + tol or y1 > height + tol:
+            raise _RecordError(
+                RejectReason.BOX_OUTSIDE_IMAGE,
+                where,
+                f"{desc} extends outside the {width}x{height} image by more than {tol:g} px",
+            )
+        cx0, cy0, cx1, cy1 = max(x0, 0.0), max(y0, 0.0), min(x1, float(width)), min(y1, float(height))
+        if (cx0, cy0, cx1, cy1) != (x0, y0, x1, y1):
+            clipped += 1
+        if cx1 <= cx0 or cy1 <= cy0:
+            raise _RecordError(RejectReason.BOX_OUTSIDE_IMAGE, where, f"{desc} lies outside the image")
+        boxes.append((cx0 / width, cy0 / height, cx1 / width, cy1 / height))
+        labels.append(label)
+    return boxes, labels, clipped
+
+
+def build_example(
+    record: SourceRecord,
+    resolve: Mapping[int | str, int],
+    label_map: LabelMap,
+    limits: DataLimits,
+) -> Converted | Reject:
+    """Checks one record and converts it into an OD API tf.Example.
+
+    Args:
+        record: the labelled image.
+        resolve: maps each source category key to a 1-based label id.
+        label_map: the dataset's label map (for names and messages).
+        limits: what is accepted.
+
+    Returns:
+        The converted example, or a Reject saying what is wrong.
+    """
+    try:
+        data, file = _read_image_bytes(record)
+        encoded, fmt, width, height, brightness, conversion = _normalize_image(data, file, limits)
+        if record.declared_size is not None and record.declared_size != (width, height):
+            dw, dh = record.declared_size
+            raise _RecordError(
+                RejectReason.SIZE_MISMATCH,
+                file,
+                f"the annotations say image {record.image_id!r} is {dw}x{dh} but {file} is {width}x{height}; "
+                "the boxes cannot be trusted (was the image resized or rotated after labelling?)",
+            )
+        boxes, labels, clipped = _check_boxes(record, width, height, resolve, label_map, limits)
+    except _RecordError as e:
+        return Reject(record.image_id, e.file, e.reason, e.detail)
+
+    xmin = [b[0] for b in boxes]
+    ymin = [b[1] for b in boxes]
+    xmax = [b[2] for b in boxes]
+    ymax = [b[3] for b in boxes]
+    box_w = [b[2] - b[0] for b in boxes]
+    box_h = [b[3] - b[1] for b in boxes]
+    feature = {
+        F.ENCODED: _bytes([encoded]),
+        F.FORMAT: _bytes([fmt.encode()]),
+        F.HEIGHT: _ints([height]),
+        F.WIDTH: _ints([width]),
+        F.FILENAME: _bytes([os.path.basename(record.filename).encode()]),
+        F.SOURCE_ID: _bytes([record.image_id.encode()]),
+        F.XMIN: _floats(xmin),
+        F.XMAX: _floats(xmax),
+        F.YMIN: _floats(ymin),
+        F.YMAX: _floats(ymax),
+        F.LABEL: _ints(labels),
+        F.TEXT: _bytes([label_map.name_of(lab).encode() for lab in labels]),
+        F.IS_CROWD: _ints([int(b.is_crowd) for b in record.boxes]),
+        F.NUM_OBJECTS: _ints([len(boxes)]),
+        F.BOX_WIDTH: _floats(box_w),
+        F.BOX_HEIGHT: _floats(box_h),
+        F.BOX_AREA: _floats([w * h for w, h in zip(box_w, box_h, strict=True)]),
+        # Aspect in pixels (not normalized units), so a square is 1.0 on any image shape.
+        F.BOX_ASPECT: _floats([(w * width) / (h * height) for w, h in zip(box_w, box_h, strict=True)]),
+        F.BRIGHTNESS: _floats([brightness]),
+    }
+    example = tf.train.Example(features=tf.train.Features(feature=feature))
+    return Converted(example, conversion, clipped)

@@ -1,0 +1,358 @@
+"""Deterministic synthetic detection data: shapes on textured, noisy backgrounds.
+
+This is detx's own test and demo dataset. Each image is generated from
+`numpy.random.default_rng([seed, image_id])`, so the same seed gives the same
+bytes, and any image can be regenerated on its own.
+
+Boxes are integer pixel rectangles in half-open form: a box (x0, y0, x1, y1)
+covers pixel columns x0..x1-1, and its width is x1 - x0. Every writer stores
+exactly these boxes, so COCO, Pascal VOC and TFRecord copies of one dataset
+hold the same examples and the same boxes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import io
+import json
+import os
+import shutil
+import tempfile
+import xml.etree.ElementTree as ET
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Literal
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from components.data.label_map import LABEL_MAP_FILENAME, LabelMap
+
+CLASSES: tuple[str, ...] = ("circle", "square", "triangle")
+# Deliberately sparse, as COCO's own ids are (1..90 with gaps): the COCO
+# ExampleGen must renumber them to contiguous labels 1..3.
+COCO_CATEGORY_IDS: tuple[int, ...] = (2, 5, 9)
+TFRECORD_FILENAME = "shapes.tfrecord"
+Format = Literal["coco", "voc", "tfrecord"]
+FORMATS: tuple[str, ...] = ("coco", "voc", "tfrecord")
+
+
+@dataclasses.dataclass(frozen=True)
+class SynthConfig:
+    """How a synthetic dataset is drawn.
+
+    Attributes:
+        num_images: how many images.
+        seed: the dataset seed.
+        width, height: image size in pixels.
+        max_objects: most objects in one image.
+        empty_fraction: share of images with no object (hard negatives).
+        min_size, max_size: object size range in pixels.
+        class_weights: relative frequency of each class in CLASSES order.
+        brightness: multiplies every pixel before noise (below 1 is darker).
+        jpeg_quality: JPEG quality of the written images.
+        first_id: id of the first image; later spans continue the numbering.
+    """
+
+    num_images: int
+    seed: int = 0
+    width: int = 640
+    height: int = 480
+    max_objects: int = 6
+    empty_fraction: float = 0.1
+    min_size: int = 24
+    max_size: int = 160
+    class_weights: tuple[float, ...] = (1.0, 1.0, 1.0)
+    brightness: float = 1.0
+    jpeg_quality: int = 90
+    first_id: int = 1
+
+    def __post_init__(self) -> None:
+        if self.num_images < 0:
+            raise ValueError(f"num_images must be >= 0, got {self.num_images}")
+        if len(self.class_weights) != len(CLASSES) or min(self.class_weights) < 0 or sum(self.class_weights) <= 0:
+            raise ValueError(f"class_weights needs {len(CLASSES)} non-negative weights with a positive sum")
+        if not 0 < self.min_size <= self.max_size <= min(self.width, self.height):
+            raise ValueError(
+                f"need 0 < min_size <= max_size <= min(width, height), got {self.min_size}, {self.max_size}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class SynthObject:
+    """One drawn shape: its class name and half-open pixel box (x0, y0, x1, y1)."""
+
+    name: str
+    box: tuple[int, int, int, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class SynthImage:
+    """One generated image with its objects."""
+
+    image_id: int
+    jpeg: bytes
+    width: int
+    height: int
+    objects: tuple[SynthObject, ...]
+
+    @property
+    def stem(self) -> str:
+        """File name without extension."""
+        return f"{self.image_id:06d}"
+
+    @property
+    def filename(self) -> str:
+        """The image's file name."""
+        return f"{self.stem}.jpg"
+
+
+@dataclasses.dataclass(frozen=True)
+class SynthSummary:
+    """What a written dataset holds."""
+
+    out_dir: str
+    format: str
+    num_images: int
+    num_boxes: int
+    num_empty: int
+    boxes_per_class: dict[str, int]
+
+
+@functools.lru_cache(maxsize=4)
+def _grid(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    return xx / width - 0.5, yy / height - 0.5
+
+
+def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """A smooth gradient with one of three textures: plain, stripes, or blotches."""
+    gx, gy = _grid(width, height)
+    base = rng.uniform(40, 215, size=3).astype(np.float32)
+    slope_x, slope_y = rng.uniform(-70, 70, size=(2, 3)).astype(np.float32)
+    img = base + gx[..., None] * slope_x + gy[..., None] * slope_y
+    kind = int(rng.integers(3))
+    if kind == 1:
+        fx, fy = rng.uniform(-12, 12, size=2)
+        amp = rng.uniform(8, 30, size=3).astype(np.float32)
+        img += np.sin(2 * np.pi * (fx * gx + fy * gy) + rng.uniform(0, 2 * np.pi))[..., None] * amp
+    elif kind == 2:
+        small = rng.normal(0, 28, size=(height // 40 + 2, width // 40 + 2, 3)).astype(np.float32)
+        blotches = Image.fromarray(np.clip(small + 128, 0, 255).astype(np.uint8)).resize(
+            (width, height), Image.Resampling.BILINEAR
+        )
+        img += np.asarray(blotches, dtype=np.float32) - 128
+    return img
+
+
+def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def _draw(draw: ImageDraw.ImageDraw, name: str, box: tuple[int, int, int, int], colour: tuple[int, ...], up: bool) -> None:
+    # Pillow's shape coordinates are inclusive pixel indices, hence the -1s.
+    x0, y0, x1, y1 = box
+    if name == "circle":
+        draw.ellipse([x0, y0, x1 - 1, y1 - 1], fill=colour)
+    elif name == "square":
+        draw.rectangle([x0, y0, x1 - 1, y1 - 1], fill=colour)
+    else:
+        apex = (x0 + x1 - 1) / 2
+        pts = [(x0, y1 - 1), (x1 - 1, y1 - 1), (apex, y0)] if up else [(x0, y0), (x1 - 1, y0), (apex, y1 - 1)]
+        draw.polygon(pts, fill=colour)
+
+
+def generate_image(config: SynthConfig, image_id: int) -> SynthImage:
+    """Draws image `image_id` of the dataset described by `config`."""
+    rng = np.random.default_rng([config.seed, image_id])
+    w, h = config.width, config.height
+    background = _background(rng, w, h)
+    canvas = Image.fromarray(np.clip(background, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(canvas)
+    weights = np.asarray(config.class_weights, dtype=np.float64)
+    n = 0 if rng.random() < config.empty_fraction else int(rng.integers(1, config.max_objects + 1))
+    objects: list[SynthObject] = []
+    for _ in range(n):
+        name = CLASSES[int(rng.choice(len(CLASSES), p=weights / weights.sum()))]
+        for _attempt in range(20):
+            bw = int(rng.integers(config.min_size, config.max_size + 1))
+            bh = bw if name != "triangle" else int(np.clip(bw * rng.uniform(0.8, 1.2), config.min_size, h))
+            x0, y0 = int(rng.integers(0, w - bw + 1)), int(rng.integers(0, h - bh + 1))
+            box = (x0, y0, x0 + bw, y0 + bh)
+            # Shapes may overlap, but never so much that one is mostly hidden.
+            if all(_iou(box, o.box) < 0.3 for o in objects):
+                break
+        else:
+            continue
+        local = background[y0 : y0 + bh, x0 : x0 + bw].reshape(-1, 3).mean(axis=0)
+        candidates = rng.integers(0, 256, size=(8, 3))
+        colour = candidates[int(np.argmax(np.linalg.norm(candidates - local, axis=1)))]
+        _draw(draw, name, box, tuple(int(c) for c in colour), up=bool(rng.integers(2)))
+        objects.append(SynthObject(name, box))
+    pixels = np.asarray(canvas, dtype=np.float32) * config.brightness
+    pixels += rng.standard_normal(size=pixels.shape, dtype=np.float32) * float(rng.uniform(3, 14))
+    out = io.BytesIO()
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(out, format="JPEG", quality=config.jpeg_quality)
+    return SynthImage(image_id, out.getvalue(), w, h, tuple(objects))
+
+
+def generate(config: SynthConfig) -> Iterator[SynthImage]:
+    """Yields the dataset's images in id order."""
+    for image_id in range(config.first_id, config.first_id + config.num_images):
+        yield generate_image(config, image_id)
+
+
+def label_map() -> LabelMap:
+    """The synthetic dataset's label map (circle=1, square=2, triangle=3)."""
+    return LabelMap(CLASSES)
+
+
+def _write_coco(out: str, images: Iterator[SynthImage]) -> Iterator[SynthImage]:
+    os.makedirs(os.path.join(out, "images"))
+    coco_images: list[dict[str, object]] = []
+    annotations: list[dict[str, object]] = []
+    cat_id = dict(zip(CLASSES, COCO_CATEGORY_IDS, strict=True))
+    for img in images:
+        with open(os.path.join(out, "images", img.filename), "wb") as f:
+            f.write(img.jpeg)
+        coco_images.append({"id": img.image_id, "file_name": img.filename, "width": img.width, "height": img.height})
+        for o in img.objects:
+            x0, y0, x1, y1 = o.box
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": img.image_id,
+                    "category_id": cat_id[o.name],
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "area": (x1 - x0) * (y1 - y0),
+                    "iscrowd": 0,
+                }
+            )
+        yield img
+    doc = {
+        "info": {"description": "detx synthetic shapes", "version": "1"},
+        "images": coco_images,
+        "annotations": annotations,
+        "categories": [{"id": cat_id[c], "name": c, "supercategory": "shape"} for c in CLASSES],
+    }
+    with open(os.path.join(out, "annotations.json"), "w") as f:
+        json.dump(doc, f, indent=1)
+
+
+def voc_xml(img: SynthImage) -> bytes:
+    """The Pascal VOC annotation of one image (1-based inclusive pixel corners, as the VOC devkit)."""
+    root = ET.Element("annotation")
+    ET.SubElement(root, "folder").text = "JPEGImages"
+    ET.SubElement(root, "filename").text = img.filename
+    size = ET.SubElement(root, "size")
+    for tag, value in (("width", img.width), ("height", img.height), ("depth", 3)):
+        ET.SubElement(size, tag).text = str(value)
+    for o in img.objects:
+        obj = ET.SubElement(root, "object")
+        ET.SubElement(obj, "name").text = o.name
+        ET.SubElement(obj, "pose").text = "Unspecified"
+        ET.SubElement(obj, "truncated").text = "0"
+        ET.SubElement(obj, "difficult").text = "0"
+        bnd = ET.SubElement(obj, "bndbox")
+        x0, y0, x1, y1 = o.box
+        for tag, value in (("xmin", x0 + 1), ("ymin", y0 + 1), ("xmax", x1), ("ymax", y1)):
+            ET.SubElement(bnd, tag).text = str(value)
+    ET.indent(root)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+
+
+def _write_voc(out: str, images: Iterator[SynthImage]) -> Iterator[SynthImage]:
+    for sub in ("Annotations", "JPEGImages", os.path.join("ImageSets", "Main")):
+        os.makedirs(os.path.join(out, sub))
+    stems: list[str] = []
+    for img in images:
+        with open(os.path.join(out, "JPEGImages", img.filename), "wb") as f:
+            f.write(img.jpeg)
+        with open(os.path.join(out, "Annotations", f"{img.stem}.xml"), "wb") as f:
+            f.write(voc_xml(img))
+        stems.append(img.stem)
+        yield img
+    with open(os.path.join(out, "ImageSets", "Main", "trainval.txt"), "w") as f:
+        f.write("".join(f"{s}\n" for s in stems))
+    label_map().write(os.path.join(out, LABEL_MAP_FILENAME))
+
+
+def _write_tfrecord(out: str, images: Iterator[SynthImage]) -> Iterator[SynthImage]:
+    # Imported here: TensorFlow costs seconds to import and the other formats do not need it.
+    import tensorflow as tf
+
+    from components.data.tfrecord_source import od_api_example
+
+    os.makedirs(out)
+    with tf.io.TFRecordWriter(os.path.join(out, TFRECORD_FILENAME)) as writer:
+        for img in images:
+            writer.write(od_api_example(img).SerializeToString())
+            yield img
+    label_map().write(os.path.join(out, LABEL_MAP_FILENAME))
+
+
+_WRITERS: dict[str, Callable[[str, Iterator[SynthImage]], Iterator[SynthImage]]] = {
+    "coco": _write_coco,
+    "voc": _write_voc,
+    "tfrecord": _write_tfrecord,
+}
+
+
+def write_dataset(
+    out_dir: str,
+    config: SynthConfig,
+    fmt: str,
+    progress: Callable[[int], None] | None = None,
+) -> SynthSummary:
+    """Generates a dataset and writes it to `out_dir` in one of the three formats.
+
+    The dataset is written into a temporary sibling directory and renamed into
+    place at the end, so an interrupted run leaves nothing at `out_dir`.
+
+    Args:
+        out_dir: where the dataset goes; must not exist or be empty.
+        config: what to draw.
+        fmt: "coco", "voc" or "tfrecord".
+        progress: called with the number of images written so far.
+
+    Raises:
+        ValueError: unknown format.
+        FileExistsError: `out_dir` exists and is not empty.
+    """
+    if fmt not in _WRITERS:
+        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    out_dir = os.path.abspath(out_dir)
+    if os.path.exists(out_dir) and os.listdir(out_dir):
+        raise FileExistsError(f"{out_dir} exists and is not empty; choose a new directory or remove it")
+    parent = os.path.dirname(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.", dir=parent)
+    counts: Counter[str] = Counter()
+    num_images = num_empty = 0
+    try:
+        target = os.path.join(staging, "data")
+        for img in _WRITERS[fmt](target, generate(config)):
+            num_images += 1
+            num_empty += not img.objects
+            counts.update(o.name for o in img.objects)
+            if progress is not None:
+                progress(num_images)
+        if os.path.exists(out_dir):
+            os.rmdir(out_dir)
+        os.rename(target, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return SynthSummary(
+        out_dir=out_dir,
+        format=fmt,
+        num_images=num_images,
+        num_boxes=sum(counts.values()),
+        num_empty=num_empty,
+        boxes_per_class={c: counts[c] for c in CLASSES},
+    )

@@ -1,0 +1,1 @@
+"""DataGate: stops the pipeline before training when ExampleValidator found anomalies."""

@@ -1,0 +1,224 @@
+"""DetectionExampleGen's executor: reads, checks and converts records in Beam, quarantines the bad ones."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import apache_beam as beam
+import tensorflow as tf
+from absl import logging
+from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
+from tfx.types import artifact_utils, standard_component_specs
+
+from components.data.coco import scan_coco
+from components.data.label_map import LABEL_MAP_FILENAME
+from components.data.records import Converted, DataLimits, Reject, RejectReason, SourceRecord, build_example
+from components.data.scan import DatasetError, Scan
+from components.data.tfrecord_source import parse_od_example, scan_tfrecords
+from components.data.voc import scan_voc
+from components.example_gen.options import IngestOptions
+from components.example_gen.report import (
+    QUARANTINE_FILENAME,
+    SUMMARY_FILENAME,
+    IngestSummary,
+    QuarantineLimitExceeded,
+)
+
+_REJECTS = "rejects"
+_NOTES = "notes"
+_PARTS_DIR = ".detx-parts"
+
+
+def scan_source(options: IngestOptions, input_base: str, pattern: str) -> Scan:
+    """Reads the annotations of a dataset in any of the three formats.
+
+    Raises:
+        DatasetError: the dataset cannot be read at all.
+    """
+    if options.data_format == "coco":
+        matches = sorted(tf.io.gfile.glob(os.path.join(input_base, pattern)))
+        if len(matches) != 1:
+            raise DatasetError(
+                f"expected exactly one COCO annotation file matching {os.path.join(input_base, pattern)}, "
+                f"found {len(matches)}{': ' + ', '.join(matches) if matches else ''}"
+            )
+        return scan_coco(matches[0], os.path.join(input_base, options.resolved_image_dir))
+    if options.data_format == "voc":
+        return scan_voc(input_base, pattern, options.resolved_image_dir)
+    return scan_tfrecords(input_base, pattern)
+
+
+class _ConvertFn(beam.DoFn):  # type: ignore[misc]
+    """Converts records to tf.Examples; rejects and conversion notes go to tagged outputs."""
+
+    def __init__(self, scan: Scan, limits: DataLimits) -> None:
+        super().__init__()
+        self._scan = scan
+        self._limits = limits
+
+    def process(self, record: SourceRecord | Reject) -> Iterator[Any]:
+        if isinstance(record, Reject):
+            yield beam.pvalue.TaggedOutput(_REJECTS, record.to_json())
+            return
+        if record.image_id in self._scan.duplicate_ids:
+            detail = f"image id {record.image_id!r} occurs more than once in the records; give every image a unique id"
+            reject = Reject(record.image_id, record.annotation_file, RejectReason.DUPLICATE_IMAGE_ID, detail)
+            yield beam.pvalue.TaggedOutput(_REJECTS, reject.to_json())
+            return
+        result = build_example(record, self._scan.resolve, self._scan.label_map, self._limits)
+        if isinstance(result, Converted):
+            note = {"boxes": len(result.example.features.feature["image/object/bbox/xmin"].float_list.value)}
+            if result.conversion:
+                note["conversion"] = result.conversion  # type: ignore[assignment]
+            note["clipped"] = result.num_clipped
+            yield beam.pvalue.TaggedOutput(_NOTES, json.dumps(note))
+            yield result.example
+        else:
+            yield beam.pvalue.TaggedOutput(_REJECTS, result.to_json())
+
+
+def _parse_tfrecord(item: tuple[str, bytes]) -> SourceRecord | Reject:
+    filename, raw = item
+    return parse_od_example(raw, filename, f"{os.path.basename(filename)}:?")
+
+
+class Executor(BaseExampleGenExecutor):
+    """Converts COCO, VOC or OD API TFRecords into checked OD API tf.Examples.
+
+    On top of TFX's ExampleGen (hash split, GZIP TFRecords per split) it
+    writes, next to the splits: `label_map.pbtxt`, `quarantine.jsonl` (one line
+    per rejected record: image id, file, reason, detail) and
+    `ingest_summary.json` (counts). It fails the component, and removes the
+    splits it wrote, when the quarantined share passes the configured limit.
+    """
+
+    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+        """Returns the PTransform that turns the scanned source into tf.Examples."""
+        scan, options, parts_dir = self._scan, self._options, self._parts_dir
+        limits = DataLimits(max_pixels=options.max_pixels, clip_tolerance_px=options.clip_tolerance_px)
+
+        @beam.ptransform_fn  # type: ignore[misc]
+        def _to_examples(pipeline: beam.Pipeline, exec_properties: dict[str, Any], split_pattern: str) -> Any:
+            del exec_properties, split_pattern  # The scan already resolved the input.
+            if scan.tfrecord_files:
+                records = (
+                    pipeline
+                    | "ListFiles" >> beam.Create(list(scan.tfrecord_files))
+                    | "ReadRecords" >> beam.io.ReadAllFromTFRecord(with_filename=True)
+                    | "ParseODExamples" >> beam.Map(_parse_tfrecord)
+                )
+            else:
+                # reshuffle spreads the conversion over workers on distributed runners.
+                records = pipeline | "ListRecords" >> beam.Create(list(scan.records), reshuffle=True)
+            outputs = records | "Convert" >> beam.ParDo(_ConvertFn(scan, limits)).with_outputs(
+                _REJECTS, _NOTES, main="examples"
+            )
+            _ = outputs[_REJECTS] | "WriteRejects" >> beam.io.WriteToText(os.path.join(parts_dir, "rejects"))
+            _ = (
+                outputs[_NOTES]
+                | "SummarizeNotes" >> beam.CombineGlobally(_NoteCounter())
+                | "WriteNotes" >> beam.io.WriteToText(os.path.join(parts_dir, "notes"))
+            )
+            return outputs["examples"]
+
+        return _to_examples
+
+    def Do(
+        self,
+        input_dict: dict[str, list[Any]],
+        output_dict: dict[str, list[Any]],
+        exec_properties: dict[str, Any],
+    ) -> None:
+        """Scans the source, runs the Beam conversion, writes the reports and applies the limit."""
+        self._options = IngestOptions.from_custom_config(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY))
+        examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
+        input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+        input_config = json.loads(exec_properties[standard_component_specs.INPUT_CONFIG_KEY])
+        pattern = input_config["splits"][0]["pattern"]
+        self._scan = scan_source(self._options, input_base, pattern)
+        self._parts_dir = os.path.join(examples.uri, _PARTS_DIR)
+        logging.info(
+            "DetectionExampleGen: %d %s records under %s, %d rejected while reading annotations",
+            self._scan.num_records,
+            self._options.data_format,
+            input_base,
+            len(self._scan.rejects),
+        )
+        try:
+            super().Do(input_dict, output_dict, exec_properties)
+            rejects = list(self._scan.rejects) + [Reject.from_json(line) for line in _read_parts(self._parts_dir, "rejects")]
+            notes = Counter[str]()
+            for line in _read_parts(self._parts_dir, "notes"):
+                notes.update(json.loads(line))
+        finally:
+            if tf.io.gfile.exists(self._parts_dir):
+                tf.io.gfile.rmtree(self._parts_dir)
+
+        summary = IngestSummary.build(
+            data_format=self._options.data_format,
+            input_base=input_base,
+            num_records=self._scan.num_records,
+            rejects=rejects,
+            notes=notes,
+            category_ids=dict(self._scan.category_ids),
+            max_rejected_fraction=self._options.max_rejected_fraction,
+        )
+        logging.info("DetectionExampleGen: %s", summary.one_line())
+        if summary.over_limit:
+            # TFX deletes a failed component's output folder, so the report goes
+            # beside it, where the user can still read it after the run stopped.
+            report_dir = failure_report_dir(examples.uri)
+            write_reports(report_dir, rejects, summary)
+            raise QuarantineLimitExceeded(summary.limit_message(os.path.join(report_dir, QUARANTINE_FILENAME)))
+        write_reports(examples.uri, rejects, summary)
+        self._scan.label_map.write(os.path.join(examples.uri, LABEL_MAP_FILENAME))
+        summary.set_custom_properties(examples)
+
+
+def failure_report_dir(examples_uri: str) -> str:
+    """Where the reports of a run stopped by the quarantine limit are kept."""
+    return examples_uri.rstrip("/") + ".rejected"
+
+
+def write_reports(directory: str, rejects: list[Reject], summary: IngestSummary) -> None:
+    """Writes `quarantine.jsonl` (every rejected record) and `ingest_summary.json`."""
+    tf.io.gfile.makedirs(directory)
+    with tf.io.gfile.GFile(os.path.join(directory, QUARANTINE_FILENAME), "w") as f:
+        f.write("".join(r.to_json() + "\n" for r in sorted(rejects, key=lambda r: (r.image_id, r.file))))
+    with tf.io.gfile.GFile(os.path.join(directory, SUMMARY_FILENAME), "w") as f:
+        f.write(summary.to_json())
+
+
+class _NoteCounter(beam.CombineFn):  # type: ignore[misc]
+    """Sums the per-example conversion notes into one JSON object."""
+
+    def create_accumulator(self) -> Counter[str]:
+        return Counter()
+
+    def add_input(self, acc: Counter[str], note: str) -> Counter[str]:
+        d = json.loads(note)
+        acc["examples"] += 1
+        acc["boxes"] += d["boxes"]
+        acc["boxes_clipped"] += d["clipped"]
+        if "conversion" in d:
+            acc[f"converted:{d['conversion']}"] += 1
+        return acc
+
+    def merge_accumulators(self, accumulators: Any) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for acc in accumulators:
+            total.update(acc)
+        return total
+
+    def extract_output(self, acc: Counter[str]) -> str:
+        return json.dumps(dict(acc), sort_keys=True)
+
+
+def _read_parts(parts_dir: str, prefix: str) -> Iterator[str]:
+    for path in sorted(tf.io.gfile.glob(os.path.join(parts_dir, f"{prefix}-*"))):
+        with tf.io.gfile.GFile(path) as f:
+            yield from (line for line in f.read().splitlines() if line.strip())

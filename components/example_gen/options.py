@@ -1,0 +1,71 @@
+"""DetectionExampleGen's settings, and how they travel through TFX's `custom_config` proto."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2
+
+FORMATS = ("coco", "voc", "tfrecord")
+
+# Where each format's annotations are, relative to the input base: this is the
+# ExampleGen's input split pattern, which also fingerprints the input for caching.
+DEFAULT_PATTERNS = {"coco": "annotations.json", "voc": "Annotations/*.xml", "tfrecord": "*.*record*"}
+
+
+@dataclasses.dataclass(frozen=True)
+class IngestOptions:
+    """How DetectionExampleGen reads and checks a dataset.
+
+    Attributes:
+        data_format: "coco", "voc" or "tfrecord".
+        image_dir: folder of the images relative to the input base ("" picks
+            the format's convention: images/ for COCO, JPEGImages/ for VOC).
+        max_rejected_fraction: the run fails when more than this share of the
+            records is quarantined (0.01 = 1%).
+        max_pixels: larger images are quarantined.
+        clip_tolerance_px: boxes may overshoot the image by this much and are clipped.
+    """
+
+    data_format: str = "coco"
+    image_dir: str = ""
+    max_rejected_fraction: float = 0.01
+    max_pixels: int = 40_000_000
+    clip_tolerance_px: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.data_format not in FORMATS:
+            raise ValueError(f"unknown data format {self.data_format!r}; choose one of {', '.join(FORMATS)}")
+        if not 0.0 <= self.max_rejected_fraction <= 1.0:
+            raise ValueError(f"max_rejected_fraction must be in [0, 1], got {self.max_rejected_fraction}")
+        if self.max_pixels <= 0:
+            raise ValueError(f"max_pixels must be positive, got {self.max_pixels}")
+
+    @property
+    def resolved_image_dir(self) -> str:
+        """The image folder, with the format's default filled in."""
+        return self.image_dir or {"coco": "images", "voc": "JPEGImages"}.get(self.data_format, "")
+
+    def to_struct(self) -> struct_pb2.Struct:
+        """Packs the options into a Struct for `example_gen_pb2.CustomConfig`."""
+        s = struct_pb2.Struct()
+        s.update(dataclasses.asdict(self))
+        return s
+
+    @classmethod
+    def from_custom_config(cls, custom_config_json: str | None) -> IngestOptions:
+        """Reads the options back from the executor's `custom_config` exec property (JSON)."""
+        if not custom_config_json:
+            return cls()
+        doc: dict[str, Any] = json.loads(custom_config_json)
+        packed = doc.get("customConfig") or doc.get("custom_config") or {}
+        struct = struct_pb2.Struct()
+        json_format.ParseDict(packed.get("value", {}), struct)
+        values = json_format.MessageToDict(struct)
+        fields = {f.name: f.type for f in dataclasses.fields(cls)}
+        kwargs: dict[str, Any] = {k: v for k, v in values.items() if k in fields}
+        if "max_pixels" in kwargs:  # Struct stores every number as a double.
+            kwargs["max_pixels"] = int(kwargs["max_pixels"])
+        return cls(**kwargs)

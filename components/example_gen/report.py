@@ -1,0 +1,143 @@
+"""Ingestion summary and quarantine limit: the counts a user sees after DetectionExampleGen."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from components.data.records import Reject
+
+QUARANTINE_FILENAME = "quarantine.jsonl"
+SUMMARY_FILENAME = "ingest_summary.json"
+_SHOWN_REJECTS = 10
+
+
+class QuarantineLimitExceeded(RuntimeError):
+    """Too large a share of the dataset was quarantined: the run stops before anything trains on it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class IngestSummary:
+    """Counts of one ingestion.
+
+    Attributes:
+        data_format: the source format.
+        input_base: where the data came from.
+        num_records: records in the source (images, plus orphan annotations).
+        num_examples: tf.Examples written.
+        num_boxes: boxes in the written examples.
+        num_rejected: records quarantined.
+        rejects_by_reason: quarantined records per reason.
+        conversions: images re-encoded to RGB, per kind (e.g. "png/rgba->rgb").
+        boxes_clipped: boxes clipped to the image within the tolerance.
+        category_ids: source category key to label id.
+        max_rejected_fraction: the configured limit.
+        first_rejects: the first rejects, for messages.
+    """
+
+    data_format: str
+    input_base: str
+    num_records: int
+    num_examples: int
+    num_boxes: int
+    num_rejected: int
+    rejects_by_reason: dict[str, int]
+    conversions: dict[str, int]
+    boxes_clipped: int
+    category_ids: dict[str, int]
+    max_rejected_fraction: float
+    first_rejects: tuple[Reject, ...] = ()
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        data_format: str,
+        input_base: str,
+        num_records: int,
+        rejects: Sequence[Reject],
+        notes: Mapping[str, int],
+        category_ids: dict[str, int],
+        max_rejected_fraction: float,
+    ) -> IngestSummary:
+        """Assembles the summary from the rejects and the summed conversion notes."""
+        ordered = sorted(rejects, key=lambda r: (r.image_id, r.file))
+        return cls(
+            data_format=data_format,
+            input_base=input_base,
+            num_records=num_records,
+            num_examples=int(notes.get("examples", 0)),
+            num_boxes=int(notes.get("boxes", 0)),
+            num_rejected=len(rejects),
+            rejects_by_reason=dict(sorted(Counter(r.reason.value for r in rejects).items())),
+            conversions={k.split(":", 1)[1]: int(v) for k, v in sorted(notes.items()) if k.startswith("converted:")},
+            boxes_clipped=int(notes.get("boxes_clipped", 0)),
+            category_ids=category_ids,
+            max_rejected_fraction=max_rejected_fraction,
+            first_rejects=tuple(ordered[:_SHOWN_REJECTS]),
+        )
+
+    @property
+    def rejected_fraction(self) -> float:
+        """Share of the source's records that were quarantined."""
+        return self.num_rejected / self.num_records if self.num_records else 0.0
+
+    @property
+    def over_limit(self) -> bool:
+        """True when the quarantined share passes the limit."""
+        return self.rejected_fraction > self.max_rejected_fraction
+
+    def one_line(self) -> str:
+        """A one-line account, e.g. for logs."""
+        reasons = ", ".join(f"{k}={v}" for k, v in self.rejects_by_reason.items()) or "none"
+        return (
+            f"{self.num_examples} examples with {self.num_boxes} boxes from {self.num_records} {self.data_format} "
+            f"records; {self.num_rejected} quarantined ({self.rejected_fraction:.1%}; {reasons}); "
+            f"{sum(self.conversions.values())} images converted to RGB; {self.boxes_clipped} boxes clipped"
+        )
+
+    def limit_message(self, quarantine_path: str) -> str:
+        """The error a user sees when the limit stops the run."""
+        lines = [
+            f"{self.num_rejected} of {self.num_records} records ({self.rejected_fraction:.1%}) were quarantined, "
+            f"more than the limit of {self.max_rejected_fraction:.1%}; the run stopped before validation "
+            "and training.",
+            "Reasons: " + ", ".join(f"{k}: {v}" for k, v in self.rejects_by_reason.items()),
+        ]
+        lines += [f"  {r.reason.value}: {r.detail}" for r in self.first_rejects]
+        if self.num_rejected > len(self.first_rejects):
+            lines.append(f"  ... and {self.num_rejected - len(self.first_rejects)} more")
+        lines.append(
+            f"Every rejected record is listed in {quarantine_path}. Fix or remove those records, or, if this "
+            "share is acceptable, raise the limit (--max-rejected-fraction)."
+        )
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (without the sample of rejects, which the quarantine file holds)."""
+        d = dataclasses.asdict(self)
+        d.pop("first_rejects")
+        d["rejected_fraction"] = self.rejected_fraction
+        return d
+
+    def to_json(self) -> str:
+        """Serializes the summary."""
+        return json.dumps(self.to_dict(), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> IngestSummary:
+        """Reads a summary written by `to_json`."""
+        d = json.loads(text)
+        d.pop("rejected_fraction", None)
+        return cls(**d)
+
+    def set_custom_properties(self, artifact: Any) -> None:
+        """Records the counts on the Examples artifact, so ML Metadata holds them too."""
+        artifact.set_int_custom_property("detx_num_records", self.num_records)
+        artifact.set_int_custom_property("detx_num_examples", self.num_examples)
+        artifact.set_int_custom_property("detx_num_boxes", self.num_boxes)
+        artifact.set_int_custom_property("detx_num_rejected", self.num_rejected)
+        artifact.set_string_custom_property("detx_data_format", self.data_format)

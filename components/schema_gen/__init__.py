@@ -1,0 +1,1 @@
+"""DetectionSchemaGen: the curated detection schema, specialised to the dataset's label map."""

@@ -1,0 +1,1 @@
+"""The detx pipeline: configuration, `create_pipeline`, runners and the `detx` command line."""

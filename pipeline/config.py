@@ -1,0 +1,79 @@
+"""Pipeline configuration: frozen dataclasses with the defaults a first run needs.
+
+Paths that differ per environment (project directory, pipeline root, metadata
+database) are not here: the runners resolve them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping
+from types import MappingProxyType
+
+
+class Stage(enum.Enum):
+    """How far a pipeline run goes; each stage includes the ones before it."""
+
+    VALIDATION = "validation"  # ExampleGen, StatisticsGen, SchemaGen, ExampleValidator, DataGate
+
+    @classmethod
+    def parse(cls, value: str) -> Stage:
+        """Reads a stage name, with a message listing the valid ones."""
+        try:
+            return cls(value)
+        except ValueError:
+            raise ValueError(f"unknown stage {value!r}; choose one of {', '.join(s.value for s in cls)}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where the labelled data is and how it is ingested.
+
+    Attributes:
+        path: the dataset folder (local or any TensorFlow file system path).
+        format: "coco", "voc" or "tfrecord".
+        pattern: annotation files relative to `path`; None uses the format's convention.
+        image_dir: image folder relative to `path`; "" uses the format's convention.
+        splits: split name to hash buckets of the image id (4:1 is an 80/20 split).
+        max_rejected_fraction: the run stops when more of the data is quarantined.
+        max_pixels: images with more pixels are quarantined.
+    """
+
+    path: str
+    format: str = "coco"
+    pattern: str | None = None
+    image_dir: str = ""
+    splits: Mapping[str, int] = dataclasses.field(default_factory=lambda: MappingProxyType({"train": 4, "eval": 1}))
+    max_rejected_fraction: float = 0.01
+    max_pixels: int = 40_000_000
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """Everything `create_pipeline` needs besides paths.
+
+    Attributes:
+        name: the pipeline name (ML Metadata context, KFP pipeline name).
+        data: the dataset.
+        schema_file: a schema template replacing detx's own ("" = detx's).
+        stop_after: the last stage to run.
+        enable_cache: reuse results of unchanged components.
+    """
+
+    data: DataConfig
+    name: str = "detx"
+    schema_file: str = ""
+    stop_after: Stage = Stage.VALIDATION
+    enable_cache: bool = True
+
+
+def local_beam_args() -> list[str]:
+    """Beam arguments for local runs: the DirectRunner's own engine, in process.
+
+    `FnApiRunner` is the engine Beam's DirectRunner picks for batch pipelines.
+    Naming it directly skips Beam 2.72's first attempt to download and start
+    the Prism runner from GitHub, which fails offline and would make local
+    runs depend on the network where it does not.
+    """
+    return ["--runner=FnApiRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1"]

@@ -1,0 +1,154 @@
+"""Runs the pipeline on the embedded default: LocalDagRunner, Beam DirectRunner, SQLite ML Metadata.
+
+Paths are resolved here, under one project directory:
+
+    <project>/pipeline_root/   artifacts
+    <project>/metadata.sqlite  ML Metadata
+    <project>/logs/            full logs of each run
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from pipeline.config import PipelineConfig, local_beam_args
+
+
+@dataclasses.dataclass(frozen=True)
+class ProjectPaths:
+    """Where a local project keeps its artifacts, metadata and logs."""
+
+    project_dir: str
+
+    @property
+    def pipeline_root(self) -> str:
+        """Root of the pipeline's artifacts."""
+        return os.path.join(self.project_dir, "pipeline_root")
+
+    @property
+    def metadata_path(self) -> str:
+        """The SQLite ML Metadata database."""
+        return os.path.join(self.project_dir, "metadata.sqlite")
+
+    @property
+    def log_dir(self) -> str:
+        """Where run logs go."""
+        return os.path.join(self.project_dir, "logs")
+
+
+_RUNNING = re.compile(r"Component (\S+) is running\.")
+_FINISHED = re.compile(r"Component (\S+) is finished\.")
+_CACHED = re.compile(r"A cached execution (\d+) is used\.")
+
+
+class PipelineRunFailed(RuntimeError):
+    """A component failed; carries which one, why, and where the full log is.
+
+    Attributes:
+        node: the component id that failed (None if the run failed before any started).
+        cause: what the component raised.
+        log_path: the run's full log.
+    """
+
+    def __init__(self, node: str | None, cause: BaseException, log_path: str) -> None:
+        super().__init__(f"{node or 'the pipeline'} failed: {cause}")
+        self.node, self.cause, self.log_path = node, cause, log_path
+
+
+class _ProgressHandler(logging.Handler):
+    """Turns LocalDagRunner's log lines into one progress line per component."""
+
+    def __init__(self, echo: Callable[[str], None], total: int) -> None:
+        super().__init__(level=logging.INFO)
+        self._echo, self._total = echo, total
+        self._index = 0
+        self.node: str | None = None
+        self._started = 0.0
+        self._cached = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if m := _RUNNING.search(message):
+            self._index += 1
+            self.node, self._started, self._cached = m.group(1), time.monotonic(), False
+            self._echo(f"[{self._index}/{self._total}] {self.node} ...")
+        elif _CACHED.search(message):
+            self._cached = True
+        elif (m := _FINISHED.search(message)) and m.group(1) == self.node:
+            took = "cached" if self._cached else f"{time.monotonic() - self._started:.1f} s"
+            self._echo(f"[{self._index}/{self._total}] {self.node} done ({took})")
+
+
+@contextmanager
+def _captured_logs(
+    log_path: str, echo: Callable[[str], None], total: int, verbose: bool
+) -> Iterator[_ProgressHandler]:
+    """Sends all logs to a file (and the terminal only if verbose), and progress lines to `echo`."""
+    root, absl_logger = logging.getLogger(), logging.getLogger("absl")
+    file_handler = logging.FileHandler(log_path)
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    progress = _ProgressHandler(echo, total)
+    saved = (list(root.handlers), root.level, absl_logger.level)
+    # absl installs its handler on the root logger and Beam logs through it:
+    # without verbose, every INFO line of every component goes to the file only.
+    root.handlers[:] = [*saved[0], file_handler] if verbose else [file_handler]
+    root.setLevel(logging.INFO)
+    absl_logger.setLevel(logging.INFO)
+    absl_logger.addHandler(progress)
+    try:
+        yield progress
+    finally:
+        absl_logger.removeHandler(progress)
+        absl_logger.setLevel(saved[2])
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        file_handler.close()
+
+
+def run_local(
+    config: PipelineConfig,
+    project_dir: str,
+    echo: Callable[[str], None] = print,
+    verbose: bool = False,
+) -> str:
+    """Builds and runs the pipeline with LocalDagRunner.
+
+    Args:
+        config: what to run.
+        project_dir: the project directory (created if missing).
+        echo: where progress lines go.
+        verbose: also print TFX's own logs.
+
+    Returns:
+        The path of the run's full log.
+
+    Raises:
+        PipelineRunFailed: a component failed; TFX removed its output folder
+            and recorded the execution as failed in ML Metadata.
+    """
+    from tfx import v1 as tfx
+
+    from pipeline.pipeline import create_pipeline
+
+    paths = ProjectPaths(os.path.abspath(project_dir))
+    os.makedirs(paths.log_dir, exist_ok=True)
+    log_path = os.path.join(paths.log_dir, time.strftime("run-%Y%m%d-%H%M%S.log"))
+    pipeline = create_pipeline(
+        config,
+        pipeline_root=paths.pipeline_root,
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(paths.metadata_path),
+        beam_pipeline_args=local_beam_args(),
+    )
+    with _captured_logs(log_path, echo, len(pipeline.components), verbose) as progress:
+        try:
+            tfx.orchestration.LocalDagRunner().run(pipeline)
+        except Exception as e:
+            logging.getLogger(__name__).exception("the run failed")
+            raise PipelineRunFailed(progress.node, e, log_path) from e
+    return log_path

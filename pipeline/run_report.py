@@ -1,0 +1,128 @@
+"""What the last local run did, read back from ML Metadata and its artifacts, as a short summary."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+
+import tensorflow as tf
+import tensorflow_data_validation as tfdv
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+from components.data import features as F
+from components.example_gen.report import QUARANTINE_FILENAME, SUMMARY_FILENAME, IngestSummary
+
+_STATES = {v: k.lower() for k, v in metadata_store_pb2.Execution.State.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class ComponentRun:
+    """One component's execution in a pipeline run.
+
+    Attributes:
+        node: the component id.
+        state: "complete", "cached", "failed", ...
+        outputs: output key to artifact URIs.
+    """
+
+    node: str
+    state: str
+    outputs: dict[str, list[str]]
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitCounts:
+    """Examples and boxes of one split, from its statistics."""
+
+    split: str
+    num_examples: int
+    num_boxes: int
+    boxes_per_class: dict[str, int]
+
+
+def open_store(metadata_path: str) -> metadata_store.MetadataStore:
+    """Opens a SQLite ML Metadata database read-only."""
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = metadata_path
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    return metadata_store.MetadataStore(config)
+
+
+def latest_run(metadata_path: str, pipeline_name: str) -> list[ComponentRun]:
+    """The executions of the newest run of `pipeline_name`, in execution order.
+
+    Raises:
+        LookupError: the pipeline has never run in this database.
+    """
+    store = open_store(metadata_path)
+    runs = [
+        c
+        for c in store.get_contexts_by_type("pipeline_run")
+        if any(p.name == pipeline_name for p in store.get_parent_contexts_by_context(c.id))
+    ]
+    if not runs:
+        raise LookupError(f"pipeline {pipeline_name!r} has no runs in {metadata_path}")
+    run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
+    executions = sorted(store.get_executions_by_context(run.id), key=lambda e: e.id)
+    events = store.get_events_by_execution_ids([e.id for e in executions])
+    artifacts = {a.id: a for a in store.get_artifacts_by_id([ev.artifact_id for ev in events])}
+    result = []
+    for e in executions:
+        node = next(
+            (c.name.split(".", 1)[-1] for c in store.get_contexts_by_execution(e.id) if c.type == "node"),
+            e.type,
+        )
+        outputs: dict[str, list[str]] = {}
+        for ev in events:
+            if ev.execution_id == e.id and ev.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.PENDING_OUTPUT):
+                key = ev.path.steps[0].key if ev.path.steps else "?"
+                outputs.setdefault(key, []).append(artifacts[ev.artifact_id].uri)
+        result.append(ComponentRun(node, _STATES.get(e.last_known_state, "unknown"), outputs))
+    return result
+
+
+def split_counts(statistics_uri: str) -> list[SplitCounts]:
+    """Examples, boxes and boxes per class of each split, from StatisticsGen's output."""
+    counts = []
+    for path in sorted(tf.io.gfile.glob(os.path.join(statistics_uri, "Split-*", "FeatureStats.pb"))):
+        split = os.path.basename(os.path.dirname(path)).removeprefix("Split-")
+        stats = tfdv.load_stats_binary(path).datasets[0]
+        by_name = {"/".join(f.path.step): f for f in stats.features}
+        xmin = by_name.get(F.XMIN)
+        boxes = int(xmin.num_stats.common_stats.tot_num_values) if xmin is not None else 0
+        text = by_name.get(F.TEXT)
+        per_class = {v.value: int(v.frequency) for v in text.string_stats.top_values} if text is not None else {}
+        counts.append(SplitCounts(split, int(stats.num_examples), boxes, dict(sorted(per_class.items()))))
+    return counts
+
+
+def _output(runs: Sequence[ComponentRun], node: str, key: str) -> str | None:
+    for r in runs:
+        if r.node == node and r.outputs.get(key):
+            return r.outputs[key][0]
+    return None
+
+
+def format_summary(runs: Sequence[ComponentRun]) -> str:
+    """A short account of a validation run: data counts, quarantine, per-split counts, gate verdict."""
+    lines = []
+    examples_uri = _output(runs, "DetectionExampleGen", "examples")
+    if examples_uri and tf.io.gfile.exists(os.path.join(examples_uri, SUMMARY_FILENAME)):
+        with tf.io.gfile.GFile(os.path.join(examples_uri, SUMMARY_FILENAME)) as f:
+            ingest = IngestSummary.from_json(f.read())
+        lines.append(f"Data: {ingest.one_line()}")
+        if ingest.num_rejected:
+            lines.append(f"  quarantine report: {os.path.join(examples_uri, QUARANTINE_FILENAME)}")
+    stats_uri = _output(runs, "StatisticsGen", "statistics")
+    if stats_uri:
+        for c in split_counts(stats_uri):
+            per_class = ", ".join(f"{k} {v}" for k, v in c.boxes_per_class.items())
+            lines.append(f"  {c.split}: {c.num_examples} examples, {c.num_boxes} boxes ({per_class})")
+    gate = next((r for r in runs if r.node == "DataGate"), None)
+    if gate is not None and gate.state in ("complete", "cached"):
+        lines.append("Validation: no anomalies against the schema; DataGate passed.")
+    state = ", ".join(f"{r.node} {r.state}" for r in runs)
+    lines.append(f"Components: {state}")
+    return "\n".join(lines)
