@@ -90,14 +90,17 @@ def _captured_logs(
     log_path: str, echo: Callable[[str], None], total: int, verbose: bool
 ) -> Iterator[_ProgressHandler]:
     """Sends all logs to a file (and the terminal only if verbose), and progress lines to `echo`."""
-    root, absl_logger = logging.getLogger(), logging.getLogger("absl")
+    root, absl_logger, tf_logger = logging.getLogger(), logging.getLogger("absl"), logging.getLogger("tensorflow")
     file_handler = logging.FileHandler(log_path)
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     progress = _ProgressHandler(echo, total)
-    saved = (list(root.handlers), root.level, absl_logger.level)
-    # absl installs its handler on the root logger and Beam logs through it:
-    # without verbose, every INFO line of every component goes to the file only.
+    saved = (list(root.handlers), root.level, absl_logger.level, list(tf_logger.handlers))
+    # absl installs its handler on the root logger and Beam logs through it;
+    # TensorFlow's logger has a handler of its own. Without verbose, every line
+    # of every component goes to the file only.
     root.handlers[:] = [*saved[0], file_handler] if verbose else [file_handler]
+    if not verbose:
+        tf_logger.handlers[:] = [file_handler]
     root.setLevel(logging.INFO)
     absl_logger.setLevel(logging.INFO)
     absl_logger.addHandler(progress)
@@ -108,6 +111,7 @@ def _captured_logs(
         absl_logger.setLevel(saved[2])
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
+        tf_logger.handlers[:] = saved[3]
         file_handler.close()
 
 
