@@ -29,9 +29,7 @@ def data() -> None:
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="New dataset folder.")
 @click.option("--images", "num_images", default=200, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=0, show_default=True, type=int, help="Same seed, same bytes.")
-@click.option(
-    "--format", "fmt", default="coco", show_default=True, type=click.Choice(["coco", "voc", "tfrecord"])
-)
+@click.option("--format", "fmt", default="coco", show_default=True, type=click.Choice(["coco", "voc", "tfrecord"]))
 @click.option("--width", default=640, show_default=True, type=click.IntRange(min=64))
 @click.option("--height", default=480, show_default=True, type=click.IntRange(min=64))
 def synth(out_dir: str, num_images: int, seed: int, fmt: str, width: int, height: int) -> None:

@@ -86,9 +86,7 @@ class _ProgressHandler(logging.Handler):
 
 
 @contextmanager
-def _captured_logs(
-    log_path: str, echo: Callable[[str], None], total: int, verbose: bool
-) -> Iterator[_ProgressHandler]:
+def _captured_logs(log_path: str, echo: Callable[[str], None], total: int, verbose: bool) -> Iterator[_ProgressHandler]:
     """Sends all logs to a file (and the terminal only if verbose), and progress lines to `echo`."""
     root, absl_logger, tf_logger = logging.getLogger(), logging.getLogger("absl"), logging.getLogger("tensorflow")
     file_handler = logging.FileHandler(log_path)

@@ -76,7 +76,10 @@ def latest_run(metadata_path: str, pipeline_name: str) -> list[ComponentRun]:
         )
         outputs: dict[str, list[str]] = {}
         for ev in events:
-            if ev.execution_id == e.id and ev.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.PENDING_OUTPUT):
+            if ev.execution_id == e.id and ev.type in (
+                metadata_store_pb2.Event.OUTPUT,
+                metadata_store_pb2.Event.PENDING_OUTPUT,
+            ):
                 key = ev.path.steps[0].key if ev.path.steps else "?"
                 outputs.setdefault(key, []).append(artifacts[ev.artifact_id].uri)
         result.append(ComponentRun(node, _STATES.get(e.last_known_state, "unknown"), outputs))

@@ -39,9 +39,7 @@ def _build_message_class() -> Any:
     optional = descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL
     item.field.add(name="name", number=1, type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING, label=optional)
     item.field.add(name="id", number=2, type=descriptor_pb2.FieldDescriptorProto.TYPE_INT32, label=optional)
-    item.field.add(
-        name="display_name", number=3, type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING, label=optional
-    )
+    item.field.add(name="display_name", number=3, type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING, label=optional)
     container = file_proto.message_type.add(name="StringIntLabelMap")
     container.field.add(
         name="item",

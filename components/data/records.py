@@ -30,7 +30,7 @@ from components.data.label_map import LabelMap
 Image.MAX_IMAGE_PIXELS = None
 
 
-class RejectReason(str, enum.Enum):
+class RejectReason(enum.StrEnum):
     """Why a record went to quarantine; the value is what reports and summaries show."""
 
     MISSING_IMAGE = "missing_image"

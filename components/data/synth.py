@@ -155,7 +155,9 @@ def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
-def _draw(draw: ImageDraw.ImageDraw, name: str, box: tuple[int, int, int, int], colour: tuple[int, ...], up: bool) -> None:
+def _draw(
+    draw: ImageDraw.ImageDraw, name: str, box: tuple[int, int, int, int], colour: tuple[int, ...], up: bool
+) -> None:
     # Pillow's shape coordinates are inclusive pixel indices, hence the -1s.
     x0, y0, x1, y1 = box
     if name == "circle":

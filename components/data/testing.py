@@ -138,8 +138,13 @@ def add_crowded_tfrecord(dataset_dir: str, num_boxes: int = 101, image_id: str =
     side = int(np.ceil(np.sqrt(num_boxes)))
     cell = 640 // side
     boxes = tuple(
-        SourceBox(1 + i % 3, (i % side) * cell, (i // side) * cell * 0.75, (i % side) * cell + cell - 2,
-                  (i // side) * cell * 0.75 + cell * 0.75 - 2)
+        SourceBox(
+            1 + i % 3,
+            (i % side) * cell,
+            (i // side) * cell * 0.75,
+            (i % side) * cell + cell - 2,
+            (i // side) * cell * 0.75 + cell * 0.75 - 2,
+        )
         for i in range(num_boxes)
     )
     arr = np.full((480, 640, 3), 120, dtype=np.uint8)

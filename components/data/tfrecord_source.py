@@ -136,7 +136,9 @@ def scan_tfrecords(input_dir: str, pattern: str = DEFAULT_PATTERN) -> Scan:
                 if isinstance(record, SourceRecord):
                     pairs.update((int(b.category), b.text or "") for b in record.boxes)
         except tf.errors.DataLossError as e:
-            raise DatasetError(f"{path} is not a readable TFRecord file (truncated or not TFRecord): {e.message}") from e
+            raise DatasetError(
+                f"{path} is not a readable TFRecord file (truncated or not TFRecord): {e.message}"
+            ) from e
     if num_records == 0:
         raise DatasetError(f"the TFRecord files {list(files)} hold no records")
     label_map_path = os.path.join(input_dir, LABEL_MAP_FILENAME)
@@ -163,7 +165,10 @@ def od_api_example(image: SynthImage) -> tf.train.Example:
     record = SourceRecord(
         image_id=image.stem,
         filename=image.filename,
-        boxes=tuple(SourceBox(CLASSES.index(o.name) + 1, *(float(v) for v in o.box)) for o in image.objects),
+        boxes=tuple(
+            SourceBox(CLASSES.index(o.name) + 1, float(o.box[0]), float(o.box[1]), float(o.box[2]), float(o.box[3]))
+            for o in image.objects
+        ),
         image_bytes=image.jpeg,
         declared_size=(image.width, image.height),
     )

@@ -11,13 +11,13 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 from components.data_gate.executor import Executor
 
 
-class DataGateResult(Artifact):  # type: ignore[misc]
+class DataGateResult(Artifact):
     """The gate's verdict: `gate_report.json` with the anomalies and their example counts."""
 
     TYPE_NAME = "detx.DataGateResult"
 
 
-class DataGateSpec(ComponentSpec):  # type: ignore[misc]
+class DataGateSpec(ComponentSpec):
     """Inputs, outputs and parameters of DataGate."""
 
     PARAMETERS = {"count_examples": ExecutionParameter(type=int, optional=True)}  # noqa: RUF012
@@ -29,7 +29,7 @@ class DataGateSpec(ComponentSpec):  # type: ignore[misc]
     OUTPUTS = {"result": ChannelParameter(type=DataGateResult)}  # noqa: RUF012
 
 
-class DataGate(base_component.BaseComponent):  # type: ignore[misc]
+class DataGate(base_component.BaseComponent):
     """Fails the run when ExampleValidator found any anomaly.
 
     TFX's ExampleValidator records anomalies but never fails, so a pipeline

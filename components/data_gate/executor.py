@@ -116,7 +116,7 @@ def gate_message(findings: list[Finding], schema_uri: str, anomalies_uri: str) -
     )
 
 
-class Executor(base_beam_executor.BaseBeamExecutor):  # type: ignore[misc]
+class Executor(base_beam_executor.BaseBeamExecutor):
     """Reads the anomalies; on any, counts them, writes the report and raises DataGateFailed."""
 
     def Do(

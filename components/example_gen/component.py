@@ -37,7 +37,7 @@ def split_config(splits: Mapping[str, int]) -> example_gen_pb2.Output:
     )
 
 
-class DetectionExampleGen(FileBasedExampleGen):  # type: ignore[misc]
+class DetectionExampleGen(FileBasedExampleGen):
     """Reads a detection dataset, quarantines bad records, and writes OD API tf.Examples."""
 
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
@@ -64,7 +64,9 @@ class DetectionExampleGen(FileBasedExampleGen):  # type: ignore[misc]
             input_base=input_base,
             input_config=example_gen_pb2.Input(
                 splits=[
-                    example_gen_pb2.Input.Split(name="single_split", pattern=pattern or DEFAULT_PATTERNS[options.data_format])
+                    example_gen_pb2.Input.Split(
+                        name="single_split", pattern=pattern or DEFAULT_PATTERNS[options.data_format]
+                    )
                 ]
             ),
             output_config=split_config(splits),

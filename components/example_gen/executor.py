@@ -52,7 +52,7 @@ def scan_source(options: IngestOptions, input_base: str, pattern: str) -> Scan:
     return scan_tfrecords(input_base, pattern)
 
 
-class _ConvertFn(beam.DoFn):  # type: ignore[misc]
+class _ConvertFn(beam.DoFn):
     """Converts records to tf.Examples; rejects and conversion notes go to tagged outputs."""
 
     def __init__(self, scan: Scan, limits: DataLimits) -> None:
@@ -101,7 +101,7 @@ class Executor(BaseExampleGenExecutor):
         scan, options, parts_dir = self._scan, self._options, self._parts_dir
         limits = DataLimits(max_pixels=options.max_pixels, clip_tolerance_px=options.clip_tolerance_px)
 
-        @beam.ptransform_fn  # type: ignore[misc]
+        @beam.ptransform_fn
         def _to_examples(pipeline: beam.Pipeline, exec_properties: dict[str, Any], split_pattern: str) -> Any:
             del exec_properties, split_pattern  # The scan already resolved the input.
             if scan.tfrecord_files:
@@ -134,7 +134,9 @@ class Executor(BaseExampleGenExecutor):
         exec_properties: dict[str, Any],
     ) -> None:
         """Scans the source, runs the Beam conversion, writes the reports and applies the limit."""
-        self._options = IngestOptions.from_custom_config(exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY))
+        self._options = IngestOptions.from_custom_config(
+            exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
+        )
         examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
         input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
         input_config = json.loads(exec_properties[standard_component_specs.INPUT_CONFIG_KEY])
@@ -150,7 +152,9 @@ class Executor(BaseExampleGenExecutor):
         )
         try:
             super().Do(input_dict, output_dict, exec_properties)
-            rejects = list(self._scan.rejects) + [Reject.from_json(line) for line in _read_parts(self._parts_dir, "rejects")]
+            rejects = list(self._scan.rejects) + [
+                Reject.from_json(line) for line in _read_parts(self._parts_dir, "rejects")
+            ]
             notes = Counter[str]()
             for line in _read_parts(self._parts_dir, "notes"):
                 notes.update(json.loads(line))
@@ -193,7 +197,7 @@ def write_reports(directory: str, rejects: list[Reject], summary: IngestSummary)
         f.write(summary.to_json())
 
 
-class _NoteCounter(beam.CombineFn):  # type: ignore[misc]
+class _NoteCounter(beam.CombineFn):
     """Sums the per-example conversion notes into one JSON object."""
 
     def create_accumulator(self) -> Counter[str]:

@@ -9,7 +9,7 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 from components.schema_gen.executor import Executor
 
 
-class DetectionSchemaGenSpec(ComponentSpec):  # type: ignore[misc]
+class DetectionSchemaGenSpec(ComponentSpec):
     """Inputs, outputs and parameters of DetectionSchemaGen."""
 
     PARAMETERS = {"schema_file": ExecutionParameter(type=str, optional=True)}  # noqa: RUF012
@@ -17,7 +17,7 @@ class DetectionSchemaGenSpec(ComponentSpec):  # type: ignore[misc]
     OUTPUTS = {"schema": ChannelParameter(type=standard_artifacts.Schema)}  # noqa: RUF012
 
 
-class DetectionSchemaGen(base_component.BaseComponent):  # type: ignore[misc]
+class DetectionSchemaGen(base_component.BaseComponent):
     """Writes the curated schema, specialised to the label map that travels with the examples.
 
     Unlike the stock SchemaGen, which infers a schema from whatever the data

@@ -52,7 +52,7 @@ def specialise(template: schema_pb2.Schema, label_map: LabelMap) -> schema_pb2.S
     return schema
 
 
-class Executor(base_executor.BaseExecutor):  # type: ignore[misc]
+class Executor(base_executor.BaseExecutor):
     """Reads the template and the examples' label map; writes `schema.pbtxt`."""
 
     def Do(

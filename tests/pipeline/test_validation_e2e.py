@@ -40,8 +40,10 @@ def _output(runs, node, key):
 @pytest.fixture(scope="module")
 def format_runs(small_datasets, tmp_path_factory):
     root = tmp_path_factory.mktemp("projects")
-    return {fmt: (_run(DataConfig(path=path, format=fmt), str(root / fmt)), str(root / fmt))
-            for fmt, path in small_datasets.items()}
+    return {
+        fmt: (_run(DataConfig(path=path, format=fmt), str(root / fmt)), str(root / fmt))
+        for fmt, path in small_datasets.items()
+    }
 
 
 def test_every_component_ran_and_the_gate_passed(format_runs):
@@ -62,8 +64,10 @@ def test_three_formats_give_the_same_examples_and_boxes(format_runs):
     assert totals["coco"][0] == 40 and totals["coco"][1] > 40
     # VOC and TFRecord copies share image ids (file stems), so even the hash split agrees.
     assert counts["voc"] == counts["tfrecord"]
-    per_class = {fmt: {k: sum(c.boxes_per_class.get(k, 0) for c in cs) for k in ("circle", "square", "triangle")}
-                 for fmt, cs in counts.items()}
+    per_class = {
+        fmt: {k: sum(c.boxes_per_class.get(k, 0) for c in cs) for k in ("circle", "square", "triangle")}
+        for fmt, cs in counts.items()
+    }
     assert per_class["coco"] == per_class["voc"] == per_class["tfrecord"]
     assert {c.split for c in counts["coco"]} == {"train", "eval"}
 
@@ -128,7 +132,7 @@ def test_bad_share_over_the_limit_stops_at_the_example_gen_and_names_the_records
     message = str(err.cause)
     assert "10 of 61 records (16.4%) were quarantined, more than the limit of 1.0%" in message
     assert f"image {applied['negative_width']!r}" in message and "--max-rejected-fraction" in message
-    report = message.split("Every rejected record is listed in ")[1].split(". ")[0]
+    report = message.split("Every rejected record is listed in ")[1].split(". ", maxsplit=1)[0]
     assert len(open(report).read().splitlines()) == 10
     # Nothing that looks like usable examples is left, and nothing downstream ran.
     examples_root = os.path.join(ProjectPaths(project).pipeline_root, "DetectionExampleGen", "examples")
@@ -142,8 +146,9 @@ def test_the_gate_stops_data_that_breaks_the_schema(small_datasets, tmp_path):
     shutil.copytree(small_datasets["tfrecord"], data_dir)
     add_crowded_tfrecord(data_dir, num_boxes=101)
     with pytest.raises(PipelineRunFailed) as info:
-        run_local(PipelineConfig(data=DataConfig(path=data_dir, format="tfrecord")), str(tmp_path / "p"),
-                  echo=lambda _: None)
+        run_local(
+            PipelineConfig(data=DataConfig(path=data_dir, format="tfrecord")), str(tmp_path / "p"), echo=lambda _: None
+        )
     assert info.value.node == "DataGate" and isinstance(info.value.cause, DataGateFailed)
     message = str(info.value.cause)
     assert "the run stopped before training" in message

@@ -29,7 +29,7 @@ def test_zero_id_is_refused_because_zero_is_background():
 
 
 def test_syntax_error_names_the_file():
-    with pytest.raises(LabelMapError, match="my.pbtxt is not a StringIntLabelMap pbtxt"):
+    with pytest.raises(LabelMapError, match=r"my\.pbtxt is not a StringIntLabelMap pbtxt"):
         LabelMap.from_pbtxt("item { id: 1 name: ", source="my.pbtxt")
 
 
@@ -40,7 +40,7 @@ def test_sparse_category_ids_become_contiguous_in_id_order():
 
 
 def test_duplicate_and_empty_names_are_refused():
-    with pytest.raises(LabelMapError, match="more than once"):
+    with pytest.raises(LabelMapError, match=r"more than once"):
         LabelMap(("a", "a"))
     with pytest.raises(LabelMapError, match="empty"):
         LabelMap(())

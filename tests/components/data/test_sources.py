@@ -22,8 +22,10 @@ def _coco(tmp_path, doc):
 
 def _doc(**overrides):
     doc = {
-        "images": [{"id": 1, "file_name": "1.jpg", "width": 64, "height": 48},
-                   {"id": 2, "file_name": "2.jpg", "width": 64, "height": 48}],
+        "images": [
+            {"id": 1, "file_name": "1.jpg", "width": 64, "height": 48},
+            {"id": 2, "file_name": "2.jpg", "width": 64, "height": 48},
+        ],
         "annotations": [{"id": 1, "image_id": 1, "category_id": 7, "bbox": [1, 2, 10, 20], "iscrowd": 1}],
         "categories": [{"id": 7, "name": "cat"}, {"id": 3, "name": "ant"}],
     }
@@ -41,7 +43,10 @@ def _doc(**overrides):
         (json.dumps({"images": [], "annotations": [], "categories": []}), "lists no images"),
         (json.dumps({"images": [{"id": 1}], "categories": []}), "has no 'annotations' list"),
         (json.dumps(_doc(categories=[])), "'categories' is empty"),
-        (json.dumps(_doc(categories=[{"id": 1, "name": "a"}, {"id": 1, "name": "b"}])), "category id 1 is defined twice"),
+        (
+            json.dumps(_doc(categories=[{"id": 1, "name": "a"}, {"id": 1, "name": "b"}])),
+            "category id 1 is defined twice",
+        ),
     ],
 )
 def test_coco_file_that_cannot_be_used_stops_with_a_clear_message(tmp_path, content, message):
@@ -91,8 +96,10 @@ def _voc_xml(filename="a.jpg", objects=(("cat", 1, 1, 10, 20),), size=(64, 48)):
         "</bndbox></object>"
         for n, a, b, c, d in objects
     )
-    return (f"<annotation><filename>{filename}</filename><size><width>{size[0]}</width>"
-            f"<height>{size[1]}</height><depth>3</depth></size>{objs}</annotation>")
+    return (
+        f"<annotation><filename>{filename}</filename><size><width>{size[0]}</width>"
+        f"<height>{size[1]}</height><depth>3</depth></size>{objs}</annotation>"
+    )
 
 
 def _voc_dir(tmp_path, files):
@@ -111,16 +118,26 @@ def test_voc_corners_are_one_based_inclusive(tmp_path):
 
 
 def test_voc_empty_and_broken_files_are_quarantined_not_fatal(tmp_path):
-    scan = scan_voc(_voc_dir(tmp_path, {
-        "a.xml": _voc_xml(),
-        "b.xml": "",
-        "c.xml": "<annotation><filename>",
-        "d.xml": _voc_xml("d.jpg", objects=(("cat", 1, "?", 10, 20),)),
-        "e.xml": _voc_xml("a.jpg"),  # same image as a.xml
-    }))
+    scan = scan_voc(
+        _voc_dir(
+            tmp_path,
+            {
+                "a.xml": _voc_xml(),
+                "b.xml": "",
+                "c.xml": "<annotation><filename>",
+                "d.xml": _voc_xml("d.jpg", objects=(("cat", 1, "?", 10, 20),)),
+                "e.xml": _voc_xml("a.jpg"),  # same image as a.xml
+            },
+        )
+    )
     reasons = sorted((r.image_id, r.reason.value) for r in scan.rejects)
-    assert reasons == [("a", "duplicate_image_id"), ("a", "duplicate_image_id"), ("b", "bad_annotation"),
-                       ("c", "bad_annotation"), ("d", "bad_box")]
+    assert reasons == [
+        ("a", "duplicate_image_id"),
+        ("a", "duplicate_image_id"),
+        ("b", "bad_annotation"),
+        ("c", "bad_annotation"),
+        ("d", "bad_box"),
+    ]
     assert any("is empty" in r.detail for r in scan.rejects)
     assert scan.records == ()
 

@@ -97,8 +97,9 @@ def test_refuses_to_overwrite_and_leaves_nothing_on_failure(tmp_path):
 
 
 def test_three_formats_hold_the_same_images_and_boxes(small_datasets):
-    coco = scan_coco(os.path.join(small_datasets["coco"], "annotations.json"),
-                     os.path.join(small_datasets["coco"], "images"))
+    coco = scan_coco(
+        os.path.join(small_datasets["coco"], "annotations.json"), os.path.join(small_datasets["coco"], "images")
+    )
     voc = scan_voc(small_datasets["voc"])
     tfr = [
         parse_od_example(raw, "f", "?")
@@ -114,8 +115,10 @@ def test_three_formats_hold_the_same_images_and_boxes(small_datasets):
 
     def boxes_tfr(r):
         w, h = r.declared_size
-        return [(b.text, round(b.xmin * w, 3), round(b.ymin * h, 3), round(b.xmax * w, 3), round(b.ymax * h, 3))
-                for b in r.boxes]
+        return [
+            (b.text, round(b.xmin * w, 3), round(b.ymin * h, 3), round(b.xmax * w, 3), round(b.ymax * h, 3))
+            for b in r.boxes
+        ]
 
     by_file_coco = {r.filename: boxes_coco(r) for r in coco.records}
     by_file_voc = {r.filename: boxes_voc(r) for r in voc.records}
