@@ -11,8 +11,12 @@ from typing import Any
 import apache_beam as beam
 import tensorflow as tf
 from absl import logging
+from tfx.components.example_gen import utils as example_gen_utils
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
+from tfx.components.util import examples_utils
+from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import proto_utils
 
 from components.data.coco import scan_coco
 from components.data.label_map import LABEL_MAP_FILENAME
@@ -127,6 +131,20 @@ class Executor(BaseExampleGenExecutor):
 
         return _to_examples
 
+    def _write_examples(self, examples: Any, exec_properties: dict[str, Any]) -> None:
+        """Runs the Beam pipeline: read, check, convert, split, write."""
+        input_config = example_gen_pb2.Input()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
+        output_config = example_gen_pb2.Output()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config)
+        split_names = example_gen_utils.generate_output_split_names(input_config, output_config)
+        examples.split_names = artifact_utils.encode_split_names(split_names)
+        with self._make_beam_pipeline() as pipeline:
+            for name, split in self.GenerateExamplesByBeam(pipeline, exec_properties).items():
+                _ = split | f"WriteSplit[{name}]" >> _write_split(artifact_utils.get_split_uri([examples], name))
+        examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
+        examples_utils.set_file_format(examples, "tfrecords_gzip")
+
     def Do(
         self,
         input_dict: dict[str, list[Any]],
@@ -151,7 +169,7 @@ class Executor(BaseExampleGenExecutor):
             len(self._scan.rejects),
         )
         try:
-            super().Do(input_dict, output_dict, exec_properties)
+            self._write_examples(examples, exec_properties)
             rejects = list(self._scan.rejects) + [
                 Reject.from_json(line) for line in _read_parts(self._parts_dir, "rejects")
             ]
@@ -181,6 +199,21 @@ class Executor(BaseExampleGenExecutor):
         write_reports(examples.uri, rejects, summary)
         self._scan.label_map.write(os.path.join(examples.uri, LABEL_MAP_FILENAME))
         summary.set_custom_properties(examples)
+
+
+@beam.ptransform_fn
+def _write_split(examples: beam.PCollection, split_uri: str) -> beam.pvalue.PDone:
+    """Writes one split as GZIP TFRecords of serialized tf.Examples, in TFX's file layout.
+
+    TFX's own WriteSplit reshuffles before writing, which holds every encoded
+    image of the split in memory on the DirectRunner. Training shuffles its
+    input anyway, so detx writes the examples as they stream by.
+    """
+    return (
+        examples
+        | "Serialize" >> beam.Map(lambda e: e.SerializeToString(deterministic=True))
+        | "Write" >> beam.io.WriteToTFRecord(os.path.join(split_uri, "data_tfrecord"), file_name_suffix=".gz")
+    )
 
 
 def failure_report_dir(examples_uri: str) -> str:
