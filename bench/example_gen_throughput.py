@@ -85,19 +85,48 @@ def run_plain_loop(data_dir: str, out_path: str) -> float:
     return time.perf_counter() - start
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+class _RssSampler(threading.Thread):
+    """Samples this process's resident memory until stopped; keeps the maximum."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        import psutil
+
+        self._process = psutil.Process()
+        self._stop_event = threading.Event()
+        self.peak_mb = 0.0
+
+    def run(self) -> None:
+        while not self._stop_event.wait(0.02):
+            self.peak_mb = max(self.peak_mb, self._process.memory_info().rss / 2**20)
+
+    def stop(self) -> float:
+        self._stop_event.set()
+        self.join()
+        return self.peak_mb
 
 
 def child_memory(num_images: int) -> None:
-    """Child process: one ExampleGen run; prints its peak RSS as JSON."""
+    """Child process: one ExampleGen run; prints its peak RSS during the run as JSON."""
+    import psutil
+
     data_dir = dataset(num_images)
-    before = _peak_rss_mb()
+    import tfx.v1  # noqa: F401  (imports happen before sampling starts)
+
+    before = psutil.Process().memory_info().rss / 2**20
+    sampler = _RssSampler()
+    sampler.start()
     with tempfile.TemporaryDirectory() as project:
         seconds = run_example_gen(data_dir, project)
-    print(
-        json.dumps({"images": num_images, "seconds": seconds, "peak_rss_mb": _peak_rss_mb(), "rss_before_mb": before})
-    )
+    peak = sampler.stop()
+    result = {
+        "images": num_images,
+        "seconds": seconds,
+        "peak_rss_mb": peak,
+        "rss_before_mb": before,
+        "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    print(json.dumps(result))
 
 
 def main() -> None:
