@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import os
 from collections.abc import Mapping
 from types import MappingProxyType
 
@@ -69,11 +70,23 @@ class PipelineConfig:
 
 
 def local_beam_args() -> list[str]:
-    """Beam arguments for local runs: the DirectRunner's own engine, in process.
+    """Beam arguments for local runs: the DirectRunner's own engine, threads on every core.
 
     `FnApiRunner` is the engine Beam's DirectRunner picks for batch pipelines.
     Naming it directly skips Beam 2.72's first attempt to download and start
     the Prism runner from GitHub, which fails offline and would make local
     runs depend on the network where it does not.
+
+    Threads rather than processes: decoding images and GZIP-compressing
+    records release the GIL, so threads use every core without each worker
+    process paying TensorFlow's import (tens of seconds) again.
+    `--direct_num_workers=0` means one worker per core.
     """
-    return ["--runner=FnApiRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1"]
+    args = ["--runner=FnApiRunner", "--direct_running_mode=multi_threading", "--direct_num_workers=0"]
+    # Without a dependency flag, TFX builds an sdist of the running code for
+    # every Beam component (about 2 s each) so that remote workers could
+    # install it; local workers share this environment and never use it.
+    setup_py = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "setup.py")
+    if os.path.exists(setup_py):
+        args.append(f"--setup_file={setup_py}")
+    return args
