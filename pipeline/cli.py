@@ -11,8 +11,9 @@ import click
 # TensorFlow's C++ start-up messages (CUDA plugin registration, CPU features) are
 # noise on a terminal and say nothing actionable; TF reads this at import time.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-# google-cloud packages (imported by TFX) warn about Python 3.11's end of life on every import.
-warnings.filterwarnings("ignore", category=FutureWarning, message="You are using a Python version")
+# google-cloud packages (imported by TFX) warn about their own future versions and
+# Python 3.11's end of life on every import; nothing a detx user can act on.
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -8,7 +8,7 @@ import warnings
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\..*")
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")
 
 SMALL_IMAGES = 40
 
