@@ -1,0 +1,133 @@
+"""tf.data input pipeline: ExampleGen's GZIP TFRecords to batches of images and SSD targets.
+
+read (parallel, deterministic order) -> shuffle (seeded) -> parse + decode ->
+the Zoo's augmentation (random horizontal flip, then random crop) ->
+normalize to [-1, 1] and resize (legacy bilinear, as the OD API) ->
+target assignment against the anchors -> batch -> prefetch.
+
+Randomness is stateless and keyed by (seed, element index), so two runs with
+the same seed see the same batches and the same augmentations, whatever the
+thread scheduling of the parallel map.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from components.data import features as F
+from components.modeling import anchors as anchor_lib
+from components.modeling.config import ModelConfig, TrainConfig
+from components.modeling.matcher import assign_targets
+
+_PARSE_SPEC = {
+    F.ENCODED: tf.io.FixedLenFeature([], tf.string),
+    F.XMIN: tf.io.VarLenFeature(tf.float32),
+    F.YMIN: tf.io.VarLenFeature(tf.float32),
+    F.XMAX: tf.io.VarLenFeature(tf.float32),
+    F.YMAX: tf.io.VarLenFeature(tf.float32),
+    F.LABEL: tf.io.VarLenFeature(tf.int64),
+    F.IS_CROWD: tf.io.VarLenFeature(tf.int64),
+}
+
+
+def parse(serialized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """One serialized OD API tf.Example to (uint8 image [H, W, 3], boxes [N, 4] y-first, labels [N]).
+
+    Crowd boxes are dropped for training, as COCO's training recipes do.
+    """
+    f = tf.io.parse_single_example(serialized, _PARSE_SPEC)
+    image = tf.io.decode_image(f[F.ENCODED], channels=3, expand_animations=False)
+    coords = [tf.sparse.to_dense(f[k]) for k in (F.YMIN, F.XMIN, F.YMAX, F.XMAX)]
+    boxes = tf.stack(coords, axis=-1)
+    labels = tf.cast(tf.sparse.to_dense(f[F.LABEL]), tf.int32)
+    crowd = tf.sparse.to_dense(f[F.IS_CROWD])
+    keep = tf.logical_not(tf.cast(tf.pad(crowd, [[0, tf.shape(labels)[0] - tf.shape(crowd)[0]]]), tf.bool))
+    return image, tf.boolean_mask(boxes, keep), tf.boolean_mask(labels, keep)
+
+
+def augment(
+    image: tf.Tensor, boxes: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """The Zoo's training augmentation: random horizontal flip (p=0.5), then random crop.
+
+    The crop follows the Zoo's `random_crop_image` settings: min_object_covered
+    0, aspect ratio 0.75..3, area 0.75..1 of the image, always applied; boxes are
+    clipped to the window and those left with no area are dropped.
+    """
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    flip = tf.random.stateless_uniform([], seed=seeds[0]) < 0.5
+    image = tf.cond(flip, lambda: tf.image.flip_left_right(image), lambda: image)
+    ymin, xmin, ymax, xmax = tf.unstack(boxes, axis=-1)
+    boxes = tf.cond(flip, lambda: tf.stack([ymin, 1 - xmax, ymax, 1 - xmin], -1), lambda: boxes)
+
+    begin, size, window = tf.image.stateless_sample_distorted_bounding_box(
+        tf.shape(image),
+        bounding_boxes=tf.reshape(boxes, [1, -1, 4]),
+        seed=seeds[1],
+        min_object_covered=0.0,
+        aspect_ratio_range=(0.75, 3.0),
+        area_range=(0.75, 1.0),
+        max_attempts=100,
+        use_image_if_no_bounding_boxes=True,
+    )
+    image = tf.slice(image, begin, size)
+    wy0, wx0, wy1, wx1 = tf.unstack(tf.reshape(window, [4]))
+    scale = tf.stack([wy1 - wy0, wx1 - wx0, wy1 - wy0, wx1 - wx0])
+    moved = (boxes - tf.stack([wy0, wx0, wy0, wx0])) / scale
+    clipped = tf.clip_by_value(moved, 0.0, 1.0)
+    keep = tf.logical_and(clipped[:, 2] > clipped[:, 0], clipped[:, 3] > clipped[:, 1])
+    return image, tf.boolean_mask(clipped, keep), tf.boolean_mask(labels, keep)
+
+
+def preprocess(images: tf.Tensor, image_size: int) -> tf.Tensor:
+    """uint8 images [B, H, W, 3] to the network's input: (2/255) x - 1, then resized to image_size.
+
+    The resize is TF1's bilinear (`half_pixel_centers=False`), the one the OD
+    API uses, so Zoo weights see the pixels they were trained on. Normalizing
+    first, then resizing, is also the Zoo's order.
+    """
+    x = tf.cast(images, tf.float32) * (2.0 / 255.0) - 1.0
+    return tf.raw_ops.ResizeBilinear(
+        images=x, size=[image_size, image_size], align_corners=False, half_pixel_centers=False
+    )
+
+
+def make_dataset(
+    file_pattern: str | list[str],
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    training: bool = True,
+    batch_size: int | None = None,
+) -> tf.data.Dataset:
+    """Batches of (images [B, S, S, 3] float32, (class targets [B, A], box targets [B, A, 4], matched [B, A])).
+
+    Args:
+        file_pattern: GZIP TFRecord files (a glob or a list).
+        model_config: image size, anchors and matching.
+        train_config: seed, shuffle buffer, augmentation, batch size.
+        training: shuffle, repeat and augment.
+        batch_size: overrides `train_config.batch_size` (e.g. the per-replica size).
+    """
+    files = sorted(tf.io.gfile.glob(file_pattern)) if isinstance(file_pattern, str) else sorted(file_pattern)
+    if not files:
+        raise FileNotFoundError(f"no TFRecord files match {file_pattern}")
+    anchors = tf.constant(anchor_lib.generate(model_config))
+    size, seed = model_config.image_size, train_config.seed
+
+    ds = tf.data.TFRecordDataset(files, compression_type="GZIP", num_parallel_reads=min(len(files), 4))
+    if training:
+        ds = ds.shuffle(train_config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
+    ds = ds.enumerate()
+
+    def _example(index: tf.Tensor, serialized: tf.Tensor) -> tuple[tf.Tensor, tuple[tf.Tensor, tf.Tensor, tf.Tensor]]:
+        image, boxes, labels = parse(serialized)
+        if training and train_config.augment:
+            element_seed = tf.stack([tf.constant(seed, tf.int64), index])
+            image, boxes, labels = augment(image, boxes, labels, element_seed)
+        pixels = preprocess(image[None], size)[0]
+        targets = assign_targets(boxes, labels, anchors, model_config.matched_threshold, model_config.box_code_scales)
+        return pixels, targets
+
+    ds = ds.map(_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(batch_size or train_config.batch_size, drop_remainder=training)
+    return ds.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,93 @@
+"""Exports the detector as a SavedModel with three signatures and the label map as an asset.
+
+- `serving_default`: the Model Zoo's signature, so existing Zoo gRPC clients
+  work unchanged: `input_tensor` uint8 [batch, height, width, 3], any size.
+- `encoded_image`: `encoded_image` string [batch] of JPEG/PNG bytes; images may differ in size.
+- `tf_example`: `examples` string [batch] of serialized OD API tf.Examples (TFMA, infra validation).
+
+All three return `detection_boxes`, `detection_scores`, `detection_classes`
+(1-based label ids as floats) and `num_detections`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import tensorflow as tf
+
+from components.data import features as F
+from components.data.label_map import LABEL_MAP_FILENAME
+from components.modeling import anchors as anchor_lib
+from components.modeling.config import ModelConfig
+from components.modeling.network import DetectorNetwork
+from components.modeling.postprocess import postprocess
+from components.trainer.data import preprocess
+
+SERVING_DEFAULT = "serving_default"
+ENCODED_IMAGE = "encoded_image"
+TF_EXAMPLE = "tf_example"
+SIGNATURES = (SERVING_DEFAULT, ENCODED_IMAGE, TF_EXAMPLE)
+
+
+class DetectorModule(tf.Module):
+    """The exported object: the Keras network, its anchors and the label map asset."""
+
+    def __init__(self, network: DetectorNetwork, config: ModelConfig, label_map_path: str) -> None:
+        super().__init__(name="detx_detector")
+        self.model = network.model
+        self.config = config
+        self.anchors = tf.constant(anchor_lib.generate(config))
+        self.label_map = tf.saved_model.Asset(label_map_path)
+
+    def _detect(self, pixels: tf.Tensor) -> dict[str, tf.Tensor]:
+        codes, logits = self.model(pixels, training=False)
+        return postprocess(codes, logits, self.anchors, self.config)
+
+    def _decode(self, encoded: tf.Tensor) -> tf.Tensor:
+        size = self.config.image_size
+
+        def one(data: tf.Tensor) -> tf.Tensor:
+            image = tf.io.decode_image(data, channels=3, expand_animations=False)
+            image.set_shape([None, None, 3])
+            return preprocess(image[None], size)[0]
+
+        return tf.map_fn(one, encoded, fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="input_tensor")])
+    def detect_tensor(self, input_tensor: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Detections for a batch of same-sized uint8 images."""
+        return self._detect(preprocess(input_tensor, self.config.image_size))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="encoded_image")])
+    def detect_encoded(self, encoded_image: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Detections for JPEG or PNG bytes."""
+        return self._detect(self._decode(encoded_image))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def detect_examples(self, examples: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Detections for serialized OD API tf.Examples (their `image/encoded`)."""
+        parsed = tf.io.parse_example(examples, {F.ENCODED: tf.io.FixedLenFeature([], tf.string)})
+        return self._detect(self._decode(parsed[F.ENCODED]))
+
+
+def export(network: DetectorNetwork, config: ModelConfig, label_map_path: str, export_dir: str) -> str:
+    """Writes the SavedModel to `export_dir` and returns it.
+
+    The label map is copied into the SavedModel's assets as `label_map.pbtxt`.
+    """
+    if os.path.basename(label_map_path) != LABEL_MAP_FILENAME:
+        raise ValueError(f"the label map must be named {LABEL_MAP_FILENAME}, got {label_map_path}")
+    module = DetectorModule(network, config, label_map_path)
+    signatures = {
+        SERVING_DEFAULT: module.detect_tensor.get_concrete_function(),
+        ENCODED_IMAGE: module.detect_encoded.get_concrete_function(),
+        TF_EXAMPLE: module.detect_examples.get_concrete_function(),
+    }
+    tf.saved_model.save(module, export_dir, signatures=signatures)
+    return export_dir
+
+
+def load(export_dir: str) -> Any:
+    """Loads an exported detector (its signatures are in `.signatures`)."""
+    return tf.saved_model.load(export_dir)

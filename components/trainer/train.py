@@ -1,0 +1,185 @@
+"""Training: the SSD train step, the Zoo's optimizer and schedule, devices, checkpoints and resume."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from components.modeling.config import ModelConfig, TrainConfig
+from components.modeling.losses import ssd_losses
+from components.modeling.network import DetectorNetwork, build_network, l2_loss
+
+
+class SSDTrainingModel(keras.Model):
+    """Wraps the network with the SSD loss in `train_step`, so `fit` drives it on any strategy."""
+
+    def __init__(self, network: DetectorNetwork, model_config: ModelConfig, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.network = network
+        self.net = network.model
+        self.model_config = model_config
+        self._trackers = {name: keras.metrics.Mean(name=name) for name in ("loss", "cls_loss", "loc_loss", "reg_loss")}
+
+    def call(self, images: tf.Tensor, training: bool = False) -> Any:
+        """Box codes and class logits of normalized images."""
+        return self.net(images, training=training)
+
+    @property
+    def metrics(self) -> list[keras.metrics.Metric]:
+        """The loss trackers Keras resets each epoch."""
+        return list(self._trackers.values())
+
+    def train_step(self, data: Any) -> dict[str, Any]:
+        """One SGD step on focal + smooth L1 + L2, normalized as the Zoo does."""
+        images, (cls_targets, box_targets, matched) = data
+        c = self.model_config
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        with tf.GradientTape() as tape:
+            codes, logits = self.net(images, training=True)
+            cls, loc = ssd_losses(
+                cls_targets, box_targets, matched, logits, codes, c.focal_alpha, c.focal_gamma, c.huber_delta
+            )
+            reg = l2_loss(self.network, c.l2_weight)
+            # As the Zoo's model_lib_v2: the replicas' gradients are summed, so each divides its loss.
+            loss = (cls + loc + reg) / replicas
+            scaled = self.optimizer.scale_loss(loss)
+        grads = tape.gradient(scaled, self.trainable_variables)
+        self.optimizer.apply(grads, self.trainable_variables)
+        for name, value in (("loss", cls + loc + reg), ("cls_loss", cls), ("loc_loss", loc), ("reg_loss", reg)):
+            self._trackers[name].update_state(value)
+        return {name: t.result() for name, t in self._trackers.items()}
+
+
+def strategy_for_devices() -> tf.distribute.Strategy:
+    """MirroredStrategy over all GPUs when there are several, else the default (one device)."""
+    gpus = tf.config.list_logical_devices("GPU")
+    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+
+
+def use_mixed_precision_if_gpu() -> bool:
+    """Sets Keras's mixed_float16 policy when a GPU is visible; returns whether it did."""
+    if tf.config.list_physical_devices("GPU"):
+        keras.mixed_precision.set_dtype_policy("mixed_float16")
+        return True
+    keras.mixed_precision.set_dtype_policy("float32")
+    return False
+
+
+def optimizer(train_config: TrainConfig) -> keras.optimizers.Optimizer:
+    """SGD with momentum on the Zoo's cosine schedule with linear warm-up, scaled to the batch size."""
+    base, warm = train_config.scaled_learning_rate()
+    warmup = min(train_config.warmup_steps, train_config.steps)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=warm,
+        decay_steps=max(train_config.steps - warmup, 1),
+        warmup_target=base,
+        warmup_steps=warmup,
+    )
+    return keras.optimizers.SGD(learning_rate=schedule, momentum=train_config.momentum)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """What a training run produced.
+
+    Attributes:
+        network: the trained network.
+        history: per-epoch mean losses (an epoch is `checkpoint_every` steps).
+        steps: total steps done, counting any done before a resume.
+        resumed_from_step: the step training resumed at (0 for a fresh start).
+    """
+
+    network: DetectorNetwork
+    history: dict[str, list[float]]
+    steps: int
+    resumed_from_step: int
+
+
+class _StepLogger(keras.callbacks.Callback):
+    def __init__(self, log: Callable[[str], None], steps_per_epoch: int, epochs: int) -> None:
+        super().__init__()
+        self._log, self._steps_per_epoch, self._epochs = log, steps_per_epoch, epochs
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        logs = logs or {}
+        self._log(
+            f"step {(epoch + 1) * self._steps_per_epoch}/{self._epochs * self._steps_per_epoch}: "
+            + ", ".join(f"{k} {v:.4f}" for k, v in sorted(logs.items()))
+        )
+
+
+def train(
+    dataset_fn: Callable[[int], tf.data.Dataset],
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    num_classes: int,
+    run_dir: str,
+    initialize: Callable[[DetectorNetwork], None] | None = None,
+    log: Callable[[str], None] = print,
+) -> TrainResult:
+    """Trains a detector; resumes from `run_dir` if an earlier run of the same job was cut short.
+
+    Args:
+        dataset_fn: builds the training dataset for a given per-replica batch size.
+        model_config: the architecture.
+        train_config: steps, batch, schedule, seed.
+        num_classes: foreground classes.
+        run_dir: checkpoints (`backup/`) and TensorBoard logs (`logs/`) go here.
+        initialize: loads pretrained weights into the fresh network (skipped
+            on resume, where the checkpoint has them).
+        log: progress lines.
+    """
+    keras.utils.set_random_seed(train_config.seed)
+    mixed = use_mixed_precision_if_gpu()
+    strategy = strategy_for_devices()
+    backup_dir = os.path.join(run_dir, "backup")
+    resumed_from = _completed_steps(backup_dir, train_config)
+    with strategy.scope():
+        network = build_network(model_config, num_classes, freeze_batchnorm=train_config.freeze_batchnorm)
+        if initialize is not None and resumed_from == 0:
+            initialize(network)
+        model = SSDTrainingModel(network, model_config)
+        size = model_config.image_size
+        model(tf.zeros([1, size, size, 3]))  # BackupAndRestore needs a built model to restore into.
+        # XLA speeds training up on GPUs but made CPU steps 5x slower here (BENCHMARKS.md).
+        model.compile(optimizer=optimizer(train_config), jit_compile=bool(tf.config.list_physical_devices("GPU")))
+    epochs = math.ceil(train_config.steps / train_config.checkpoint_every)
+    per_replica = max(train_config.batch_size // strategy.num_replicas_in_sync, 1)
+    dataset = dataset_fn(per_replica * strategy.num_replicas_in_sync)
+    log(
+        f"training {train_config.steps} steps of batch {train_config.batch_size} on "
+        f"{strategy.num_replicas_in_sync} device(s){' with mixed precision' if mixed else ''}"
+        + (f", resuming at step {resumed_from}" if resumed_from else "")
+    )
+    history = model.fit(
+        dataset,
+        epochs=epochs,
+        steps_per_epoch=train_config.checkpoint_every,
+        verbose=0,
+        callbacks=[
+            # Restores weights, optimizer state and the epoch after a crash; kept after success.
+            keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch", delete_checkpoint=False),
+            keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), update_freq="epoch"),
+            _StepLogger(log, train_config.checkpoint_every, epochs),
+        ],
+    )
+    with tf.io.gfile.GFile(os.path.join(run_dir, "train_config.json"), "w") as f:
+        f.write(json.dumps({"model": dataclasses.asdict(model_config), "train": dataclasses.asdict(train_config)}))
+    return TrainResult(network, dict(history.history), epochs * train_config.checkpoint_every, resumed_from)
+
+
+def _completed_steps(backup_dir: str, train_config: TrainConfig) -> int:
+    """Steps a previous attempt finished, from BackupAndRestore's record (0 if none)."""
+    path = os.path.join(backup_dir, "training_metadata.json")
+    if not tf.io.gfile.exists(path):
+        return 0
+    with tf.io.gfile.GFile(path) as f:
+        epoch = int(json.load(f).get("epoch", -1)) + 1
+    return epoch * train_config.checkpoint_every
