@@ -78,6 +78,19 @@ def _parse_splits(value: str) -> dict[str, int]:
 @click.option("--max-rejected-fraction", default=0.01, show_default=True, type=click.FloatRange(0, 1))
 @click.option("--max-pixels", default=40_000_000, show_default=True, type=click.IntRange(min=1))
 @click.option("--schema", "schema_file", default="", help="Schema template replacing detx's own.")
+@click.option("--preset", default="zoo320", show_default=True, type=click.Choice(["zoo320", "tiny"]))
+@click.option("--train-steps", default=50_000, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=0, type=click.IntRange(min=0), help="Overrides the preset's batch size.")
+@click.option("--pretrained", default="", help="Model Zoo model dir or ImageNet MobileNetV2 .h5 weights.")
+@click.option(
+    "--restore-scope",
+    default="detection",
+    show_default=True,
+    type=click.Choice(["detection", "detection+box", "full"]),
+    help="What a Model Zoo checkpoint restores.",
+)
+@click.option("--freeze-batchnorm", is_flag=True, help="Keep batch norm fixed (small batches).")
+@click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--no-cache", is_flag=True, help="Run every component even if its inputs did not change.")
 @click.option("-v", "--verbose", is_flag=True, help="Print TFX's and Beam's logs too.")
 def run(
@@ -92,10 +105,18 @@ def run(
     max_rejected_fraction: float,
     max_pixels: int,
     schema_file: str,
+    preset: str,
+    train_steps: int,
+    batch_size: int,
+    pretrained: str,
+    restore_scope: str,
+    freeze_batchnorm: bool,
+    seed: int,
     no_cache: bool,
     verbose: bool,
 ) -> None:
     """Run the pipeline locally (LocalDagRunner, Beam DirectRunner, SQLite ML Metadata)."""
+    from components.trainer.options import TrainerOptions
     from pipeline.config import DataConfig, PipelineConfig, Stage
 
     try:
@@ -116,6 +137,15 @@ def run(
         schema_file=schema_file,
         stop_after=stage,
         enable_cache=not no_cache,
+        trainer=TrainerOptions(
+            preset=preset,
+            batch_size=batch_size,
+            freeze_batchnorm=freeze_batchnorm,
+            seed=seed,
+            pretrained=os.path.abspath(pretrained) if pretrained else "",
+            restore_scope=restore_scope,
+        ),
+        train_steps=train_steps,
     )
     click.echo(f"detx run: {config.data.path} ({fmt}) until {stage.value}; project {os.path.abspath(project_dir)}")
     from pipeline.local_runner import PipelineRunFailed, ProjectPaths, run_local

@@ -12,11 +12,19 @@ import os
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from components.trainer.options import TrainerOptions
+
 
 class Stage(enum.Enum):
     """How far a pipeline run goes; each stage includes the ones before it."""
 
     VALIDATION = "validation"  # ExampleGen, StatisticsGen, SchemaGen, ExampleValidator, DataGate
+    TRAINING = "training"  # + Trainer
+
+    def includes(self, other: Stage) -> bool:
+        """True when a run that stops after this stage runs `other`."""
+        order = list(Stage)
+        return order.index(other) <= order.index(self)
 
     @classmethod
     def parse(cls, value: str) -> Stage:
@@ -60,6 +68,8 @@ class PipelineConfig:
         schema_file: a schema template replacing detx's own ("" = detx's).
         stop_after: the last stage to run.
         enable_cache: reuse results of unchanged components.
+        trainer: model preset, starting weights and training overrides.
+        train_steps: training steps.
     """
 
     data: DataConfig
@@ -67,6 +77,8 @@ class PipelineConfig:
     schema_file: str = ""
     stop_after: Stage = Stage.VALIDATION
     enable_cache: bool = True
+    trainer: TrainerOptions = dataclasses.field(default_factory=TrainerOptions)
+    train_steps: int = 50_000
 
 
 def local_beam_args() -> list[str]:

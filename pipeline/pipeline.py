@@ -8,7 +8,11 @@ from components.data_gate.component import DataGate
 from components.example_gen.component import DetectionExampleGen
 from components.example_gen.options import IngestOptions
 from components.schema_gen.component import DetectionSchemaGen
-from pipeline.config import PipelineConfig
+from pipeline.config import PipelineConfig, Stage
+
+# The Trainer's entry point, by import path: the pipeline image installs detx,
+# so no module file has to be copied next to the pipeline.
+RUN_FN = "components.trainer.run_fn.run_fn"
 
 
 def create_pipeline(
@@ -19,9 +23,10 @@ def create_pipeline(
 ) -> tfx.dsl.Pipeline:
     """Builds the detx pipeline up to `config.stop_after`.
 
-    DetectionExampleGen -> StatisticsGen -> ExampleValidator -> DataGate, with
-    DetectionSchemaGen (the curated schema plus the dataset's label map)
-    feeding StatisticsGen and ExampleValidator.
+    DetectionExampleGen -> StatisticsGen -> ExampleValidator -> DataGate ->
+    Trainer, with DetectionSchemaGen (the curated schema plus the dataset's
+    label map) feeding StatisticsGen and ExampleValidator. The Trainer waits
+    for DataGate, so data the gate stops is never trained on.
 
     Args:
         config: what to run.
@@ -57,6 +62,17 @@ def create_pipeline(
         schema=schema_gen.outputs["schema"],
     )
     components = [example_gen, schema_gen, statistics_gen, example_validator, data_gate]
+    if config.stop_after.includes(Stage.TRAINING):
+        trainer = tfx.components.Trainer(
+            run_fn=RUN_FN,
+            examples=example_gen.outputs["examples"],
+            schema=schema_gen.outputs["schema"],
+            train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=config.train_steps),
+            eval_args=tfx.proto.EvalArgs(splits=["eval"], num_steps=0),
+            custom_config=config.trainer.to_custom_config(),
+        )
+        trainer.add_upstream_node(data_gate)
+        components.append(trainer)
     return tfx.dsl.Pipeline(
         pipeline_name=config.name,
         pipeline_root=pipeline_root,

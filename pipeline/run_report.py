@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Sequence
 
@@ -126,6 +127,16 @@ def format_summary(runs: Sequence[ComponentRun]) -> str:
     gate = next((r for r in runs if r.node == "DataGate"), None)
     if gate is not None and gate.state in ("complete", "cached"):
         lines.append("Validation: no anomalies against the schema; DataGate passed.")
+    model_uri = _output(runs, "Trainer", "model")
+    run_uri = _output(runs, "Trainer", "model_run")
+    if model_uri and run_uri:
+        history_path = os.path.join(run_uri, "history.json")
+        if tf.io.gfile.exists(history_path):
+            with tf.io.gfile.GFile(history_path) as f:
+                losses = json.load(f).get("loss", [])
+            if losses:
+                lines.append(f"Training: loss {losses[0]:.3f} (first checkpoint) -> {losses[-1]:.3f} (last)")
+        lines.append(f"Model: {os.path.join(model_uri, 'Format-Serving')} (TensorBoard: {run_uri}/logs)")
     state = ", ".join(f"{r.node} {r.state}" for r in runs)
     lines.append(f"Components: {state}")
     return "\n".join(lines)

@@ -22,12 +22,15 @@ import tempfile
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from components.data.label_map import LABEL_MAP_FILENAME, LabelMap
+
+if TYPE_CHECKING:
+    from components.data.records import SourceRecord
 
 CLASSES: tuple[str, ...] = ("circle", "square", "triangle")
 # Deliberately sparse, as COCO's own ids are (1..90 with gaps): the COCO
@@ -208,6 +211,19 @@ def generate(config: SynthConfig) -> Iterator[SynthImage]:
     """Yields the dataset's images in id order."""
     for image_id in range(config.first_id, config.first_id + config.num_images):
         yield generate_image(config, image_id)
+
+
+def source_record(image: SynthImage) -> SourceRecord:
+    """The image as a source record with label ids (circle=1, square=2, triangle=3), for `build_example`."""
+    from components.data.records import SourceBox, SourceRecord
+
+    boxes = tuple(
+        SourceBox(CLASSES.index(o.name) + 1, float(o.box[0]), float(o.box[1]), float(o.box[2]), float(o.box[3]))
+        for o in image.objects
+    )
+    return SourceRecord(
+        image.stem, image.filename, boxes, image_bytes=image.jpeg, declared_size=(image.width, image.height)
+    )
 
 
 def label_map() -> LabelMap:

@@ -159,20 +159,10 @@ def scan_tfrecords(input_dir: str, pattern: str = DEFAULT_PATTERN) -> Scan:
 
 def od_api_example(image: SynthImage) -> tf.train.Example:
     """The OD API tf.Example of a synthetic image, as the OD API's own dataset tools would write it."""
-    from components.data.synth import CLASSES, label_map
+    from components.data.synth import label_map, source_record
 
     lm = label_map()
-    record = SourceRecord(
-        image_id=image.stem,
-        filename=image.filename,
-        boxes=tuple(
-            SourceBox(CLASSES.index(o.name) + 1, float(o.box[0]), float(o.box[1]), float(o.box[2]), float(o.box[3]))
-            for o in image.objects
-        ),
-        image_bytes=image.jpeg,
-        declared_size=(image.width, image.height),
-    )
-    converted = build_example(record, {i: i for i, _ in lm.items()}, lm, DataLimits())
+    converted = build_example(source_record(image), {i: i for i, _ in lm.items()}, lm, DataLimits())
     if isinstance(converted, Reject):  # The generator only draws valid boxes; this would be a bug.
         raise AssertionError(converted.detail)
     example = converted.example

@@ -121,10 +121,21 @@ class TrainConfig:
 
 PRESETS: dict[str, tuple[ModelConfig, TrainConfig]] = {
     "zoo320": (ModelConfig(), TrainConfig()),
-    # Same code paths at a CPU-friendly size: 256 px, a 0.35-wide backbone, 64-channel FPN, 2 tower layers.
+    # Same code paths at a CPU-friendly size: 192 px, a 0.35-wide backbone, a 64-channel FPN, 2 tower
+    # layers. Its own learning rate (tuned at batch 16) and faster BN statistics (momentum 0.9): with a
+    # few hundred steps, the Zoo's 0.997 leaves the moving averages far from the trained network's, and
+    # the exported model (which uses them) scores near the prior (measured: mAP@0.5 0.11 vs ...).
     "tiny": (
-        ModelConfig(image_size=256, alpha=0.35, fpn_depth=64, tower_layers=2),
-        TrainConfig(batch_size=16, steps=1500, base_learning_rate=0.08, warmup_steps=100, checkpoint_every=250),
+        ModelConfig(image_size=192, alpha=0.35, fpn_depth=64, tower_layers=2, bn_momentum=0.9),
+        TrainConfig(
+            batch_size=16,
+            steps=800,
+            base_learning_rate=0.04,
+            reference_batch_size=16,
+            warmup_learning_rate=0.0133,
+            warmup_steps=100,
+            checkpoint_every=200,
+        ),
     ),
 }
 

@@ -102,13 +102,14 @@ def make_dataset(
     """Batches of (images [B, S, S, 3] float32, (class targets [B, A], box targets [B, A, 4], matched [B, A])).
 
     Args:
-        file_pattern: GZIP TFRecord files (a glob or a list).
+        file_pattern: GZIP TFRecord files: a glob or a list of globs.
         model_config: image size, anchors and matching.
         train_config: seed, shuffle buffer, augmentation, batch size.
         training: shuffle, repeat and augment.
         batch_size: overrides `train_config.batch_size` (e.g. the per-replica size).
     """
-    files = sorted(tf.io.gfile.glob(file_pattern)) if isinstance(file_pattern, str) else sorted(file_pattern)
+    patterns = [file_pattern] if isinstance(file_pattern, str) else list(file_pattern)
+    files = sorted(f for pattern in patterns for f in tf.io.gfile.glob(pattern))
     if not files:
         raise FileNotFoundError(f"no TFRecord files match {file_pattern}")
     anchors = tf.constant(anchor_lib.generate(model_config))

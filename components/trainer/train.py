@@ -17,6 +17,9 @@ from components.modeling.losses import ssd_losses
 from components.modeling.network import DetectorNetwork, build_network, l2_loss
 
 
+HISTORY_FILENAME = "history.json"
+
+
 class SSDTrainingModel(keras.Model):
     """Wraps the network with the SSD loss in `train_step`, so `fit` drives it on any strategy."""
 
@@ -123,6 +126,7 @@ def train(
     run_dir: str,
     initialize: Callable[[DetectorNetwork], None] | None = None,
     log: Callable[[str], None] = print,
+    callbacks: list[keras.callbacks.Callback] | None = None,
 ) -> TrainResult:
     """Trains a detector; resumes from `run_dir` if an earlier run of the same job was cut short.
 
@@ -135,6 +139,7 @@ def train(
         initialize: loads pretrained weights into the fresh network (skipped
             on resume, where the checkpoint has them).
         log: progress lines.
+        callbacks: more Keras callbacks (after the checkpointing ones).
     """
     keras.utils.set_random_seed(train_config.seed)
     mixed = use_mixed_precision_if_gpu()
@@ -165,13 +170,19 @@ def train(
         verbose=0,
         callbacks=[
             # Restores weights, optimizer state and the epoch after a crash; kept after success.
-            keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch", delete_checkpoint=False),
+            # double_checkpoint keeps the previous checkpoint until the new one is written.
+            keras.callbacks.BackupAndRestore(
+                backup_dir, save_freq="epoch", double_checkpoint=True, delete_checkpoint=False
+            ),
             keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), update_freq="epoch"),
             _StepLogger(log, train_config.checkpoint_every, epochs),
+            *(callbacks or []),
         ],
     )
     with tf.io.gfile.GFile(os.path.join(run_dir, "train_config.json"), "w") as f:
         f.write(json.dumps({"model": dataclasses.asdict(model_config), "train": dataclasses.asdict(train_config)}))
+    with tf.io.gfile.GFile(os.path.join(run_dir, HISTORY_FILENAME), "w") as f:
+        f.write(json.dumps({"steps_per_epoch": train_config.checkpoint_every, **history.history}))
     return TrainResult(network, dict(history.history), epochs * train_config.checkpoint_every, resumed_from)
 
 
@@ -181,5 +192,5 @@ def _completed_steps(backup_dir: str, train_config: TrainConfig) -> int:
     if not tf.io.gfile.exists(path):
         return 0
     with tf.io.gfile.GFile(path) as f:
-        epoch = int(json.load(f).get("epoch", -1)) + 1
-    return epoch * train_config.checkpoint_every
+        completed_epochs = int(json.load(f).get("epoch", 0))  # Keras records epochs done
+    return completed_epochs * train_config.checkpoint_every

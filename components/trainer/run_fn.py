@@ -1,0 +1,34 @@
+"""The TFX Trainer's entry point: adapts `fn_args` and calls the plain training modules."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from absl import logging
+
+from components.data.label_map import LABEL_MAP_FILENAME, LabelMap
+from components.trainer import data, export, train
+from components.trainer.options import TrainerOptions
+from components.trainer.pretrained import initializer
+
+
+# Called by the TFX Trainer (run_fn="components.trainer.run_fn.run_fn").
+def run_fn(fn_args: Any) -> None:
+    """Trains on the train split and exports the SavedModel to `fn_args.serving_model_dir`."""
+    options = TrainerOptions.from_custom_config(fn_args.custom_config)
+    model_config, train_config = options.configs(int(fn_args.train_steps))
+    examples_dir = os.path.dirname(os.path.dirname(fn_args.train_files[0]))
+    label_map_path = os.path.join(examples_dir, LABEL_MAP_FILENAME)
+    label_map = LabelMap.read(label_map_path)
+    result = train.train(
+        lambda batch: data.make_dataset(fn_args.train_files, model_config, train_config, batch_size=batch),
+        model_config,
+        train_config,
+        label_map.num_classes,
+        fn_args.model_run_dir,
+        initialize=initializer(options.pretrained, options.restore_scope, log=logging.info),
+        log=logging.info,
+    )
+    export.export(result.network, model_config, label_map_path, fn_args.serving_model_dir)
+    logging.info("exported the detector to %s", fn_args.serving_model_dir)
