@@ -16,7 +16,6 @@ from components.modeling.config import ModelConfig, TrainConfig
 from components.modeling.losses import ssd_losses
 from components.modeling.network import DetectorNetwork, build_network, l2_loss
 
-
 HISTORY_FILENAME = "history.json"
 
 

@@ -41,7 +41,7 @@ def test_input_pipeline_shapes_and_targets(examples):
     images, (cls, boxes, matched) = next(iter(ds))
     num_anchors = 8184
     assert images.shape == (4, 256, 256, 3) and images.dtype == tf.float32
-    assert -1.0 <= float(tf.reduce_min(images)) and float(tf.reduce_max(images)) <= 1.0
+    assert float(tf.reduce_min(images)) >= -1.0 and float(tf.reduce_max(images)) <= 1.0
     assert cls.shape == (4, num_anchors) and boxes.shape == (4, num_anchors, 4)
     assert float(tf.reduce_sum(matched)) > 0
     assert set(np.unique(cls.numpy())) <= {0, 1, 2, 3}
