@@ -48,6 +48,26 @@ class CocoMetrics:
     num_images: int
 
 
+def serving_default_predictor(signature: Any) -> Any:
+    """Adapts the Zoo-style `serving_default` (uint8 image tensors) to `evaluate`'s serialized examples.
+
+    Images are sent one by one, since a batch tensor needs one image size.
+    """
+
+    def predict(examples: tf.Tensor) -> dict[str, tf.Tensor]:
+        encoded = tf.io.parse_example(examples, {F.ENCODED: tf.io.FixedLenFeature([], tf.string)})[F.ENCODED]
+        outputs = [signature(input_tensor=tf.io.decode_image(e, channels=3)[None]) for e in encoded]
+        return {k: tf.concat([o[k] for o in outputs], axis=0) for k in outputs[0]}
+
+    return predict
+
+
+def read_examples(pattern: str) -> list[bytes]:
+    """The serialized examples of an ExampleGen split (GZIP TFRecords)."""
+    files = sorted(tf.io.gfile.glob(pattern))
+    return [bytes(r) for r in tf.data.TFRecordDataset(files, compression_type="GZIP").as_numpy_iterator()]
+
+
 def _to_xywh_pixels(boxes: np.ndarray, width: float, height: float) -> np.ndarray:
     """Normalized [ymin, xmin, ymax, xmax] to COCO's pixel [x, y, w, h]."""
     ymin, xmin, ymax, xmax = (boxes[:, i] for i in range(4))
