@@ -44,11 +44,13 @@ test-fast: install
 
 demo: install
 	rm -rf $(DEMO_DIR)
-	$(BIN)/detx data synth --out $(DEMO_DIR)/data --images 300 --seed 0 --format coco
-	$(BIN)/detx run --data $(DEMO_DIR)/data --format coco --project $(DEMO_DIR)/project --until validation
+	$(BIN)/detx data synth --out $(DEMO_DIR)/data --images 400 --seed 0 --format coco
+	$(BIN)/detx run --data $(DEMO_DIR)/data --format coco --project $(DEMO_DIR)/project --until training \
+		--preset tiny --train-steps 400
 
 bench: install
 	$(BIN)/python bench/example_gen_throughput.py
+	$(BIN)/python bench/trainer_throughput.py
 
 clean:
 	rm -rf $(VENV) .detx .pytest_cache .mypy_cache .ruff_cache build *.egg-info

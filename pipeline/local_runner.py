@@ -61,6 +61,17 @@ class PipelineRunFailed(RuntimeError):
         self.node, self.cause, self.log_path = node, cause, log_path
 
 
+class _EchoHandler(logging.Handler):
+    """Shows the messages of detx's progress logger (e.g. training steps) under the current component."""
+
+    def __init__(self, echo: Callable[[str], None]) -> None:
+        super().__init__(level=logging.INFO)
+        self._echo = echo
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._echo(f"      {record.getMessage()}")
+
+
 class _ProgressHandler(logging.Handler):
     """Turns LocalDagRunner's log lines into one progress line per component."""
 
@@ -92,6 +103,10 @@ def _captured_logs(log_path: str, echo: Callable[[str], None], total: int, verbo
     file_handler = logging.FileHandler(log_path)
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     progress = _ProgressHandler(echo, total)
+    detx_progress = logging.getLogger("detx.progress")
+    echo_handler = _EchoHandler(echo)
+    detx_progress.addHandler(echo_handler)
+    detx_progress.setLevel(logging.INFO)
     saved = (list(root.handlers), root.level, absl_logger.level, list(tf_logger.handlers))
     # absl installs its handler on the root logger and Beam logs through it;
     # TensorFlow's logger has a handler of its own. Without verbose, every line
@@ -106,6 +121,7 @@ def _captured_logs(log_path: str, echo: Callable[[str], None], total: int, verbo
         yield progress
     finally:
         absl_logger.removeHandler(progress)
+        detx_progress.removeHandler(echo_handler)
         absl_logger.setLevel(saved[2])
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])

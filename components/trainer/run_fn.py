@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
-
-from absl import logging
 
 from components.data.label_map import LABEL_MAP_FILENAME, LabelMap
 from components.trainer import data, export, train
 from components.trainer.options import TrainerOptions
 from components.trainer.pretrained import initializer
+
+# Progress lines for people: `detx run` shows this logger's messages on the terminal.
+PROGRESS = logging.getLogger("detx.progress")
 
 
 # Called by the TFX Trainer (run_fn="components.trainer.run_fn.run_fn").
@@ -27,8 +29,8 @@ def run_fn(fn_args: Any) -> None:
         train_config,
         label_map.num_classes,
         fn_args.model_run_dir,
-        initialize=initializer(options.pretrained, options.restore_scope, log=logging.info),
-        log=logging.info,
+        initialize=initializer(options.pretrained, options.restore_scope, log=PROGRESS.info),
+        log=PROGRESS.info,
     )
     export.export(result.network, model_config, label_map_path, fn_args.serving_model_dir)
-    logging.info("exported the detector to %s", fn_args.serving_model_dir)
+    PROGRESS.info("exported the detector to %s", fn_args.serving_model_dir)

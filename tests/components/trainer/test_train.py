@@ -11,6 +11,7 @@ import tensorflow as tf
 from components.data.label_map import LABEL_MAP_FILENAME
 from components.data.synth import SynthConfig, generate
 from components.data.testing import write_examples
+from components.modeling import anchors
 from components.modeling.config import preset
 from components.trainer import data, export, train
 
@@ -39,8 +40,9 @@ def _train(examples, run_dir, config=TRAIN, **kw):
 def test_input_pipeline_shapes_and_targets(examples):
     ds = data.make_dataset(os.path.join(examples, "Split-train", "*"), MODEL, TRAIN)
     images, (cls, boxes, matched) = next(iter(ds))
-    num_anchors = 8184
-    assert images.shape == (4, 256, 256, 3) and images.dtype == tf.float32
+    num_anchors = len(anchors.generate(MODEL))
+    size = MODEL.image_size
+    assert images.shape == (4, size, size, 3) and images.dtype == tf.float32
     assert float(tf.reduce_min(images)) >= -1.0 and float(tf.reduce_max(images)) <= 1.0
     assert cls.shape == (4, num_anchors) and boxes.shape == (4, num_anchors, 4)
     assert float(tf.reduce_sum(matched)) > 0
