@@ -14,16 +14,12 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from components.data import features as F
+from components.trainer.data import OBJECT_FEATURES, objects
 
 _PARSE = {
     F.HEIGHT: tf.io.FixedLenFeature([], tf.int64),
     F.WIDTH: tf.io.FixedLenFeature([], tf.int64),
-    F.XMIN: tf.io.VarLenFeature(tf.float32),
-    F.YMIN: tf.io.VarLenFeature(tf.float32),
-    F.XMAX: tf.io.VarLenFeature(tf.float32),
-    F.YMAX: tf.io.VarLenFeature(tf.float32),
-    F.LABEL: tf.io.VarLenFeature(tf.int64),
-    F.IS_CROWD: tf.io.VarLenFeature(tf.int64),
+    **OBJECT_FEATURES,
 }
 
 
@@ -104,12 +100,8 @@ def evaluate(
             w, h = float(f[F.WIDTH]), float(f[F.HEIGHT])
             image_id = len(images) + 1
             images.append({"id": image_id, "width": w, "height": h})
-            gt = np.stack([tf.sparse.to_dense(f[k]).numpy() for k in (F.YMIN, F.XMIN, F.YMAX, F.XMAX)], axis=1)
-            labels = tf.sparse.to_dense(f[F.LABEL]).numpy()
-            crowd = tf.sparse.to_dense(f[F.IS_CROWD]).numpy()
-            for box, label, is_crowd in zip(
-                _to_xywh_pixels(gt, w, h), labels, np.resize(crowd, len(labels)), strict=False
-            ):
+            gt, labels, crowd = (t.numpy() for t in objects(f))
+            for box, label, is_crowd in zip(_to_xywh_pixels(gt, w, h), labels, crowd, strict=True):
                 annotations.append(
                     {
                         "id": len(annotations) + 1,

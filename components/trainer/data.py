@@ -19,8 +19,8 @@ from components.modeling import anchors as anchor_lib
 from components.modeling.config import ModelConfig, TrainConfig
 from components.modeling.matcher import assign_targets
 
-_PARSE_SPEC = {
-    F.ENCODED: tf.io.FixedLenFeature([], tf.string),
+# The per-object features of an OD API tf.Example, as training and evaluation read them.
+OBJECT_FEATURES = {
     F.XMIN: tf.io.VarLenFeature(tf.float32),
     F.YMIN: tf.io.VarLenFeature(tf.float32),
     F.XMAX: tf.io.VarLenFeature(tf.float32),
@@ -30,18 +30,27 @@ _PARSE_SPEC = {
 }
 
 
+def objects(parsed: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """(boxes [N, 4] as ymin, xmin, ymax, xmax; labels [N] int32; is_crowd [N] bool) of a parsed example.
+
+    A missing or short is_crowd list counts as not crowd.
+    """
+    boxes = tf.stack([tf.sparse.to_dense(parsed[k]) for k in (F.YMIN, F.XMIN, F.YMAX, F.XMAX)], axis=-1)
+    labels = tf.cast(tf.sparse.to_dense(parsed[F.LABEL]), tf.int32)
+    crowd = tf.sparse.to_dense(parsed[F.IS_CROWD])[: tf.shape(labels)[0]]
+    crowd = tf.pad(crowd, [[0, tf.shape(labels)[0] - tf.shape(crowd)[0]]])
+    return boxes, labels, tf.cast(crowd, tf.bool)
+
+
 def parse(serialized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """One serialized OD API tf.Example to (uint8 image [H, W, 3], boxes [N, 4] y-first, labels [N]).
 
     Crowd boxes are dropped for training, as COCO's training recipes do.
     """
-    f = tf.io.parse_single_example(serialized, _PARSE_SPEC)
+    f = tf.io.parse_single_example(serialized, {F.ENCODED: tf.io.FixedLenFeature([], tf.string), **OBJECT_FEATURES})
     image = tf.io.decode_image(f[F.ENCODED], channels=3, expand_animations=False)
-    coords = [tf.sparse.to_dense(f[k]) for k in (F.YMIN, F.XMIN, F.YMAX, F.XMAX)]
-    boxes = tf.stack(coords, axis=-1)
-    labels = tf.cast(tf.sparse.to_dense(f[F.LABEL]), tf.int32)
-    crowd = tf.sparse.to_dense(f[F.IS_CROWD])
-    keep = tf.logical_not(tf.cast(tf.pad(crowd, [[0, tf.shape(labels)[0] - tf.shape(crowd)[0]]]), tf.bool))
+    boxes, labels, crowd = objects(f)
+    keep = tf.logical_not(crowd)
     return image, tf.boolean_mask(boxes, keep), tf.boolean_mask(labels, keep)
 
 
