@@ -166,6 +166,7 @@ def train(
         dataset,
         epochs=epochs,
         steps_per_epoch=train_config.checkpoint_every,
+        shuffle=False,  # the tf.data pipeline shuffles, with its own seed
         verbose=0,
         callbacks=[
             # Restores weights, optimizer state and the epoch after a crash; kept after success.
