@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -37,12 +38,22 @@ from components.trainer import data, export, train
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 
 
-def _steps_per_s(model: train.SSDTrainingModel, dataset: tf.data.Dataset, steps: int) -> float:
-    iterator = iter(dataset)
-    model.fit(iterator, steps_per_epoch=2, epochs=1, verbose=0)  # trace and warm up
-    start = time.perf_counter()
-    model.fit(iterator, steps_per_epoch=steps, epochs=1, verbose=0)
-    return steps / (time.perf_counter() - start)
+class _StepTimer(keras.callbacks.Callback):
+    """Records when each training step ends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.times: list[float] = []
+
+    def on_train_batch_end(self, batch: int, logs: object = None) -> None:
+        self.times.append(time.perf_counter())
+
+
+def _steps_per_s(model: train.SSDTrainingModel, dataset: tf.data.Dataset, steps: int, skip: int = 3) -> float:
+    """Steady-state steps/s: the first `skip` steps (tracing, pipeline start-up, buffers) are not timed."""
+    timer = _StepTimer()
+    model.fit(dataset, steps_per_epoch=steps + skip, epochs=1, verbose=0, shuffle=False, callbacks=[timer])
+    return (len(timer.times) - skip) / (timer.times[-1] - timer.times[skip - 1])
 
 
 def bench_training(name: str, examples: str, steps: int, repeats: int, batch: int | None) -> dict[str, object]:
@@ -57,8 +68,8 @@ def bench_training(name: str, examples: str, steps: int, repeats: int, batch: in
     model(tf.zeros([1, size, size, 3]))
     model.compile(optimizer=train.optimizer(train_config), jit_compile=False)
     real = data.make_dataset(pattern, model_config, train_config)
-    cached = real.take(steps + 2).cache().repeat()
-    for _ in cached.take(steps + 2):  # fill the cache outside the timing
+    cached = real.take(steps + 3).cache().repeat()
+    for _ in cached.take(steps + 3):  # fill the cache outside the timing
         pass
     real_s, cached_s = [], []
     for _ in range(repeats):
