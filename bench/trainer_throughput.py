@@ -115,11 +115,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--zoo-batch", type=int, default=8, help="zoo320's batch on CPU (the Zoo's 128 is for TPUs)")
+    parser.add_argument("--tiny-only", action="store_true", help="only the tiny preset's training figures")
     args = parser.parse_args()
     os.makedirs(OUT, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         examples = write_examples(os.path.join(tmp, "examples"), 200, seed=0)
         tiny = bench_training("tiny", examples, args.steps, args.repeats, None)
+        if args.tiny_only:
+            print(f"| tiny | {tiny['images_per_s']:.1f} training images/s | input ratio {tiny['input_ratio']:.2f} |")
+            return
         zoo = bench_training("zoo320", examples, max(args.steps // 4, 3), args.repeats, args.zoo_batch)
         inference = bench_inference(examples, args.repeats)
     result = {

@@ -140,4 +140,7 @@ def make_dataset(
 
     ds = ds.map(_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(batch_size or train_config.batch_size, drop_remainder=training)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    # Parallelism across examples, not inside each op: the input pipeline shares the CPU with training.
+    options.threading.max_intra_op_parallelism = 1
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
