@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=800)
     parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--bn-momentum", type=float, default=0.9)
+    parser.add_argument("--checkpoint-every", type=int, default=0, help="steps per checkpoint (0: the preset's)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = write_dataset(os.path.join(tmp, "coco"), SynthConfig(args.images, seed=3, min_size=48), "coco")
@@ -42,7 +43,9 @@ def main() -> None:
         examples = next(r for r in runs if r.node == "DetectionExampleGen").outputs["examples"][0]
         model_config, train_config = preset("tiny")
         model_config = dataclasses.replace(model_config, bn_momentum=args.bn_momentum)
-        train_config = dataclasses.replace(train_config, steps=args.steps)
+        train_config = dataclasses.replace(
+            train_config, steps=args.steps, checkpoint_every=args.checkpoint_every or train_config.checkpoint_every
+        )
         start = time.perf_counter()
         result = train.train(
             lambda b: data.make_dataset(
@@ -66,7 +69,8 @@ def main() -> None:
         "metrics": dataclasses.asdict(metrics),
     }
     os.makedirs(OUT, exist_ok=True)
-    with open(os.path.join(OUT, f"tiny_learning_bn{args.bn_momentum}.json"), "w") as f:
+    name = f"tiny_learning_bn{args.bn_momentum}_ckpt{train_config.checkpoint_every}.json"
+    with open(os.path.join(OUT, name), "w") as f:
         json.dump(record, f, indent=1)
     print(json.dumps(record, indent=1))
 
