@@ -18,6 +18,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
+from components.data import features as F
 from components.data.coco import scan_coco
 from components.data.label_map import LABEL_MAP_FILENAME
 from components.data.records import Converted, DataLimits, Reject, RejectReason, SourceRecord, build_example
@@ -75,11 +76,8 @@ class _ConvertFn(beam.DoFn):
             return
         result = build_example(record, self._scan.resolve, self._scan.label_map, self._limits)
         if isinstance(result, Converted):
-            note = {"boxes": len(result.example.features.feature["image/object/bbox/xmin"].float_list.value)}
-            if result.conversion:
-                note["conversion"] = result.conversion  # type: ignore[assignment]
-            note["clipped"] = result.num_clipped
-            yield beam.pvalue.TaggedOutput(_NOTES, json.dumps(note))
+            num_boxes = len(result.example.features.feature[F.XMIN].float_list.value)
+            yield beam.pvalue.TaggedOutput(_NOTES, (num_boxes, result.num_clipped, result.conversion or ""))
             yield result.example
         else:
             yield beam.pvalue.TaggedOutput(_REJECTS, result.to_json())
@@ -236,13 +234,13 @@ class _NoteCounter(beam.CombineFn):
     def create_accumulator(self) -> Counter[str]:
         return Counter()
 
-    def add_input(self, acc: Counter[str], note: str) -> Counter[str]:
-        d = json.loads(note)
+    def add_input(self, acc: Counter[str], note: tuple[int, int, str]) -> Counter[str]:
+        num_boxes, num_clipped, conversion = note
         acc["examples"] += 1
-        acc["boxes"] += d["boxes"]
-        acc["boxes_clipped"] += d["clipped"]
-        if "conversion" in d:
-            acc[f"converted:{d['conversion']}"] += 1
+        acc["boxes"] += num_boxes
+        acc["boxes_clipped"] += num_clipped
+        if conversion:
+            acc[f"converted:{conversion}"] += 1
         return acc
 
     def merge_accumulators(self, accumulators: Any) -> Counter[str]:
