@@ -1,0 +1,354 @@
+"""The push destination: numbered SavedModel versions laid out as TF Serving reads them.
+
+    <root>/1/                       a version: saved_model.pb, variables/, assets/, detx_lineage.json
+    <root>/2/
+    <root>/.staging-<host>-<pid>-<hex>/   a push in progress (local file systems only)
+    <root>/.retired/3/              a version a rollback took out of service
+
+TF Serving (and `detx serve`) only look at numeric directories, so staging and
+retired directories are invisible to them. A version is complete when its
+`saved_model.pb` exists: on a local file system the whole directory appears at
+once by `rename`; on an object store (gs://, s3://), where a rename is a copy,
+`saved_model.pb` is written last, so a version whose copy was cut short has no
+`saved_model.pb` and every detx reader skips it.
+
+Version numbers only grow: the next one is above every number ever issued,
+including incomplete and retired versions, so a number never names two models.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import errno
+import json
+import os
+import re
+import secrets
+import socket
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import tensorflow as tf
+
+SAVED_MODEL_FILE = "saved_model.pb"
+LINEAGE_FILE = "detx_lineage.json"
+RETIRED_DIR = ".retired"
+_STAGING_PREFIX = ".staging-"
+_NUMERIC = re.compile(r"^[0-9]+$")
+# A push retries with the next number when another push took this one.
+_MAX_RENAME_ATTEMPTS = 100
+
+
+class ModelStoreError(RuntimeError):
+    """A push destination operation was refused; the message says why and what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class VersionInfo:
+    """One numeric version directory.
+
+    Attributes:
+        version: the version number.
+        path: its directory.
+        complete: whether `saved_model.pb` is there (loaders skip incomplete versions).
+    """
+
+    version: int
+    path: str
+    complete: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class RollbackResult:
+    """What a rollback changed.
+
+    Attributes:
+        previous: the version served before (None if none was).
+        serving: the version served now.
+        retired: versions moved to `.retired/`, newest first.
+    """
+
+    previous: int | None
+    serving: int
+    retired: list[int]
+
+
+def is_local(path: str) -> bool:
+    """True for paths of the local file system, where a directory rename is atomic."""
+    return "://" not in path or path.startswith("file://")
+
+
+def _strip_file_scheme(path: str) -> str:
+    return path.removeprefix("file://")
+
+
+def _files(tree: str) -> list[str]:
+    """Every file under `tree`, relative to it, in a stable order."""
+    out = []
+    for dirpath, _, filenames in tf.io.gfile.walk(tree):
+        rel = os.path.relpath(dirpath, tree)
+        out.extend(os.path.normpath(os.path.join(rel, name)) for name in filenames)
+    return sorted(out)
+
+
+def copy_tree(
+    src: str, dst: str, last: str = SAVED_MODEL_FILE, on_file: Callable[[str], None] | None = None
+) -> int:
+    """Copies every file of `src` into `dst`, the file named `last` after all others.
+
+    Args:
+        src: a directory.
+        dst: where the copy goes (created).
+        last: relative path copied last; its presence marks the copy complete.
+        on_file: called with each relative path once it is copied.
+
+    Returns:
+        The number of files copied.
+    """
+    files = _files(src)
+    ordered = [f for f in files if f != last] + [f for f in files if f == last]
+    for rel in ordered:
+        target = os.path.join(dst, rel)
+        tf.io.gfile.makedirs(os.path.dirname(target))
+        tf.io.gfile.copy(os.path.join(src, rel), target, overwrite=True)
+        if on_file is not None:
+            on_file(rel)
+    return len(ordered)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class ModelStore:
+    """A push destination (a TF Serving model base path) and the operations detx does on it.
+
+    Args:
+        root: the model base path, local or on any TensorFlow file system (gs://...).
+    """
+
+    def __init__(self, root: str) -> None:
+        self.root = root.rstrip("/")
+
+    # Reading -------------------------------------------------------------
+
+    def versions(self) -> list[VersionInfo]:
+        """Every numeric version directory, oldest first, complete or not."""
+        if not tf.io.gfile.isdir(self.root):
+            return []
+        found = []
+        for name in tf.io.gfile.listdir(self.root):
+            name = name.rstrip("/")
+            if _NUMERIC.match(name):
+                path = os.path.join(self.root, name)
+                found.append(VersionInfo(int(name), path, tf.io.gfile.exists(os.path.join(path, SAVED_MODEL_FILE))))
+        return sorted(found, key=lambda v: v.version)
+
+    def complete_versions(self) -> list[int]:
+        """Numbers of the versions a loader may load, oldest first."""
+        return [v.version for v in self.versions() if v.complete]
+
+    def serving_version(self) -> int | None:
+        """The version TF Serving's default policy (latest) serves: the newest complete one."""
+        complete = self.complete_versions()
+        return complete[-1] if complete else None
+
+    def path(self, version: int) -> str:
+        """The directory of `version`."""
+        return os.path.join(self.root, str(version))
+
+    def lineage(self, version: int) -> dict[str, Any]:
+        """The lineage recorded with `version` ({} for models pushed by other tools)."""
+        path = os.path.join(self.path(version), LINEAGE_FILE)
+        if not tf.io.gfile.exists(path):
+            return {}
+        with tf.io.gfile.GFile(path) as f:
+            result: dict[str, Any] = json.load(f)
+        return result
+
+    def retired_versions(self) -> list[int]:
+        """Versions a rollback took out of service."""
+        retired = os.path.join(self.root, RETIRED_DIR)
+        if not tf.io.gfile.isdir(retired):
+            return []
+        return sorted(int(n.rstrip("/")) for n in tf.io.gfile.listdir(retired) if _NUMERIC.match(n.rstrip("/")))
+
+    def next_version(self) -> int:
+        """One above every number ever issued here (complete, incomplete or retired)."""
+        issued = [v.version for v in self.versions()] + self.retired_versions()
+        return max(issued, default=0) + 1
+
+    # Writing -------------------------------------------------------------
+
+    def push(
+        self,
+        model_dir: str,
+        lineage: dict[str, Any],
+        on_file: Callable[[str], None] | None = None,
+    ) -> VersionInfo:
+        """Publishes `model_dir` as the next version, all at once or not at all.
+
+        Local file systems: the model and its lineage are copied into a
+        non-numeric staging directory, which is then renamed to the version
+        number; a rename onto a number another push took in the meantime
+        fails, and the next number is tried. Object stores: the files are
+        copied straight into the numeric directory with `saved_model.pb` last.
+
+        Args:
+            model_dir: the SavedModel to publish.
+            lineage: what to record with it; `version` and `pushed_at` are added.
+            on_file: called after each file is copied (progress).
+
+        Returns:
+            The new version.
+
+        Raises:
+            ModelStoreError: `model_dir` is not a SavedModel.
+        """
+        if not tf.io.gfile.exists(os.path.join(model_dir, SAVED_MODEL_FILE)):
+            raise ModelStoreError(f"{model_dir} has no {SAVED_MODEL_FILE}: not a SavedModel, nothing pushed")
+        tf.io.gfile.makedirs(self.root)
+        if is_local(self.root):
+            return self._push_local(model_dir, lineage, on_file)
+        return self._push_ordered(model_dir, lineage, on_file)
+
+    def _lineage_bytes(self, lineage: dict[str, Any], version: int) -> str:
+        record = {**lineage, "version": version, "pushed_at": datetime.datetime.now(datetime.UTC).isoformat()}
+        return json.dumps(record, indent=2, sort_keys=True)
+
+    def _push_local(
+        self, model_dir: str, lineage: dict[str, Any], on_file: Callable[[str], None] | None
+    ) -> VersionInfo:
+        root = _strip_file_scheme(self.root)
+        self.remove_stale_staging()
+        staging = os.path.join(root, f"{_STAGING_PREFIX}{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}")
+        try:
+            copy_tree(model_dir, staging, on_file=on_file)
+            version = self.next_version()
+            for _ in range(_MAX_RENAME_ATTEMPTS):
+                with open(os.path.join(staging, LINEAGE_FILE), "w") as f:
+                    f.write(self._lineage_bytes(lineage, version))
+                target = os.path.join(root, str(version))
+                if os.path.exists(target):
+                    version = max(version + 1, self.next_version())
+                    continue
+                try:
+                    os.rename(staging, target)
+                except OSError as e:
+                    # Someone created the number between the check and the rename.
+                    if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                        raise
+                    version = max(version + 1, self.next_version())
+                    continue
+                return VersionInfo(version, os.path.join(self.root, str(version)), True)
+            raise ModelStoreError(f"could not claim a version number in {self.root} after {_MAX_RENAME_ATTEMPTS} tries")
+        finally:
+            if os.path.exists(staging):
+                tf.io.gfile.rmtree(staging)
+
+    def _push_ordered(
+        self, model_dir: str, lineage: dict[str, Any], on_file: Callable[[str], None] | None
+    ) -> VersionInfo:
+        version = self.next_version()
+        target = self.path(version)
+        # The lineage goes in before saved_model.pb: a complete version always has it.
+        tf.io.gfile.makedirs(target)
+        with tf.io.gfile.GFile(os.path.join(target, LINEAGE_FILE), "w") as f:
+            f.write(self._lineage_bytes(lineage, version))
+        copy_tree(model_dir, target, on_file=on_file)
+        return VersionInfo(version, target, True)
+
+    def remove_stale_staging(self) -> list[str]:
+        """Deletes staging directories of pushes on this host whose process is gone (killed pushes)."""
+        root = _strip_file_scheme(self.root)
+        if not is_local(self.root) or not os.path.isdir(root):
+            return []
+        removed = []
+        host = socket.gethostname()
+        for name in os.listdir(root):
+            if not name.startswith(_STAGING_PREFIX):
+                continue
+            owner, _, _ = name.removeprefix(_STAGING_PREFIX).rpartition("-")
+            owner_host, _, pid = owner.rpartition("-")
+            if owner_host == host and pid.isdigit() and not _pid_alive(int(pid)):
+                tf.io.gfile.rmtree(os.path.join(root, name))
+                removed.append(name)
+        return removed
+
+    def rollback(self, to: int | None = None) -> RollbackResult:
+        """Makes an earlier complete version the served one, without retraining.
+
+        Every version above the target (complete or not) moves to `.retired/`,
+        which TF Serving does not read; its latest-version policy then serves
+        the target. Retired numbers are never issued again.
+
+        Args:
+            to: the version to serve; None means the complete version below the served one.
+
+        Raises:
+            ModelStoreError: no such complete version, or nothing to roll back to.
+        """
+        complete = self.complete_versions()
+        current = complete[-1] if complete else None
+        if to is None:
+            if len(complete) < 2:
+                raise ModelStoreError(
+                    f"{self.root} has {len(complete)} complete version(s); --previous needs one below the served one"
+                )
+            to = complete[-2]
+        if to not in complete:
+            available = ", ".join(map(str, complete)) or "none"
+            raise ModelStoreError(f"version {to} is not a complete version in {self.root} (available: {available})")
+        newer = [v for v in self.versions() if v.version > to]
+        retired = []
+        for v in sorted(newer, key=lambda v: v.version, reverse=True):
+            self._retire(v)
+            retired.append(v.version)
+        return RollbackResult(previous=current, serving=to, retired=retired)
+
+    def _retire(self, v: VersionInfo) -> None:
+        retired_root = os.path.join(self.root, RETIRED_DIR)
+        tf.io.gfile.makedirs(retired_root)
+        target = os.path.join(retired_root, str(v.version))
+        if tf.io.gfile.exists(target):
+            # A version can only be retired once: numbers are never reissued.
+            raise ModelStoreError(f"{target} already exists; remove it by hand if it is a leftover")
+        if is_local(self.root):
+            os.rename(_strip_file_scheme(v.path), _strip_file_scheme(target))
+            return
+        copy_tree(v.path, target)
+        # saved_model.pb goes first: from then on no loader picks the version up again.
+        marker = os.path.join(v.path, SAVED_MODEL_FILE)
+        if tf.io.gfile.exists(marker):
+            tf.io.gfile.remove(marker)
+        tf.io.gfile.rmtree(v.path)
+
+
+def describe(store: ModelStore, versions: Iterable[int] | None = None) -> list[dict[str, Any]]:
+    """One row per version for listings: number, complete, serving, mAP and when it was pushed."""
+    serving = store.serving_version()
+    rows = []
+    for v in store.versions():
+        if versions is not None and v.version not in versions:
+            continue
+        lineage = store.lineage(v.version) if v.complete else {}
+        metrics = lineage.get("metrics", {})
+        rows.append(
+            {
+                "version": v.version,
+                "complete": v.complete,
+                "serving": v.version == serving,
+                "map": metrics.get("map"),
+                "map_50": metrics.get("map_50"),
+                "pushed_at": lineage.get("pushed_at"),
+                "path": v.path,
+            }
+        )
+    return rows
