@@ -20,7 +20,7 @@ from components.data.synth import SynthConfig, write_dataset
 from components.evaluation.coco_metrics import evaluate, read_examples
 from components.modeling.config import preset
 from components.trainer import data, export, train
-from pipeline.config import DataConfig, PipelineConfig
+from pipeline.config import DataConfig, PipelineConfig, Stage
 from pipeline.local_runner import ProjectPaths, run_local
 from pipeline.run_report import latest_run
 
@@ -38,7 +38,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = write_dataset(os.path.join(tmp, "coco"), SynthConfig(args.images, seed=3, min_size=48), "coco")
         project = os.path.join(tmp, "project")
-        run_local(PipelineConfig(data=DataConfig(path=data_dir.out_dir)), project, echo=lambda _: None)
+        run_local(
+            PipelineConfig(data=DataConfig(path=data_dir.out_dir), stop_after=Stage.VALIDATION),
+            project,
+            echo=lambda _: None,
+        )
         runs = latest_run(ProjectPaths(project).metadata_path, "detx")
         examples = next(r for r in runs if r.node == "DetectionExampleGen").outputs["examples"][0]
         model_config, train_config = preset("tiny")

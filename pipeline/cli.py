@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from typing import Any
 
 import click
 
@@ -66,100 +67,195 @@ def _parse_splits(value: str) -> dict[str, int]:
     return splits
 
 
+def _overrides(ctx: click.Context, mapping: dict[str, tuple[str, ...]]) -> dict[str, Any]:
+    """The options given on the command line, as a nested config mapping (file values stay otherwise)."""
+    out: dict[str, Any] = {}
+    for param, path in mapping.items():
+        value = ctx.params.get(param)
+        if value is None or ctx.get_parameter_source(param) != click.core.ParameterSource.COMMANDLINE:
+            continue
+        holder = out
+        for key in path[:-1]:
+            holder = holder.setdefault(key, {})
+        holder[path[-1]] = value
+    return out
+
+
+# Command-line option -> place in the config file's mapping.
+_RUN_OPTIONS: dict[str, tuple[str, ...]] = {
+    "data_path": ("data", "path"),
+    "fmt": ("data", "format"),
+    "pattern": ("data", "pattern"),
+    "image_dir": ("data", "image_dir"),
+    "splits": ("data", "splits"),
+    "max_rejected_fraction": ("data", "max_rejected_fraction"),
+    "max_pixels": ("data", "max_pixels"),
+    "until": ("stop_after",),
+    "name": ("name",),
+    "schema_file": ("schema_file",),
+    "preset": ("trainer", "preset"),
+    "batch_size": ("trainer", "batch_size"),
+    "pretrained": ("trainer", "pretrained"),
+    "restore_scope": ("trainer", "restore_scope"),
+    "freeze_batchnorm": ("trainer", "freeze_batchnorm"),
+    "seed": ("trainer", "seed"),
+    "train_steps": ("train_steps",),
+    "min_map50": ("evaluator", "min_map_50"),
+    "max_map50_drop": ("evaluator", "max_map_50_drop"),
+    "push_destination": ("push_destination",),
+    "baseline": ("baseline",),
+}
+
+
+def _abs(value: str | None) -> str | None:
+    return os.path.abspath(value) if value and "://" not in value else value
+
+
 @main.command("run")
-@click.option("--data", "data_path", required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--format", "fmt", default="coco", show_default=True, type=click.Choice(["coco", "voc", "tfrecord"]))
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), help="Pipeline config (YAML).")
+@click.option("--data", "data_path", type=click.Path(exists=True, file_okay=False), help="The labelled dataset.")
+@click.option("--format", "fmt", type=click.Choice(["coco", "voc", "tfrecord"]), help="[default: coco]")
 @click.option("--project", "project_dir", default=".detx/project", show_default=True, type=click.Path(file_okay=False))
-@click.option("--until", "until", default="validation", show_default=True, help="Last stage to run.")
-@click.option("--name", default="detx", show_default=True, help="Pipeline name (ML Metadata context).")
-@click.option("--split", "split_spec", default="train=4,eval=1", show_default=True, help="Hash buckets per split.")
-@click.option("--pattern", default=None, help="Annotation files relative to --data (default: the format's).")
-@click.option("--image-dir", default="", help="Image folder relative to --data (default: the format's).")
-@click.option("--max-rejected-fraction", default=0.01, show_default=True, type=click.FloatRange(0, 1))
-@click.option("--max-pixels", default=40_000_000, show_default=True, type=click.IntRange(min=1))
-@click.option("--schema", "schema_file", default="", help="Schema template replacing detx's own.")
-@click.option("--preset", default="zoo320", show_default=True, type=click.Choice(["zoo320", "tiny"]))
-@click.option("--train-steps", default=50_000, show_default=True, type=click.IntRange(min=1))
-@click.option("--batch-size", default=0, type=click.IntRange(min=0), help="Overrides the preset's batch size.")
-@click.option("--pretrained", default="", help="Model Zoo model dir or ImageNet MobileNetV2 .h5 weights.")
+@click.option("--until", "until", help="Last stage: validation, training, evaluation or push. [default: push]")
+@click.option("--name", help="Pipeline name (ML Metadata context, model name). [default: detx]")
+@click.option("--split", "splits", help="Hash buckets per split. [default: train=4,eval=1]")
+@click.option("--pattern", help="Annotation files relative to --data (default: the format's).")
+@click.option("--image-dir", help="Image folder relative to --data (default: the format's).")
+@click.option("--max-rejected-fraction", type=click.FloatRange(0, 1), help="[default: 0.01]")
+@click.option("--max-pixels", type=click.IntRange(min=1), help="[default: 40000000]")
+@click.option("--schema", "schema_file", help="Schema template replacing detx's own.")
+@click.option("--preset", type=click.Choice(["zoo320", "tiny"]), help="Model preset. [default: zoo320]")
+@click.option("--train-steps", type=click.IntRange(min=1), help="[default: 50000]")
+@click.option("--batch-size", type=click.IntRange(min=0), help="Overrides the preset's batch size.")
+@click.option("--pretrained", help="Model Zoo model dir or ImageNet MobileNetV2 .h5 weights.")
 @click.option(
     "--restore-scope",
-    default="detection",
-    show_default=True,
     type=click.Choice(["detection", "detection+box", "full"]),
-    help="What a Model Zoo checkpoint restores.",
+    help="What a Model Zoo checkpoint restores. [default: detection]",
 )
-@click.option("--freeze-batchnorm", is_flag=True, help="Keep batch norm fixed (small batches).")
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--freeze-batchnorm", is_flag=True, default=None, help="Keep batch norm fixed (small batches).")
+@click.option("--seed", type=int, help="[default: 0]")
+@click.option("--min-map50", type=click.FloatRange(0, 1), help="Bless only at this mAP@0.5 or more. [default: 0.3]")
+@click.option(
+    "--max-map50-drop",
+    type=click.FloatRange(0, 1),
+    help="Bless only if mAP@0.5 is at most this much below production. [default: 0.01]",
+)
+@click.option("--push-destination", help="TF Serving model base path. [default: <project>/models/<name>]")
+@click.option("--baseline", help="auto (the served version), none, or a SavedModel dir. [default: auto]")
 @click.option("--no-cache", is_flag=True, help="Run every component even if its inputs did not change.")
 @click.option("-v", "--verbose", is_flag=True, help="Print TFX's and Beam's logs too.")
+@click.pass_context
 def run(
-    data_path: str,
-    fmt: str,
-    project_dir: str,
-    until: str,
-    name: str,
-    split_spec: str,
-    pattern: str | None,
-    image_dir: str,
-    max_rejected_fraction: float,
-    max_pixels: int,
-    schema_file: str,
-    preset: str,
-    train_steps: int,
-    batch_size: int,
-    pretrained: str,
-    restore_scope: str,
-    freeze_batchnorm: bool,
-    seed: int,
-    no_cache: bool,
-    verbose: bool,
+    ctx: click.Context, config_file: str | None, project_dir: str, no_cache: bool, verbose: bool, **_: object
 ) -> None:
-    """Run the pipeline locally (LocalDagRunner, Beam DirectRunner, SQLite ML Metadata)."""
-    from components.trainer.options import TrainerOptions
-    from pipeline.config import DataConfig, PipelineConfig, Stage
+    """Run the whole pipeline locally (LocalDagRunner, Beam DirectRunner, SQLite ML Metadata).
 
+    ExampleGen, StatisticsGen, SchemaGen, ExampleValidator, DataGate, Trainer,
+    Evaluator (COCO mAP, blessing against the served model), Pusher. Options
+    given here override the config file; both override detx's defaults.
+    """
+    from pipeline.config_file import ConfigError, build_config, merge, read_config_file
+
+    if ctx.params.get("splits") is not None:
+        ctx.params["splits"] = _parse_splits(ctx.params["splits"])
+    for key in ("data_path", "pretrained", "push_destination", "baseline"):
+        if ctx.params.get(key) not in (None, "", "auto", "none"):
+            ctx.params[key] = _abs(ctx.params[key])
     try:
-        stage = Stage.parse(until)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--until") from e
-    config = PipelineConfig(
-        data=DataConfig(
-            path=os.path.abspath(data_path),
-            format=fmt,
-            pattern=pattern,
-            image_dir=image_dir,
-            splits=_parse_splits(split_spec),
-            max_rejected_fraction=max_rejected_fraction,
-            max_pixels=max_pixels,
-        ),
-        name=name,
-        schema_file=schema_file,
-        stop_after=stage,
-        enable_cache=not no_cache,
-        trainer=TrainerOptions(
-            preset=preset,
-            batch_size=batch_size,
-            freeze_batchnorm=freeze_batchnorm,
-            seed=seed,
-            pretrained=os.path.abspath(pretrained) if pretrained else "",
-            restore_scope=restore_scope,
-        ),
-        train_steps=train_steps,
+        file_values = read_config_file(config_file) if config_file else {}
+        values = merge(file_values, _overrides(ctx, _RUN_OPTIONS))
+        if no_cache:
+            values["enable_cache"] = False
+        config = build_config(values)
+    except ConfigError as e:
+        raise click.UsageError(str(e)) from e
+    if not os.path.isdir(config.data.path) and "://" not in config.data.path:
+        raise click.UsageError(f"the data folder {config.data.path} does not exist")
+    stage = config.stop_after
+    click.echo(
+        f"detx run: {config.data.path} ({config.data.format}) until {stage.value}; "
+        f"project {os.path.abspath(project_dir)}"
     )
-    click.echo(f"detx run: {config.data.path} ({fmt}) until {stage.value}; project {os.path.abspath(project_dir)}")
     from pipeline.local_runner import PipelineRunFailed, ProjectPaths, run_local
     from pipeline.run_report import format_summary, latest_run
 
     try:
-        log_path = run_local(config, project_dir, echo=click.echo, verbose=verbose)
+        result = run_local(config, project_dir, echo=click.echo, verbose=verbose)
     except PipelineRunFailed as e:
         click.echo(f"\nThe run stopped at {e.node or 'start-up'}:\n{e.cause}\n\nFull log: {e.log_path}", err=True)
         sys.exit(1)
     paths = ProjectPaths(os.path.abspath(project_dir))
     click.echo("")
     click.echo(format_summary(latest_run(paths.metadata_path, config.name)))
-    click.echo(f"Artifacts: {paths.pipeline_root}\nML Metadata: {paths.metadata_path}\nFull log: {log_path}")
+    click.echo(f"Artifacts: {paths.pipeline_root}\nML Metadata: {paths.metadata_path}\nFull log: {result.log_path}")
+
+
+def _store(project_dir: str, name: str, push_destination: str | None):  # type: ignore[no-untyped-def]
+    from components.pusher.model_store import ModelStore
+    from pipeline.local_runner import ProjectPaths
+
+    return ModelStore(push_destination or ProjectPaths(os.path.abspath(project_dir)).push_destination(name))
+
+
+_DEST_OPTIONS = [
+    click.option("--project", "project_dir", default=".detx/project", show_default=True, type=click.Path()),
+    click.option("--name", default="detx", show_default=True, help="Pipeline (model) name."),
+    click.option("--push-destination", help="Model base path (default: <project>/models/<name>)."),
+]
+
+
+def _dest_options(fn):  # type: ignore[no-untyped-def]
+    for option in reversed(_DEST_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+@main.command("models")
+@_dest_options
+def models(project_dir: str, name: str, push_destination: str | None) -> None:
+    """List the pushed versions: which one is served, their mAP and when they were pushed."""
+    from components.pusher.model_store import describe
+
+    store = _store(project_dir, name, push_destination)
+    rows = describe(store)
+    if not rows:
+        click.echo(f"No versions in {store.root} yet.")
+        return
+    click.echo(f"{store.root}:")
+    for row in rows:
+        state = "serving" if row["serving"] else ("incomplete (ignored)" if not row["complete"] else "")
+        score = f"mAP@0.5 {row['map_50']:.3f}" if row["map_50"] is not None else "no lineage"
+        click.echo(f"  {row['version']:>4}  {score:<18} {row['pushed_at'] or '':<34} {state}")
+    retired = store.retired_versions()
+    if retired:
+        click.echo(f"  retired by rollbacks: {', '.join(map(str, retired))}")
+
+
+@main.command("rollback")
+@click.option("--to", "to_version", type=click.IntRange(min=1), help="The version to serve.")
+@click.option("--previous", is_flag=True, help="Serve the version below the one served now.")
+@_dest_options
+def rollback(to_version: int | None, previous: bool, project_dir: str, name: str, push_destination: str | None) -> None:
+    """Make an earlier version the served one, without retraining.
+
+    Newer versions move to `.retired/` in the push destination, where TF Serving
+    does not look; its latest-version policy then serves the chosen one. Their
+    numbers are never reused.
+    """
+    from components.pusher.model_store import ModelStoreError
+
+    if (to_version is None) == (not previous):
+        raise click.UsageError("give exactly one of --to VERSION or --previous")
+    store = _store(project_dir, name, push_destination)
+    try:
+        result = store.rollback(to_version)
+    except ModelStoreError as e:
+        raise click.ClickException(str(e)) from e
+    retired = ", ".join(map(str, result.retired)) or "none"
+    click.echo(
+        f"Now serving version {result.serving} (was {result.previous}); retired: {retired} -> {store.root}/.retired/"
+    )
 
 
 if __name__ == "__main__":

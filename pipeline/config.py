@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from components.evaluator.options import EvaluatorOptions
 from components.trainer.options import TrainerOptions
 
 
@@ -20,6 +21,8 @@ class Stage(enum.Enum):
 
     VALIDATION = "validation"  # ExampleGen, StatisticsGen, SchemaGen, ExampleValidator, DataGate
     TRAINING = "training"  # + Trainer
+    EVALUATION = "evaluation"  # + DetectionEvaluator (TFMA, blessing)
+    PUSH = "push"  # + DetectionPusher: the whole pipeline
 
     def includes(self, other: Stage) -> bool:
         """True when a run that stops after this stage runs `other`."""
@@ -70,15 +73,24 @@ class PipelineConfig:
         enable_cache: reuse results of unchanged components.
         trainer: model preset, starting weights and training overrides.
         train_steps: training steps.
+        evaluator: blessing thresholds and slices.
+        push_destination: the TF Serving model base path pushes go to ("" lets the runner choose).
+        baseline: how the Evaluator finds the model in production: "auto" (look in
+            the push destination when it runs), "none", or a version directory
+            (the local runner passes the one in production when it builds the run,
+            so that the cache key follows production).
     """
 
     data: DataConfig
     name: str = "detx"
     schema_file: str = ""
-    stop_after: Stage = Stage.VALIDATION
+    stop_after: Stage = Stage.PUSH
     enable_cache: bool = True
     trainer: TrainerOptions = dataclasses.field(default_factory=TrainerOptions)
     train_steps: int = 50_000
+    evaluator: EvaluatorOptions = dataclasses.field(default_factory=EvaluatorOptions)
+    push_destination: str = ""
+    baseline: str = "auto"
 
 
 def local_beam_args() -> list[str]:

@@ -5,6 +5,7 @@ Paths are resolved here, under one project directory:
     <project>/pipeline_root/   artifacts
     <project>/metadata.sqlite  ML Metadata
     <project>/logs/            full logs of each run
+    <project>/models/<name>/   the default push destination (a TF Serving model base path)
 """
 
 from __future__ import annotations
@@ -40,6 +41,40 @@ class ProjectPaths:
     def log_dir(self) -> str:
         """Where run logs go."""
         return os.path.join(self.project_dir, "logs")
+
+    def push_destination(self, pipeline_name: str) -> str:
+        """The default push destination of a pipeline: `<project>/models/<name>`."""
+        return os.path.join(self.project_dir, "models", pipeline_name)
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalRun:
+    """A finished local run.
+
+    Attributes:
+        log_path: the run's full log.
+        config: the config as run, with the push destination and baseline filled in.
+    """
+
+    log_path: str
+    config: PipelineConfig
+
+
+def resolve_local(config: PipelineConfig, paths: ProjectPaths) -> PipelineConfig:
+    """Fills in what a local run decides: the push destination and the baseline in production now.
+
+    Passing the baseline's directory (rather than "auto") puts it in the
+    Evaluator's cache key: a rerun reuses a cached evaluation only when the
+    same model is still in production.
+    """
+    from components.evaluator.baseline import AUTO, NONE, find_baseline
+
+    destination = config.push_destination or paths.push_destination(config.name)
+    baseline = config.baseline
+    if baseline == AUTO:
+        found = find_baseline(destination)
+        baseline = found.path if found is not None else NONE
+    return dataclasses.replace(config, push_destination=destination, baseline=baseline)
 
 
 _RUNNING = re.compile(r"Component (\S+) is running\.")
@@ -134,7 +169,7 @@ def run_local(
     project_dir: str,
     echo: Callable[[str], None] = print,
     verbose: bool = False,
-) -> str:
+) -> LocalRun:
     """Builds and runs the pipeline with LocalDagRunner.
 
     Args:
@@ -144,7 +179,7 @@ def run_local(
         verbose: also print TFX's own logs.
 
     Returns:
-        The path of the run's full log.
+        The run's log path and resolved config.
 
     Raises:
         PipelineRunFailed: a component failed; TFX removed its output folder
@@ -157,6 +192,7 @@ def run_local(
     paths = ProjectPaths(os.path.abspath(project_dir))
     os.makedirs(paths.log_dir, exist_ok=True)
     log_path = os.path.join(paths.log_dir, time.strftime("run-%Y%m%d-%H%M%S.log"))
+    config = resolve_local(config, paths)
     pipeline = create_pipeline(
         config,
         pipeline_root=paths.pipeline_root,
@@ -169,4 +205,4 @@ def run_local(
         except Exception as e:
             logging.getLogger(__name__).exception("the run failed")
             raise PipelineRunFailed(progress.node, e, log_path) from e
-    return log_path
+    return LocalRun(log_path, config)

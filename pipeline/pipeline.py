@@ -5,8 +5,10 @@ from __future__ import annotations
 from tfx import v1 as tfx
 
 from components.data_gate.component import DataGate
+from components.evaluator.component import DetectionEvaluator
 from components.example_gen.component import DetectionExampleGen
 from components.example_gen.options import IngestOptions
+from components.pusher.component import DetectionPusher
 from components.schema_gen.component import DetectionSchemaGen
 from pipeline.config import PipelineConfig, Stage
 
@@ -24,9 +26,11 @@ def create_pipeline(
     """Builds the detx pipeline up to `config.stop_after`.
 
     DetectionExampleGen -> StatisticsGen -> ExampleValidator -> DataGate ->
-    Trainer, with DetectionSchemaGen (the curated schema plus the dataset's
-    label map) feeding StatisticsGen and ExampleValidator. The Trainer waits
-    for DataGate, so data the gate stops is never trained on.
+    Trainer -> DetectionEvaluator -> DetectionPusher, with DetectionSchemaGen
+    (the curated schema plus the dataset's label map) feeding StatisticsGen and
+    ExampleValidator. The Trainer waits for DataGate, so data the gate stops is
+    never trained on. There is no Resolver node (open-source KFP cannot run
+    one): the Evaluator reads its baseline from the push destination.
 
     Args:
         config: what to run.
@@ -73,6 +77,26 @@ def create_pipeline(
         )
         trainer.add_upstream_node(data_gate)
         components.append(trainer)
+    if config.stop_after.includes(Stage.EVALUATION):
+        if not config.push_destination:
+            raise ValueError("evaluation needs a push destination (where the model in production is)")
+        evaluator = DetectionEvaluator(
+            examples=example_gen.outputs["examples"],
+            model=trainer.outputs["model"],
+            push_destination=config.push_destination,
+            baseline=config.baseline,
+            options=config.evaluator,
+        )
+        components.append(evaluator)
+    if config.stop_after.includes(Stage.PUSH):
+        components.append(
+            DetectionPusher(
+                model=trainer.outputs["model"],
+                model_blessing=evaluator.outputs["blessing"],
+                examples=example_gen.outputs["examples"],
+                push_destination=config.push_destination,
+            )
+        )
     return tfx.dsl.Pipeline(
         pipeline_name=config.name,
         pipeline_root=pipeline_root,

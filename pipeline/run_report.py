@@ -109,6 +109,39 @@ def _output(runs: Sequence[ComponentRun], node: str, key: str) -> str | None:
     return None
 
 
+def _evaluation_lines(runs: Sequence[ComponentRun]) -> list[str]:
+    """Evaluation numbers, the verdict and its reasons, and what the Pusher did."""
+    from components.evaluator.report import REPORT_FILENAME, EvaluationReport
+    from components.pusher.executor import PUSH_REPORT_FILENAME
+
+    lines = []
+    blessing_uri = _output(runs, "DetectionEvaluator", "blessing")
+    if blessing_uri and tf.io.gfile.exists(os.path.join(blessing_uri, REPORT_FILENAME)):
+        report = EvaluationReport.read(blessing_uri)
+        m = report.metrics
+        per_class = ", ".join(f"{k.removeprefix('ap/')} {v:.3f}" for k, v in sorted(m.items()) if k.startswith("ap/"))
+        lines.append(
+            f"Evaluation ({int(m.get('example_count', 0))} eval images): mAP {m.get('map', float('nan')):.3f}, "
+            f"mAP@0.5 {m.get('map_50', float('nan')):.3f}, mAP@0.75 {m.get('map_75', float('nan')):.3f}, "
+            f"AR@100 {m.get('ar_100', float('nan')):.3f}; AP per class: {per_class}"
+        )
+        lines.append(f"  TFMA results: {_output(runs, 'DetectionEvaluator', 'evaluation')}")
+        lines.append(("Blessed" if report.blessed else "Not blessed") + ": " + report.verdict().split(": ", 1)[1])
+    pushed_uri = _output(runs, "DetectionPusher", "pushed_model")
+    if pushed_uri and tf.io.gfile.exists(os.path.join(pushed_uri, PUSH_REPORT_FILENAME)):
+        with tf.io.gfile.GFile(os.path.join(pushed_uri, PUSH_REPORT_FILENAME)) as f:
+            push = json.load(f)
+        if push.get("pushed"):
+            lines.append(f"Pushed: version {push['version']} -> {push['path']} (now the served version)")
+        else:
+            before = push.get("served_before")
+            served = f"; the served version stays {before}" if before is not None else "; nothing is served yet"
+            lines.append(
+                f"Pushed: nothing ({push.get('reason', 'not blessed')}){served}; destination {push['destination']}"
+            )
+    return lines
+
+
 def format_summary(runs: Sequence[ComponentRun]) -> str:
     """A short account of a validation run: data counts, quarantine, per-split counts, gate verdict."""
     lines = []
@@ -137,6 +170,7 @@ def format_summary(runs: Sequence[ComponentRun]) -> str:
             if losses:
                 lines.append(f"Training: loss {losses[0]:.3f} (first checkpoint) -> {losses[-1]:.3f} (last)")
         lines.append(f"Model: {os.path.join(model_uri, 'Format-Serving')} (TensorBoard: {run_uri}/logs)")
+    lines.extend(_evaluation_lines(runs))
     state = ", ".join(f"{r.node} {r.state}" for r in runs)
     lines.append(f"Components: {state}")
     return "\n".join(lines)

@@ -144,11 +144,15 @@ def summarize(ap: np.ndarray, recall: np.ndarray) -> dict[str, float]:
     return {MAP: mean(ap), MAP_50: mean(ap[t50]), MAP_75: mean(ap[t75]), AR_100: mean(recall)}
 
 
-class _CocoCombiner(beam.CombineFn):  # type: ignore[misc]
+class _CocoCombiner(beam.CombineFn):
     """Accumulates per-class matches of one model's detections; COCOeval's numbers on output."""
 
     def __init__(
-        self, keys: dict[str, metric_types.MetricKey], model_name: str, class_ids: Sequence[int], class_names: Sequence[str]
+        self,
+        keys: dict[str, metric_types.MetricKey],
+        model_name: str,
+        class_ids: Sequence[int],
+        class_names: Sequence[str],
     ) -> None:
         self._keys = keys
         self._model_name = model_name
@@ -162,15 +166,17 @@ class _CocoCombiner(beam.CombineFn):  # type: ignore[misc]
         predictions = element.predictions
         if self._model_name and isinstance(predictions, dict) and self._model_name in predictions:
             predictions = predictions[self._model_name]
-        return predictions  # type: ignore[no-any-return]
+        return predictions
 
     def add_input(
         self, accumulator: dict[int, _ClassAccumulator], element: metric_types.StandardMetricInputs
     ) -> dict[int, _ClassAccumulator]:
         features = element.features
         gt_boxes = np.stack(
-            [np.asarray(tfma_util.get_by_keys(features, [key]), dtype=np.float64).reshape(-1) for key in
-             (F.YMIN, F.XMIN, F.YMAX, F.XMAX)],
+            [
+                np.asarray(tfma_util.get_by_keys(features, [key]), dtype=np.float64).reshape(-1)
+                for key in (F.YMIN, F.XMIN, F.YMAX, F.XMAX)
+            ],
             axis=1,
         )
         gt_labels = np.asarray(tfma_util.get_by_keys(features, [F.LABEL]), dtype=np.int64).reshape(-1)
@@ -237,8 +243,10 @@ def _coco_computations(
     for model_name in model_names or [""]:
         for output_name in output_names or [""]:
             keys = {
+                # Unweighted keys carry example_weighted=None, the form TFMA gives
+                # thresholds declared in MetricsSpec, so thresholds find them.
                 n: metric_types.MetricKey(
-                    name=n, model_name=model_name, output_name=output_name, example_weighted=example_weighted
+                    name=n, model_name=model_name, output_name=output_name, example_weighted=example_weighted or None
                 )
                 for n in names
             }
@@ -261,7 +269,7 @@ def _coco_computations(
     return computations
 
 
-class COCODetectionMetrics(metric_types.Metric):  # type: ignore[misc]
+class COCODetectionMetrics(metric_types.Metric):
     """COCO bbox mAP@[.5:.95], mAP@.5, mAP@.75, AR@100 and AP per class, as pycocotools computes them.
 
     Ground truth comes from the OD API features of each tf.Example, detections

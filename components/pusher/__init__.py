@@ -1,0 +1,1 @@
+"""DetectionPusher and the push destination (model store) it writes."""

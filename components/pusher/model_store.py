@@ -85,16 +85,14 @@ def _strip_file_scheme(path: str) -> str:
 
 def _files(tree: str) -> list[str]:
     """Every file under `tree`, relative to it, in a stable order."""
-    out = []
+    out: list[str] = []
     for dirpath, _, filenames in tf.io.gfile.walk(tree):
         rel = os.path.relpath(dirpath, tree)
         out.extend(os.path.normpath(os.path.join(rel, name)) for name in filenames)
     return sorted(out)
 
 
-def copy_tree(
-    src: str, dst: str, last: str = SAVED_MODEL_FILE, on_file: Callable[[str], None] | None = None
-) -> int:
+def copy_tree(src: str, dst: str, last: str = SAVED_MODEL_FILE, on_file: Callable[[str], None] | None = None) -> int:
     """Copies every file of `src` into `dst`, the file named `last` after all others.
 
     Args:
@@ -144,8 +142,8 @@ class ModelStore:
         if not tf.io.gfile.isdir(self.root):
             return []
         found = []
-        for name in tf.io.gfile.listdir(self.root):
-            name = name.rstrip("/")
+        for entry in tf.io.gfile.listdir(self.root):
+            name = entry.rstrip("/")
             if _NUMERIC.match(name):
                 path = os.path.join(self.root, name)
                 found.append(VersionInfo(int(name), path, tf.io.gfile.exists(os.path.join(path, SAVED_MODEL_FILE))))

@@ -32,5 +32,14 @@ def run_fn(fn_args: Any) -> None:
         initialize=initializer(options.pretrained, options.restore_scope, log=PROGRESS.info),
         log=PROGRESS.info,
     )
-    export.export(result.network, model_config, label_map_path, fn_args.serving_model_dir)
+    # Saving a SavedModel leaves the absl logger at WARNING: TensorFlow's
+    # AutoTrackable quiets absl while it lists attributes, then "restores"
+    # absl's verbosity flag (WARNING when flags were never parsed) rather than
+    # the level it found. That would hide TFX's progress lines from here on.
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    try:
+        export.export(result.network, model_config, label_map_path, fn_args.serving_model_dir)
+    finally:
+        absl_logger.setLevel(level)
     PROGRESS.info("exported the detector to %s", fn_args.serving_model_dir)

@@ -21,7 +21,7 @@ from components.data.testing import (
 from components.data_gate.executor import DataGateFailed
 from components.example_gen.report import QUARANTINE_FILENAME, SUMMARY_FILENAME, QuarantineLimitExceeded
 from pipeline.cli import main
-from pipeline.config import DataConfig, PipelineConfig
+from pipeline.config import DataConfig, PipelineConfig, Stage
 from pipeline.local_runner import PipelineRunFailed, ProjectPaths, run_local
 from pipeline.run_report import latest_run, split_counts
 
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.e2e
 
 
 def _run(data: DataConfig, project: str) -> list:
-    run_local(PipelineConfig(data=data), project, echo=lambda _: None)
+    run_local(PipelineConfig(data=data, stop_after=Stage.VALIDATION), project, echo=lambda _: None)
     return latest_run(ProjectPaths(project).metadata_path, "detx")
 
 
@@ -126,7 +126,7 @@ def test_bad_share_over_the_limit_stops_at_the_example_gen_and_names_the_records
     project = str(tmp_path / "p")
     data = DataConfig(path=path, format="coco", max_pixels=FAULT_MAX_PIXELS)
     with pytest.raises(PipelineRunFailed) as info:
-        run_local(PipelineConfig(data=data), project, echo=lambda _: None)
+        run_local(PipelineConfig(data=data, stop_after=Stage.VALIDATION), project, echo=lambda _: None)
     err = info.value
     assert err.node == "DetectionExampleGen" and isinstance(err.cause, QuarantineLimitExceeded)
     message = str(err.cause)
@@ -147,7 +147,9 @@ def test_the_gate_stops_data_that_breaks_the_schema(small_datasets, tmp_path):
     add_crowded_tfrecord(data_dir, num_boxes=101)
     with pytest.raises(PipelineRunFailed) as info:
         run_local(
-            PipelineConfig(data=DataConfig(path=data_dir, format="tfrecord")), str(tmp_path / "p"), echo=lambda _: None
+            PipelineConfig(data=DataConfig(path=data_dir, format="tfrecord"), stop_after=Stage.VALIDATION),
+            str(tmp_path / "p"),
+            echo=lambda _: None,
         )
     assert info.value.node == "DataGate" and isinstance(info.value.cause, DataGateFailed)
     message = str(info.value.cause)
@@ -160,13 +162,35 @@ def test_the_gate_stops_data_that_breaks_the_schema(small_datasets, tmp_path):
 
 def test_cli_run_prints_progress_and_summary_and_fails_with_exit_1(small_datasets, faulty_coco, tmp_path):
     result = CliRunner().invoke(
-        main, ["run", "--data", small_datasets["voc"], "--format", "voc", "--project", str(tmp_path / "ok")]
+        main,
+        [
+            "run",
+            "--until",
+            "validation",
+            "--data",
+            small_datasets["voc"],
+            "--format",
+            "voc",
+            "--project",
+            str(tmp_path / "ok"),
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "[1/5] DetectionExampleGen done" in result.output and "[5/5] DataGate done" in result.output
     assert "Data: 40 examples with" in result.output and "DataGate passed" in result.output
     result = CliRunner().invoke(
-        main, ["run", "--data", faulty_coco[0], "--project", str(tmp_path / "bad"), "--max-pixels", "1000000"]
+        main,
+        [
+            "run",
+            "--until",
+            "validation",
+            "--data",
+            faulty_coco[0],
+            "--project",
+            str(tmp_path / "bad"),
+            "--max-pixels",
+            "1000000",
+        ],
     )
     assert result.exit_code == 1
     assert "The run stopped at DetectionExampleGen" in result.output

@@ -1,0 +1,1 @@
+"""DetectionEvaluator: TFMA COCO metrics and blessing against the model in production."""

@@ -1,0 +1,61 @@
+"""DetectionPusher: blessed models become the next numbered version of the push destination, all at once."""
+
+from __future__ import annotations
+
+from tfx import types
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.types import standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
+
+from components.pusher import executor
+
+
+class DetectionPusherSpec(ComponentSpec):
+    """Inputs, outputs and parameters of DetectionPusher."""
+
+    PARAMETERS = {executor.PUSH_DESTINATION: ExecutionParameter(type=str)}  # noqa: RUF012
+    INPUTS = {  # noqa: RUF012
+        "model": ChannelParameter(type=standard_artifacts.Model),
+        "model_blessing": ChannelParameter(type=standard_artifacts.ModelBlessing),
+        "examples": ChannelParameter(type=standard_artifacts.Examples),
+    }
+    OUTPUTS = {"pushed_model": ChannelParameter(type=standard_artifacts.PushedModel)}  # noqa: RUF012
+
+
+class DetectionPusher(base_component.BaseComponent):
+    """Publishes blessed models to a TF Serving model base path.
+
+    Unlike TFX's Pusher (which copies into a timestamp-named directory in
+    place), a version never appears half-written: see `model_store.ModelStore.push`.
+    Versions are 1, 2, 3...; each records its lineage (data, metrics, the
+    baseline it beat) in `detx_lineage.json`. A model already served is not
+    pushed again.
+    """
+
+    SPEC_CLASS = DetectionPusherSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
+
+    def __init__(
+        self,
+        model: types.BaseChannel,
+        model_blessing: types.BaseChannel,
+        examples: types.BaseChannel,
+        push_destination: str | types.RuntimeParameter,
+    ) -> None:
+        """Builds the component.
+
+        Args:
+            model: the Trainer's model.
+            model_blessing: the Evaluator's verdict on it.
+            examples: the data it was trained on (recorded in the lineage).
+            push_destination: the model base path TF Serving watches.
+        """
+        super().__init__(
+            spec=DetectionPusherSpec(
+                model=model,
+                model_blessing=model_blessing,
+                examples=examples,
+                push_destination=push_destination,
+                pushed_model=types.Channel(type=standard_artifacts.PushedModel),
+            )
+        )

@@ -1,0 +1,111 @@
+"""Reads a pipeline config file (YAML) and merges command-line overrides into a `PipelineConfig`.
+
+The file mirrors `PipelineConfig`, section by section:
+
+    name: detx
+    data: {path: data/coco, format: coco, splits: {train: 4, eval: 1}}
+    trainer: {preset: zoo320, pretrained: checkpoints/ssd_mobilenet_v2_fpnlite_320x320}
+    train_steps: 50000
+    evaluator: {min_map_50: 0.3, max_map_50_drop: 0.01}
+    push_destination: gs://bucket/models/detx
+    stop_after: push
+
+Unknown keys are errors (a typo must not silently fall back to a default).
+Relative paths in the file are relative to the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from components.evaluator.options import EvaluatorOptions
+from components.trainer.options import TrainerOptions
+from pipeline.config import DataConfig, PipelineConfig, Stage
+
+_SECTIONS: dict[str, type[Any]] = {"data": DataConfig, "trainer": TrainerOptions, "evaluator": EvaluatorOptions}
+# Path-valued keys resolved against the config file's folder: (section or "", key).
+_PATHS = {("data", "path"), ("trainer", "pretrained"), ("", "schema_file"), ("", "push_destination")}
+
+
+class ConfigError(ValueError):
+    """The config file or an override is wrong; the message names the key."""
+
+
+def _check_keys(values: Mapping[str, Any], cls: type[Any], where: str) -> None:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(unknown)} in {where}; valid keys: {', '.join(sorted(known))}")
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    """The file's mapping, with relative paths made absolute."""
+    try:
+        with open(path) as f:
+            loaded = yaml.safe_load(f)
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML: {e}") from e
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must be a mapping of keys to values, got {type(loaded).__name__}")
+    base = os.path.dirname(os.path.abspath(path))
+    for section, key in _PATHS:
+        holder = loaded.get(section) if section else loaded
+        if isinstance(holder, dict) and isinstance(holder.get(key), str) and holder[key]:
+            value = holder[key]
+            if "://" not in value and not os.path.isabs(value):
+                holder[key] = os.path.normpath(os.path.join(base, value))
+    return loaded
+
+
+def merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `overrides` on top, one level into sections."""
+    merged = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in base.items()}
+    for key, value in overrides.items():
+        if key in _SECTIONS and isinstance(value, Mapping):
+            section = merged.setdefault(key, {})
+            if not isinstance(section, dict):
+                raise ConfigError(f"{key} must be a mapping in the config file")
+            section.update(value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def build_config(values: Mapping[str, Any]) -> PipelineConfig:
+    """A `PipelineConfig` from a nested mapping (file values merged with overrides).
+
+    Raises:
+        ConfigError: unknown keys, a missing data path, or a value a config class rejects.
+    """
+    _check_keys(values, PipelineConfig, "the config")
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in _SECTIONS:
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{key} must be a mapping, got {value!r}")
+            _check_keys(value, _SECTIONS[key], f"section {key!r}")
+            kwargs[key] = value
+        else:
+            kwargs[key] = value
+    data = kwargs.pop("data", None)
+    if not data or not data.get("path"):
+        raise ConfigError("no data path: give --data DIR or data.path in the config file")
+    try:
+        if "stop_after" in kwargs:
+            kwargs["stop_after"] = Stage.parse(str(kwargs["stop_after"]))
+        data = dict(data)
+        if "splits" in data:
+            data["splits"] = {str(k): int(v) for k, v in dict(data["splits"]).items()}
+        sections = {k: _SECTIONS[k](**kwargs.pop(k)) for k in ("trainer", "evaluator") if k in kwargs}
+        return PipelineConfig(data=DataConfig(**data), **sections, **kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(str(e)) from e
