@@ -45,12 +45,14 @@ test-fast: install
 demo: install
 	rm -rf $(DEMO_DIR)
 	$(BIN)/detx data synth --out $(DEMO_DIR)/data --images 400 --seed 0 --format coco
-	$(BIN)/detx run --data $(DEMO_DIR)/data --format coco --project $(DEMO_DIR)/project --until training \
+	$(BIN)/detx run --data $(DEMO_DIR)/data --format coco --project $(DEMO_DIR)/project \
 		--preset tiny --train-steps 400
+	$(BIN)/detx models --project $(DEMO_DIR)/project
 
 bench: install
 	$(BIN)/python bench/example_gen_throughput.py
 	$(BIN)/python bench/trainer_throughput.py
+	$(BIN)/python bench/evaluator_vs_loop.py
 
 clean:
 	rm -rf $(VENV) .detx .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -26,11 +26,13 @@ class ComponentRun:
         node: the component id.
         state: "complete", "cached", "failed", ...
         outputs: output key to artifact URIs.
+        seconds: wall time from the execution's registration to its last update in ML Metadata.
     """
 
     node: str
     state: str
     outputs: dict[str, list[str]]
+    seconds: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +85,8 @@ def latest_run(metadata_path: str, pipeline_name: str) -> list[ComponentRun]:
             ):
                 key = ev.path.steps[0].key if ev.path.steps else "?"
                 outputs.setdefault(key, []).append(artifacts[ev.artifact_id].uri)
-        result.append(ComponentRun(node, _STATES.get(e.last_known_state, "unknown"), outputs))
+        seconds = max(0.0, (e.last_update_time_since_epoch - e.create_time_since_epoch) / 1000)
+        result.append(ComponentRun(node, _STATES.get(e.last_known_state, "unknown"), outputs, seconds))
     return result
 
 

@@ -3,9 +3,10 @@ import os
 import pytest
 from click.testing import CliRunner
 
+from components.pusher.model_store import ModelStore
 from pipeline.cli import main
 
-COMMANDS = [[], ["data"], ["data", "synth"], ["run"]]
+COMMANDS = [[], ["data"], ["data", "synth"], ["run"], ["models"], ["rollback"]]
 
 
 def _all_commands(group=main, prefix=()):
@@ -48,3 +49,62 @@ def test_run_rejects_bad_arguments_before_starting(tmp_path):
     assert result.exit_code == 2 and "expected name=buckets" in result.output
     result = CliRunner().invoke(main, ["run", "--data", str(tmp_path / "missing")])
     assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_config_file_errors_name_the_key_and_exit_2(tmp_path):
+    bad_key = tmp_path / "bad.yaml"
+    bad_key.write_text("data: {path: .}\nevaluator: {min_map50: 0.5}\n")
+    result = CliRunner().invoke(main, ["run", "--config", str(bad_key)])
+    assert result.exit_code == 2 and "unknown key(s) min_map50 in section 'evaluator'" in result.output
+    assert "min_map_50" in result.output  # the valid keys are listed
+    not_yaml = tmp_path / "broken.yaml"
+    not_yaml.write_text("data: [unclosed\n")
+    result = CliRunner().invoke(main, ["run", "--config", str(not_yaml)])
+    assert result.exit_code == 2 and "is not valid YAML" in result.output
+    no_data = tmp_path / "nodata.yaml"
+    no_data.write_text("train_steps: 10\n")
+    result = CliRunner().invoke(main, ["run", "--config", str(no_data)])
+    assert result.exit_code == 2 and "no data path" in result.output
+    out_of_range = tmp_path / "range.yaml"
+    out_of_range.write_text("data: {path: .}\nevaluator: {min_map_50: 3}\n")
+    result = CliRunner().invoke(main, ["run", "--config", str(out_of_range)])
+    assert result.exit_code == 2 and "min_map_50 must be within [0, 1]" in result.output
+
+
+def test_config_file_values_and_command_line_overrides(tmp_path):
+    from pipeline.config_file import build_config, merge, read_config_file
+
+    (tmp_path / "data").mkdir()
+    path = tmp_path / "detx.yaml"
+    path.write_text(
+        "name: shapes\ndata: {path: data, splits: {train: 3, eval: 1}}\ntrainer: {preset: tiny}\n"
+        "train_steps: 100\nevaluator: {min_map_50: 0.4}\nstop_after: training\n"
+    )
+    config = build_config(merge(read_config_file(str(path)), {"train_steps": 7, "trainer": {"seed": 3}}))
+    assert config.data.path == str(tmp_path / "data")  # relative to the file
+    assert dict(config.data.splits) == {"train": 3, "eval": 1} and config.name == "shapes"
+    assert config.train_steps == 7 and config.trainer.preset == "tiny" and config.trainer.seed == 3
+    assert config.evaluator.min_map_50 == 0.4 and config.stop_after.value == "training"
+
+
+def test_models_and_rollback(tmp_path, fake_saved_model):
+    dest = str(tmp_path / "dest")
+    store = ModelStore(dest)
+    model = fake_saved_model(tmp_path / "m")
+    store.push(model, {"metrics": {"map_50": 0.61}})
+    store.push(model, {"metrics": {"map_50": 0.72}})
+    result = CliRunner().invoke(main, ["models", "--push-destination", dest])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "mAP@0.5 0.610" in lines[1] and "serving" not in lines[1]
+    assert "mAP@0.5 0.720" in lines[2] and lines[2].rstrip().endswith("serving")
+
+    result = CliRunner().invoke(main, ["rollback", "--push-destination", dest])
+    assert result.exit_code == 2 and "exactly one of --to VERSION or --previous" in result.output
+    result = CliRunner().invoke(main, ["rollback", "--to", "9", "--push-destination", dest])
+    assert result.exit_code == 1 and "version 9 is not a complete version" in result.output
+    result = CliRunner().invoke(main, ["rollback", "--previous", "--push-destination", dest])
+    assert result.exit_code == 0 and "Now serving version 1 (was 2); retired: 2" in result.output
+    assert store.serving_version() == 1
+    result = CliRunner().invoke(main, ["models", "--push-destination", dest])
+    assert "retired by rollbacks: 2" in result.output

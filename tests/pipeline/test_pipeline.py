@@ -2,18 +2,44 @@
 
 import json
 
-from pipeline.config import DataConfig, PipelineConfig
+import pytest
+
+from pipeline.config import DataConfig, PipelineConfig, Stage
 from pipeline.pipeline import create_pipeline
 
+ALL = [
+    "DetectionExampleGen",
+    "DetectionSchemaGen",
+    "StatisticsGen",
+    "ExampleValidator",
+    "DataGate",
+    "Trainer",
+    "DetectionEvaluator",
+    "DetectionPusher",
+]
 
-def _pipeline(root="/tmp/root"):
-    return create_pipeline(PipelineConfig(data=DataConfig(path="/data/coco")), root)
+
+def _pipeline(root="/tmp/root", **kwargs):
+    kwargs.setdefault("push_destination", "gs://bucket/models/detx")
+    return create_pipeline(PipelineConfig(data=DataConfig(path="/data/coco"), **kwargs), root)
 
 
-def test_validation_dag_order_and_wiring():
+@pytest.mark.parametrize(
+    "stage,count", [(Stage.VALIDATION, 5), (Stage.TRAINING, 6), (Stage.EVALUATION, 7), (Stage.PUSH, 8)]
+)
+def test_each_stage_adds_its_components(stage, count):
+    assert [c.id for c in _pipeline(stop_after=stage).components] == ALL[:count]
+
+
+def test_evaluation_without_a_push_destination_is_refused():
+    with pytest.raises(ValueError, match="needs a push destination"):
+        _pipeline(push_destination="")
+
+
+def test_dag_wiring():
     p = _pipeline()
     ids = [c.id for c in p.components]
-    assert ids == ["DetectionExampleGen", "DetectionSchemaGen", "StatisticsGen", "ExampleValidator", "DataGate"]
+    assert ids == ALL
     by_id = {c.id: c for c in p.components}
     assert {u.id for u in by_id["DataGate"].upstream_nodes} == {
         "ExampleValidator",
@@ -23,6 +49,12 @@ def test_validation_dag_order_and_wiring():
     # The validator checks against the curated schema, not an inferred one.
     assert by_id["ExampleValidator"].inputs["schema"].producer_component_id == "DetectionSchemaGen"
     assert by_id["StatisticsGen"].inputs["schema"].producer_component_id == "DetectionSchemaGen"
+    # Nothing trains before the gate; the Pusher pushes the Trainer's model with the Evaluator's verdict on it.
+    assert "DataGate" in {u.id for u in by_id["Trainer"].upstream_nodes}
+    assert by_id["DetectionEvaluator"].inputs["model"].producer_component_id == "Trainer"
+    assert by_id["DetectionPusher"].inputs["model_blessing"].producer_component_id == "DetectionEvaluator"
+    assert by_id["DetectionPusher"].inputs["model"].producer_component_id == "Trainer"
+    assert by_id["DetectionEvaluator"].exec_properties["baseline"] == "auto"
 
 
 def test_compiles_to_kfp_v2_without_resolver_nodes(tmp_path):
@@ -36,7 +68,7 @@ def test_compiles_to_kfp_v2_without_resolver_nodes(tmp_path):
     runner.run(_pipeline("gs://bucket/root"), write_out=True)
     spec = json.loads((tmp_path / "pipeline.json").read_text())["pipelineSpec"]
     tasks = spec["root"]["dag"]["tasks"]
-    assert set(tasks) == {"DetectionExampleGen", "DetectionSchemaGen", "StatisticsGen", "ExampleValidator", "DataGate"}
+    assert set(tasks) == set(ALL)
     assert not any("resolver" in name.lower() for name in spec["deploymentSpec"]["executors"])
     gate = spec["deploymentSpec"]["executors"]["DataGate_executor"]["container"]
     assert gate["image"] == "detx:test"

@@ -1,0 +1,83 @@
+"""The main job end to end: learn and push version 1; a worse model is not blessed; an unchanged run is cached.
+
+Run 1 is also the test that fails if the model stops learning: the tiny
+preset's 800 steps on 640 synthetic training images, about 7 minutes on 2 CPU
+cores, must reach mAP@0.5 0.5 (pycocotools on `serving_default`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from click.testing import CliRunner
+
+from components.data.synth import SynthConfig, write_dataset
+from components.evaluation.coco_metrics import evaluate, read_examples, serving_default_predictor
+from components.evaluator.options import EvaluatorOptions
+from components.evaluator.report import EvaluationReport
+from components.modeling.config import preset
+from components.pusher.model_store import ModelStore
+from components.trainer import export
+from components.trainer.options import TrainerOptions
+from pipeline.cli import main
+from pipeline.config import DataConfig, PipelineConfig
+from pipeline.local_runner import ProjectPaths, run_local
+from pipeline.run_report import latest_run
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def test_push_then_refuse_a_worse_model_then_serve_from_cache(tmp_path):
+    data_dir = write_dataset(str(tmp_path / "coco"), SynthConfig(num_images=800, seed=3, min_size=48), "coco").out_dir
+    project = str(tmp_path / "project")
+    paths = ProjectPaths(project)
+    store = ModelStore(paths.push_destination("detx"))
+
+    # Run 1: nothing in production; the model learns and is pushed as version 1.
+    config = PipelineConfig(
+        data=DataConfig(path=data_dir),
+        trainer=TrainerOptions(preset="tiny"),
+        train_steps=800,
+        evaluator=EvaluatorOptions(min_map_50=0.5),
+    )
+    run_local(config, project, echo=lambda _: None)
+    runs = {r.node: r for r in latest_run(paths.metadata_path, "detx")}
+    assert all(r.state == "complete" for r in runs.values()), runs
+
+    with open(os.path.join(runs["Trainer"].outputs["model_run"][0], "history.json")) as f:
+        losses = json.load(f)["loss"]
+    assert len(losses) == 800 // preset("tiny")[1].checkpoint_every and losses[-1] < 0.5 * losses[0], losses
+    model = export.load(os.path.join(runs["Trainer"].outputs["model"][0], "Format-Serving"))
+    eval_examples = read_examples(os.path.join(runs["DetectionExampleGen"].outputs["examples"][0], "Split-eval", "*"))
+    reference = evaluate(serving_default_predictor(model.signatures["serving_default"]), eval_examples, num_classes=3)
+    print(f"tiny preset after 800 steps: {reference}")
+    assert reference.num_images == len(eval_examples) > 100
+    assert reference.map_50 >= 0.5, reference
+    assert min(reference.ap_per_class.values()) > 0.1, reference  # every class is learned, not just one
+
+    report = EvaluationReport.read(runs["DetectionEvaluator"].outputs["blessing"][0])
+    # What TFMA reports in the pipeline agrees with pycocotools on the same model and images.
+    assert abs(report.metrics["map"] - reference.map) < 0.01, (report.metrics, reference)
+    assert abs(report.metrics["map_50"] - reference.map_50) < 0.01, (report.metrics, reference)
+    assert report.blessed and report.baseline_version is None
+    assert store.complete_versions() == [1] and store.serving_version() == 1
+    lineage = store.lineage(1)
+    assert lineage["data"]["source"] == data_dir and lineage["metrics"]["map_50"] == report.metrics["map_50"]
+    assert lineage["model"]["uri"] == runs["Trainer"].outputs["model"][0]
+
+    # Run 2: a handful of steps gives a clearly worse model: not blessed, nothing pushed, and the summary says why.
+    args = ["run", "--data", data_dir, "--project", project, "--preset", "tiny", "--train-steps", "5"]
+    result = CliRunner().invoke(main, [*args, "--min-map50", "0.5"])
+    assert result.exit_code == 0, result.output
+    assert "Not blessed: mAP@0.5" in result.output and "below production version 1" in result.output, result.output
+    assert "Pushed: nothing" in result.output and "the served version stays 1" in result.output, result.output
+    assert store.complete_versions() == [1]
+
+    # Run 3: nothing changed (same data, config and model in production): every component comes from the cache.
+    result = CliRunner().invoke(main, [*args, "--min-map50", "0.5"])
+    assert result.exit_code == 0, result.output
+    states = {r.node: r.state for r in latest_run(paths.metadata_path, "detx")}
+    assert set(states.values()) == {"cached"} and len(states) == 8, states
+    assert store.complete_versions() == [1]
