@@ -8,9 +8,9 @@
   ExtractEvaluateAndWriteResults on Beam's FnApiRunner, two slicing specs,
   blessing, reports), without and with a baseline model (the baseline case is
   compared with a loop that evaluates both models).
-- Optional (`--builtin-images N`): TFMA's own COCOMeanAveragePrecision,
-  COCOAveragePrecision at .5/.75 and COCOMeanAverageRecall (num_thresholds
-  100) on N images, the alternative the detx metric replaces.
+- Optional (`--builtin-images N`): TFMA's own COCOMeanAveragePrecision (at
+  .50:.95 and at .5, num_thresholds 100) and COCOMeanAverageRecall on N
+  images, the alternative the detx metric replaces.
 
 The model is the zoo320 preset with random weights (no Model Zoo download
 here): inference cost is the real model's; its ~100 low-score detections per
@@ -112,7 +112,7 @@ def _tfma_builtin(model_dir: str, pattern: str, work: str) -> float:
             tfma.MetricsSpec(
                 metrics=[
                     metric("COCOMeanAveragePrecision", "map", num_thresholds=100),
-                    metric("COCOAveragePrecision", "map_50", iou_threshold=0.5, num_thresholds=100),
+                    metric("COCOMeanAveragePrecision", "map_50", iou_thresholds=[0.5], num_thresholds=100),
                     metric("COCOMeanAverageRecall", "ar_100"),
                 ]
             )

@@ -84,8 +84,25 @@ def _reasons(
     return reasons
 
 
+def single_worker(beam_pipeline_args: list[str]) -> list[str]:
+    """The same arguments with one in-process Beam worker.
+
+    Beam's FnApiRunner with several workers intermittently fails on TFMA's
+    grouped data ("Invalid PaneInfoEncoding", seen in bench/evaluator_vs_loop.py
+    on its second run in one process; multi-worker FnApiRunner flakiness is a
+    known Beam issue). One worker loses little here: inference dominates and
+    TensorFlow already runs it on every core. Distributed runners are untouched.
+    """
+    return [a for a in beam_pipeline_args if not a.startswith("--direct_num_workers")] + ["--direct_num_workers=1"]
+
+
 class Executor(base_beam_executor.BaseBeamExecutor):
     """Evaluates, compares with the model in production, and blesses or not."""
+
+    def _make_beam_pipeline(self) -> beam.Pipeline:
+        args: list[str] = list(getattr(self, "_beam_pipeline_args", None) or [])
+        self._beam_pipeline_args = single_worker(args)
+        return super()._make_beam_pipeline()
 
     def Do(
         self,
