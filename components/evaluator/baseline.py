@@ -8,6 +8,7 @@ read from the push destination itself: the version TF Serving serves there
 from __future__ import annotations
 
 import dataclasses
+import os
 
 from components.pusher.model_store import ModelStore
 
@@ -46,11 +47,12 @@ def resolve(setting: str, push_destination: str) -> Baseline | None:
     """Turns the Evaluator's `baseline` setting into a model.
 
     Args:
-        setting: "none"; "auto"; or the version directory that was in production
-            when the pipeline was built. That path is there so that ML Metadata's
-            cache key changes when production changes (a cached evaluation against
-            an older baseline is never reused); the executor still compares with
-            what is served when it runs, in case production moved in between.
+        setting: "none"; "auto" (the version served from `push_destination`);
+            a version directory inside `push_destination`, the one in production
+            when the pipeline was built (the local runner passes it so that ML
+            Metadata's cache key changes when production does; the version served
+            now is used, in case production moved in between); or any other
+            SavedModel directory, used as it is.
         push_destination: where pushed versions live.
 
     Returns:
@@ -58,7 +60,11 @@ def resolve(setting: str, push_destination: str) -> Baseline | None:
     """
     if setting in ("", NONE):
         return None
-    return find_baseline(push_destination)
+    if setting == AUTO:
+        return find_baseline(push_destination)
+    if push_destination and os.path.dirname(os.path.normpath(setting)) == os.path.normpath(push_destination):
+        return find_baseline(push_destination)
+    return Baseline(None, setting)
 
 
 def signature_names(saved_model_dir: str) -> list[str]:

@@ -71,10 +71,11 @@ def _reasons(
             if failure.metric_key.name != BLESSING_METRIC:
                 continue
             if failure.metric_key.is_diff and baseline is not None:
+                base_value = base.get(BLESSING_METRIC, math.nan)
+                what = f"production version {baseline.version}" if baseline.version else f"the baseline {baseline.path}"
                 reasons.append(
-                    f"mAP@0.5 {value:.3f} is {base.get(BLESSING_METRIC, math.nan) - value:.3f} below production "
-                    f"version {baseline.version} ({base.get(BLESSING_METRIC, math.nan):.3f}); the allowed drop is "
-                    f"{options.max_map_50_drop:.3f}"
+                    f"mAP@0.5 {value:.3f} is {base_value - value:.3f} below {what} ({base_value:.3f}); "
+                    f"the allowed drop is {options.max_map_50_drop:.3f}"
                 )
             elif not failure.metric_key.is_diff:
                 hint = " (the eval split has no boxes)" if metrics.get(tfma_coco.NUM_GT_BOXES) == 0 else ""
@@ -145,7 +146,12 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         models = [tfma.default_eval_shared_model(candidate_path, model_name=candidate_name, eval_config=config)]
         if baseline is not None:
             models.append(tfma.default_eval_shared_model(baseline.path, model_name=BASELINE, eval_config=config))
-        against = f"production version {baseline.version}" if baseline else "no model in production yet"
+        if baseline is None:
+            against = "no model in production yet"
+        elif baseline.version is None:
+            against = f"the baseline model {baseline.path}"
+        else:
+            against = f"production version {baseline.version}"
         PROGRESS.info("evaluating on split(s) %s against %s", ", ".join(splits), against)
 
         with self._make_beam_pipeline() as pipeline:

@@ -55,9 +55,11 @@ class EvaluationReport:
     def verdict(self) -> str:
         """One line: blessed or not, against what, and why."""
         value = self.metrics.get("map_50", float("nan"))
+        base = self.baseline_metrics.get("map_50", float("nan"))
         if self.baseline_version is not None:
-            base = self.baseline_metrics.get("map_50", float("nan"))
             against = f"production version {self.baseline_version} (mAP@0.5 {base:.3f})"
+        elif self.baseline_path:
+            against = f"the baseline model {self.baseline_path} (mAP@0.5 {base:.3f})"
         else:
             against = "no model in production yet (value threshold only)"
         if self.blessed:
