@@ -258,5 +258,90 @@ def rollback(to_version: int | None, previous: bool, project_dir: str, name: str
     )
 
 
+@main.command("serve")
+@click.option("--model-name", default="detx", show_default=True, help="The model name clients put in ModelSpec.")
+@click.option("--model-base-path", help="Versions to serve (default: the project's push destination).")
+@click.option("--project", "project_dir", default=".detx/project", show_default=True, type=click.Path())
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0 for all).")
+@click.option("--port", default=8500, show_default=True, type=click.IntRange(0, 65535), help="gRPC port (0: any).")
+@click.option("--metrics-port", default=8502, show_default=True, type=click.IntRange(0, 65535), help="0: off.")
+@click.option("--version", "versions", multiple=True, type=click.IntRange(min=1), help="Serve these versions only.")
+@click.option("--label", "labels", multiple=True, help="LABEL=VERSION, e.g. stable=3 (repeatable).")
+@click.option("--max-request-mb", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option("--max-pixels", default=50_000_000, show_default=True, type=click.IntRange(min=1))
+@click.option("--workers", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--poll-seconds", default=1.0, show_default=True, type=click.FloatRange(min=0.05))
+@click.option("--tls-cert", default="", help="PEM certificate: serve over TLS.")
+@click.option("--tls-key", default="", help="PEM private key of --tls-cert.")
+@click.option("--tls-client-ca", default="", help="PEM CA of client certificates (mutual TLS).")
+def serve(
+    model_name: str,
+    model_base_path: str | None,
+    project_dir: str,
+    host: str,
+    port: int,
+    metrics_port: int,
+    versions: tuple[int, ...],
+    labels: tuple[str, ...],
+    max_request_mb: int,
+    max_pixels: int,
+    workers: int,
+    poll_seconds: float,
+    tls_cert: str,
+    tls_key: str,
+    tls_client_ca: str,
+) -> None:
+    """Serve the pushed model over TF Serving's gRPC API (Predict, GetModelMetadata, GetModelStatus).
+
+    Watches the base path: new complete versions are loaded and served once
+    ready, the old one until then; a version that fails to load leaves the
+    previous one serving. SIGTERM stops it after running requests finish.
+    """
+    import logging
+
+    from pipeline.local_runner import ProjectPaths
+    from serving.model_server.predict import Limits
+    from serving.model_server.server import ModelServer, ServerConfig
+    from serving.model_server.versions import VersionPolicy
+
+    label_map: dict[str, int] = {}
+    for item in labels:
+        name, _, number = item.partition("=")
+        if not name or not number.isdigit():
+            raise click.BadParameter(f"expected LABEL=VERSION, got {item!r}", param_hint="--label")
+        label_map[name] = int(number)
+    base = model_base_path or ProjectPaths(os.path.abspath(project_dir)).push_destination(model_name)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = ServerConfig(
+        model_name=model_name,
+        base_path=_abs(base) or base,
+        host=host,
+        port=port,
+        metrics_port=metrics_port,
+        policy=VersionPolicy(specific=tuple(versions), labels=label_map),
+        max_request_bytes=max_request_mb * 1024 * 1024,
+        limits=Limits(max_pixels=max_pixels),
+        workers=workers,
+        poll_seconds=poll_seconds,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        tls_client_ca=tls_client_ca,
+    )
+    try:
+        server = ModelServer(config)
+    except (OSError, ValueError, RuntimeError) as e:
+        raise click.ClickException(f"cannot start the server: {e}") from e
+    server.start()
+    loaded = ", ".join(f"{v.version} {v.state.name}" for v in server.manager.snapshot()) or "none yet"
+    metrics = f"; metrics on http://{host}:{metrics_port}/metrics" if metrics_port else ""
+    click.echo(
+        f"detx serve: model {model_name!r} from {config.base_path} on {host}:{server.port} "
+        f"({'TLS' if tls_cert else 'plaintext'}); versions: {loaded}{metrics}",
+        err=True,
+    )
+    server.wait()
+    click.echo("detx serve: stopped", err=True)
+
+
 if __name__ == "__main__":
     main()

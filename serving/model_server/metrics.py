@@ -1,0 +1,47 @@
+"""Prometheus metrics of the model server: requests, errors, latency, loaded versions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class ServerMetrics:
+    """The server's metrics, in a registry of its own (several servers can share a process in tests)."""
+
+    def __init__(self, model_name: str) -> None:
+        self.registry = CollectorRegistry()
+        self._model = model_name
+        self.requests = Counter(
+            "detx_serving_requests",
+            "gRPC requests by method and status code",
+            ["model", "method", "code"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "detx_serving_request_latency_seconds",
+            "gRPC request latency",
+            ["model", "method"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.versions = Gauge(
+            "detx_serving_model_version_state",
+            "1 for each version in each state (TF Serving's state names)",
+            ["model", "version", "state"],
+            registry=self.registry,
+        )
+
+    def observe(self, method: str, code: str, seconds: float) -> None:
+        """Counts one request."""
+        self.requests.labels(self._model, method, code).inc()
+        self.latency.labels(self._model, method).observe(seconds)
+
+    def update_versions(self, manager: Any) -> None:
+        """Republishes the version states (called by the VersionManager on every change)."""
+        self.versions.clear()
+        for v in manager.snapshot():
+            self.versions.labels(self._model, str(v.version), v.state.name).set(1)

@@ -1,0 +1,134 @@
+"""`detx serve`: a model server on TF Serving's gRPC API, for development, demos and tests.
+
+No `tensorflow_model_server` binary can be installed here; production runs the
+official `tensorflow/serving` image (serving/k8s). This server uses the same
+protos (`tensorflow-serving-api`), the same version directory rules and the
+same status codes, so clients work unchanged against either.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from concurrent import futures
+from typing import Any
+
+import grpc
+from prometheus_client import start_http_server
+from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+
+from serving.model_server.metrics import ServerMetrics
+from serving.model_server.predict import Limits
+from serving.model_server.servicers import ModelServicer, PredictionServicer
+from serving.model_server.versions import VersionManager, VersionPolicy, load_saved_model
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerConfig:
+    """How `detx serve` runs.
+
+    Attributes:
+        model_name: the name clients put in ModelSpec.
+        base_path: the model base path (the push destination).
+        host: the address to bind (localhost by default: no authentication here).
+        port: gRPC port (TF Serving's convention: 8500).
+        metrics_port: Prometheus metrics over HTTP (0: off).
+        policy: versions and labels to serve.
+        max_request_bytes: larger requests are refused with RESOURCE_EXHAUSTED.
+        limits: per-request limits (pixels).
+        workers: request threads.
+        poll_seconds: how often the base path is read.
+        tls_cert, tls_key: PEM files to serve over TLS ("" = plaintext).
+        tls_client_ca: PEM of the CA that signs client certificates (mutual TLS).
+        grace_seconds: on SIGTERM, how long running requests may finish.
+    """
+
+    model_name: str
+    base_path: str
+    host: str = "127.0.0.1"
+    port: int = 8500
+    metrics_port: int = 0
+    policy: VersionPolicy = dataclasses.field(default_factory=VersionPolicy)
+    max_request_bytes: int = 64 * 1024 * 1024
+    limits: Limits = dataclasses.field(default_factory=Limits)
+    workers: int = 8
+    poll_seconds: float = 1.0
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    grace_seconds: float = 10.0
+
+
+class ModelServer:
+    """The gRPC server, its version manager and its metrics endpoint."""
+
+    def __init__(self, config: ServerConfig, loader: Callable[[str], Any] = load_saved_model) -> None:
+        self.config = config
+        self.metrics = ServerMetrics(config.model_name)
+        self.manager = VersionManager(
+            config.model_name, config.base_path, config.policy, loader=loader, on_change=self.metrics.update_versions
+        )
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="predict"),
+            options=[
+                ("grpc.max_receive_message_length", config.max_request_bytes),
+                ("grpc.max_send_message_length", 512 * 1024 * 1024),
+            ],
+        )
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+            PredictionServicer(self.manager, config.limits, self.metrics), self._server
+        )
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(
+            ModelServicer(self.manager, self.metrics), self._server
+        )
+        address = f"{config.host}:{config.port}"
+        if config.tls_cert:
+            self.port = self._server.add_secure_port(address, _credentials(config))
+        else:
+            self.port = self._server.add_insecure_port(address)
+        self._stopped = threading.Event()
+
+    def start(self) -> None:
+        """Loads what is there, then serves; returns at once."""
+        self.manager.start(self.config.poll_seconds)
+        if self.config.metrics_port:
+            start_http_server(self.config.metrics_port, addr=self.config.host, registry=self.metrics.registry)
+        self._server.start()
+        LOG.info(
+            "serving %s from %s on %s:%d", self.config.model_name, self.config.base_path, self.config.host, self.port
+        )
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stops taking requests, lets running ones finish for `grace` seconds, stops watching."""
+        self._server.stop(self.config.grace_seconds if grace is None else grace).wait()
+        self.manager.stop()
+        self._stopped.set()
+
+    def wait(self) -> None:
+        """Blocks until stopped; SIGTERM and SIGINT stop the server gracefully."""
+
+        def handle(signum: int, _frame: Any) -> None:
+            LOG.info("signal %d: stopping after running requests finish", signum)
+            threading.Thread(target=self.stop, daemon=True).start()
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+        self._stopped.wait()
+
+
+def _credentials(config: ServerConfig) -> grpc.ServerCredentials:
+    def read(path: str) -> bytes:
+        with open(path, "rb") as f:
+            return f.read()
+
+    if not config.tls_key:
+        raise ValueError("--tls-cert needs --tls-key")
+    root = read(config.tls_client_ca) if config.tls_client_ca else None
+    return grpc.ssl_server_credentials(
+        [(read(config.tls_key), read(config.tls_cert))], root_certificates=root, require_client_auth=root is not None
+    )

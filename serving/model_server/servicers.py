@@ -1,0 +1,110 @@
+"""The gRPC services: TF Serving's PredictionService and ModelService, answered from a VersionManager."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+from tensorflow_serving.apis import (
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    prediction_service_pb2_grpc,
+)
+
+from serving.model_server import predict as predict_lib
+from serving.model_server.metrics import ServerMetrics
+from serving.model_server.versions import VersionManager
+
+
+def _unimplemented(method: str) -> Callable[..., Any]:
+    def handler(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented by detx serve; use Predict")
+
+    handler.__doc__ = f"{method}: UNIMPLEMENTED (detx serves detectors through Predict)."
+    return handler
+
+
+def _call(
+    method: str,
+    metrics: ServerMetrics,
+    context: grpc.ServicerContext,
+    run: Callable[[], Any],
+) -> Any:
+    """Runs one request: deadline check, TF Serving's status codes, metrics."""
+    start = time.perf_counter()
+    code = grpc.StatusCode.OK
+    try:
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            raise predict_lib.ServingError(
+                grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the model ran"
+            )
+        return run()
+    except predict_lib.ServingError as e:
+        code = e.code
+        context.abort(e.code, e.message)
+    except Exception as e:  # an unexpected failure answers INTERNAL; the server stays up
+        code = grpc.StatusCode.INTERNAL
+        context.abort(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
+    finally:
+        metrics.observe(method, code.name, time.perf_counter() - start)
+    return None  # not reached: abort raises
+
+
+class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """Predict and GetModelMetadata; Classify, Regress and MultiInference answer UNIMPLEMENTED."""
+
+    Classify = _unimplemented("Classify")
+    Regress = _unimplemented("Regress")
+    MultiInference = _unimplemented("MultiInference")
+
+    def __init__(self, manager: VersionManager, limits: predict_lib.Limits, metrics: ServerMetrics) -> None:
+        self._manager, self._limits, self._metrics = manager, limits, metrics
+
+    def Predict(self, request: Any, context: grpc.ServicerContext) -> Any:
+        """TF Serving's Predict."""
+        return _call(
+            "Predict", self._metrics, context, lambda: predict_lib.predict(self._manager, request, self._limits)
+        )
+
+    def GetModelMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:
+        """TF Serving's GetModelMetadata (signature_def)."""
+        return _call(
+            "GetModelMetadata", self._metrics, context, lambda: predict_lib.model_metadata(self._manager, request)
+        )
+
+
+class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
+    """GetModelStatus; HandleReloadConfigRequest answers UNIMPLEMENTED (versions come from the base path)."""
+
+    HandleReloadConfigRequest = _unimplemented("HandleReloadConfigRequest")
+
+    def __init__(self, manager: VersionManager, metrics: ServerMetrics) -> None:
+        self._manager, self._metrics = manager, metrics
+
+    def _status(self, request: Any) -> Any:
+        spec = request.model_spec
+        if spec.name != self._manager.name:
+            raise predict_lib.ServingError(
+                grpc.StatusCode.NOT_FOUND, f"Could not find any versions of model {spec.name}"
+            )
+        versions = self._manager.snapshot()
+        if spec.HasField("version"):
+            versions = [v for v in versions if v.version == spec.version.value]
+            if not versions:
+                raise predict_lib.ServingError(
+                    grpc.StatusCode.NOT_FOUND, f"Could not find version {spec.version.value} of model {spec.name}"
+                )
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for v in versions:
+            status = response.model_version_status.add(version=v.version, state=int(v.state))
+            if v.error:
+                status.status.error_code = grpc.StatusCode.UNKNOWN.value[0]
+                status.status.error_message = v.error
+        return response
+
+    def GetModelStatus(self, request: Any, context: grpc.ServicerContext) -> Any:
+        """TF Serving's GetModelStatus: every known version with its state and load error."""
+        return _call("GetModelStatus", self._metrics, context, lambda: self._status(request))
