@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import warnings
@@ -256,6 +257,97 @@ def rollback(to_version: int | None, previous: bool, project_dir: str, name: str
     click.echo(
         f"Now serving version {result.serving} (was {result.previous}); retired: {retired} -> {store.root}/.retired/"
     )
+
+
+def _label_names(label_map: str | None, base_path: str | None, version: int) -> dict[int, str]:
+    """Class names: from --label-map, else from the answering version's SavedModel assets if readable here."""
+    from components.data.label_map import LABEL_MAP_FILENAME, LabelMap, LabelMapError
+
+    candidates = [label_map] if label_map else []
+    if base_path:
+        candidates.append(os.path.join(base_path, str(version), "assets", LABEL_MAP_FILENAME))
+    for path in candidates:
+        try:
+            return dict(LabelMap.read(path).items())
+        except (LabelMapError, OSError):
+            if path == label_map:
+                raise click.BadParameter(f"cannot read the label map {path}", param_hint="--label-map") from None
+    return {}
+
+
+@main.command("predict")
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--server", default="127.0.0.1:8500", show_default=True, help="HOST:PORT of detx serve or TF Serving.")
+@click.option("--model", default="detx", show_default=True)
+@click.option("--version", type=click.IntRange(min=1), help="A specific version (default: the served one).")
+@click.option("--label", default="", help="A version label, e.g. stable or canary.")
+@click.option("--raw", is_flag=True, help="Send a uint8 tensor to serving_default instead of the encoded image.")
+@click.option("--min-score", default=0.3, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--timeout", default=10.0, show_default=True, type=click.FloatRange(min=0.1), help="Seconds per call.")
+@click.option("--retries", default=3, show_default=True, type=click.IntRange(min=0), help="When UNAVAILABLE.")
+@click.option("--tls-ca", default="", help="PEM of the server's CA: connect with TLS.")
+@click.option("--label-map", help="label_map.pbtxt for class names (default: the model's, if readable locally).")
+@click.option("--model-base-path", help="Where to find the model's label map (default: the project's).")
+@click.option("--project", "project_dir", default=".detx/project", show_default=True, type=click.Path())
+@click.option("--draw", "draw_dir", type=click.Path(file_okay=False), help="Write each image with its boxes here.")
+def predict_command(
+    images: tuple[str, ...],
+    server: str,
+    model: str,
+    version: int | None,
+    label: str,
+    raw: bool,
+    min_score: float,
+    timeout: float,
+    retries: int,
+    tls_ca: str,
+    label_map: str | None,
+    model_base_path: str | None,
+    project_dir: str,
+    draw_dir: str | None,
+) -> None:
+    """Send images to a model server and print their detections as JSON (one object per image)."""
+    import json
+
+    from pipeline.local_runner import ProjectPaths
+    from serving.client import ENCODED_IMAGE, SERVING_DEFAULT, DetectionClient, PredictionError, draw
+
+    base = model_base_path or ProjectPaths(os.path.abspath(project_dir)).push_destination(model)
+    failed = 0
+    with DetectionClient(server, model, version, label, timeout=timeout, retries=retries, tls_ca=tls_ca) as client:
+        for path in images:
+            with open(path, "rb") as f:
+                data = f.read()
+            try:
+                result = client.predict(data, SERVING_DEFAULT if raw else ENCODED_IMAGE)
+            except PredictionError as e:
+                click.echo(f"{path}: {e}", err=True)
+                failed += 1
+                if e.code.name in ("UNAVAILABLE", "NOT_FOUND", "UNAUTHENTICATED"):
+                    break  # the next image would fail the same way
+                continue
+            except (OSError, ValueError) as e:
+                click.echo(f"{path}: not an image detx can send: {e}", err=True)
+                failed += 1
+                continue
+            client.label_names = _label_names(label_map, base, result.version)
+            result = dataclasses.replace(result, label_names=client.label_names)
+            detections = result.detections(min_score)
+            record = {
+                "image": path,
+                "model": result.model,
+                "version": result.version,
+                "detections": [d.to_dict() for d in detections],
+            }
+            if draw_dir:
+                os.makedirs(draw_dir, exist_ok=True)
+                out = os.path.join(draw_dir, os.path.splitext(os.path.basename(path))[0] + ".boxes.png")
+                with open(out, "wb") as f:
+                    f.write(draw(data, detections))
+                record["drawn"] = out
+            click.echo(json.dumps(record))
+    if failed:
+        raise click.ClickException(f"{failed} of {len(images)} image(s) failed")
 
 
 @main.command("serve")

@@ -6,7 +6,7 @@ from click.testing import CliRunner
 from components.pusher.model_store import ModelStore
 from pipeline.cli import main
 
-COMMANDS = [[], ["data"], ["data", "synth"], ["run"], ["models"], ["rollback"]]
+COMMANDS = [[], ["data"], ["data", "synth"], ["run"], ["models"], ["rollback"], ["serve"], ["predict"]]
 
 
 def _all_commands(group=main, prefix=()):

@@ -193,3 +193,30 @@ def test_new_version_swaps_in_without_failed_requests_and_corrupt_ones_never_ser
     response = stub.Predict(_request(), timeout=30)
     assert response.model_spec.version.value == good  # the last good version still answers
     shutil.rmtree(os.path.join(served.base_path, str(empty)))
+
+
+def test_detx_predict_prints_labelled_json_draws_boxes_and_explains_errors(served, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+    from serving.client import encode_png
+
+    image = tmp_path / "shapes.png"
+    image.write_bytes(encode_png(_image(96, 128)[0]))
+    target = f"127.0.0.1:{served.port}"
+    base = ["predict", str(image), "--server", target, "--model-base-path", served.base_path, "--min-score", "0"]
+    for extra in ([], ["--raw"]):
+        result = CliRunner().invoke(main, [*base, *extra, "--draw", str(tmp_path / "drawn")])
+        assert result.exit_code == 0, result.output
+        record = json.loads(result.output.strip().splitlines()[-1])
+        assert record["version"] >= 1 and record["model"] == "detx" and len(record["detections"]) > 0
+        assert {d["label"] for d in record["detections"]} <= {"circle", "square", "triangle"}  # the model's label map
+        assert os.path.getsize(record["drawn"]) > 0
+    result = CliRunner().invoke(main, [*base, "--model", "nope"])
+    assert result.exit_code == 1 and "NOT_FOUND" in result.output and "detx models" in result.output
+    result = CliRunner().invoke(
+        main, ["predict", str(image), "--server", "127.0.0.1:1", "--retries", "1", "--timeout", "2"]
+    )
+    assert result.exit_code == 1 and "UNAVAILABLE" in result.output and "is it running" in result.output
