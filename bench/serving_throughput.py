@@ -1,0 +1,165 @@
+"""`detx serve` beside the same model called in-process: requests/s and p50/p99 latency at concurrency 1 and 8.
+
+    .venv/bin/python bench/serving_throughput.py [--requests 96] [--repeats 3]
+
+The zoo320 preset (random weights: speed does not depend on them) is pushed
+to a temporary model base path and served by a real `detx serve` process on
+loopback. Clients send 640x480 synthetic JPEGs to `encoded_image`, each of N
+threads in a loop; in-process, N threads call the same signature of the same
+SavedModel on the same bytes. Server and in-process runs alternate; figures
+are medians of the repeats, ratios are server / in-process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+
+import grpc
+import numpy as np
+import portpicker
+import tensorflow as tf
+
+from components.data.label_map import LABEL_MAP_FILENAME
+from components.data.synth import SynthConfig, generate, label_map
+from components.modeling.config import preset
+from components.modeling.network import build_network
+from components.pusher.model_store import ModelStore
+from components.trainer import export
+from serving.client import DetectionClient
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _images(n: int) -> list[bytes]:
+    return [image.jpeg for image in generate(SynthConfig(num_images=n, seed=9))]
+
+
+def _load(call: Callable[[bytes], object], images: list[bytes], concurrency: int, total: int) -> dict[str, float]:
+    """Runs `total` calls over `concurrency` threads; returns requests/s and latency percentiles (ms)."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    counter = iter(range(total))
+
+    def worker() -> None:
+        while True:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                return
+            start = time.perf_counter()
+            call(images[i % len(images)])
+            elapsed = time.perf_counter() - start
+            with lock:
+                latencies.append(elapsed)
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    ms = np.asarray(latencies) * 1000
+    return {"rps": total / wall, "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
+
+
+def main() -> None:
+    """Runs the comparison and writes bench/out/serving_throughput.json."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=96, help="requests per measurement")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    tmp = tempfile.mkdtemp(prefix="detx-servebench-")
+    server = None
+    try:
+        model_config, _ = preset("zoo320")
+        lm_path = os.path.join(tmp, LABEL_MAP_FILENAME)
+        label_map().write(lm_path)
+        model_dir = export.export(build_network(model_config, 3), model_config, lm_path, os.path.join(tmp, "export"))
+        dest = os.path.join(tmp, "models", "detx")
+        ModelStore(dest).push(model_dir, {})
+        images = _images(16)
+
+        port = portpicker.pick_unused_port()
+        log = open(os.path.join(tmp, "serve.log"), "w")  # noqa: SIM115 (closed with the process)
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pipeline.cli",
+                "serve",
+                "--model-base-path",
+                dest,
+                "--port",
+                str(port),
+                "--metrics-port",
+                "0",
+                "--workers",
+                "16",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        )
+        client = DetectionClient(f"127.0.0.1:{port}", timeout=60, retries=20, backoff=1.0)
+        grpc.channel_ready_future(client._channel).result(timeout=180)
+        while not any(state == "AVAILABLE" for _, state, _ in client.status()):
+            time.sleep(0.5)
+
+        fn = tf.saved_model.load(model_dir).signatures["encoded_image"]
+
+        def in_process(data: bytes) -> object:
+            return fn(encoded_image=tf.constant([data]))
+
+        def remote(data: bytes) -> object:
+            return client.predict(data)
+
+        for call in (in_process, remote):  # warm-up: first calls trace and allocate
+            _load(call, images, 2, 8)
+        results: dict[str, list[dict[str, float]]] = {}
+        for r in range(args.repeats):
+            for concurrency in (1, 8):
+                for name, call in (("in_process", in_process), ("server", remote)):
+                    total = args.requests if concurrency == 8 else args.requests // 2
+                    m = _load(call, images, concurrency, total)
+                    results.setdefault(f"{name}_c{concurrency}", []).append(m)
+                    print(f"repeat {r + 1} {name} c={concurrency}: {m}", flush=True)
+        summary: dict[str, object] = {}
+        for key, runs in results.items():
+            summary[key] = {k: statistics.median(run[k] for run in runs) for k in runs[0]}
+        for c in (1, 8):
+            server_c, local_c = summary[f"server_c{c}"], summary[f"in_process_c{c}"]
+            summary[f"ratio_rps_c{c}"] = server_c["rps"] / local_c["rps"]  # type: ignore[index]
+        summary.update(
+            runs=results,
+            requests=args.requests,
+            machine=f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+            date=time.strftime("%Y-%m-%d"),
+        )
+        print(json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=2))
+        os.makedirs(OUT, exist_ok=True)
+        with open(os.path.join(OUT, "serving_throughput.json"), "w") as f:
+            json.dump(summary, f, indent=2)
+        client.close()
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=60)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
