@@ -366,6 +366,9 @@ def predict_command(
 @click.option("--tls-cert", default="", help="PEM certificate: serve over TLS.")
 @click.option("--tls-key", default="", help="PEM private key of --tls-cert.")
 @click.option("--tls-client-ca", default="", help="PEM CA of client certificates (mutual TLS).")
+@click.option("--batching", is_flag=True, help="Batch concurrent requests (same signature and image size).")
+@click.option("--max-batch-size", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-timeout-ms", default=2.0, show_default=True, type=click.FloatRange(min=0))
 def serve(
     model_name: str,
     model_base_path: str | None,
@@ -382,6 +385,9 @@ def serve(
     tls_cert: str,
     tls_key: str,
     tls_client_ca: str,
+    batching: bool,
+    max_batch_size: int,
+    batch_timeout_ms: float,
 ) -> None:
     """Serve the pushed model over TF Serving's gRPC API (Predict, GetModelMetadata, GetModelStatus).
 
@@ -392,6 +398,7 @@ def serve(
     import logging
 
     from pipeline.local_runner import ProjectPaths
+    from serving.model_server.batching import describe
     from serving.model_server.predict import Limits
     from serving.model_server.server import ModelServer, ServerConfig
     from serving.model_server.versions import VersionPolicy
@@ -418,6 +425,9 @@ def serve(
         tls_cert=tls_cert,
         tls_key=tls_key,
         tls_client_ca=tls_client_ca,
+        batching=batching,
+        max_batch_size=max_batch_size,
+        batch_timeout_ms=batch_timeout_ms,
     )
     try:
         server = ModelServer(config)
@@ -428,7 +438,7 @@ def serve(
     metrics = f"; metrics on http://{host}:{metrics_port}/metrics" if metrics_port else ""
     click.echo(
         f"detx serve: model {model_name!r} from {config.base_path} on {host}:{server.port} "
-        f"({'TLS' if tls_cert else 'plaintext'}); versions: {loaded}{metrics}",
+        f"({'TLS' if tls_cert else 'plaintext'}; batching {describe(server.batcher)}); versions: {loaded}{metrics}",
         err=True,
     )
     server.wait()

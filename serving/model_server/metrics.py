@@ -28,6 +28,13 @@ class ServerMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.batch_size = Histogram(
+            "detx_serving_batch_size",
+            "rows per batch run by dynamic batching",
+            ["model"],
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=self.registry,
+        )
         self.versions = Gauge(
             "detx_serving_model_version_state",
             "1 for each version in each state (TF Serving's state names)",
@@ -39,6 +46,10 @@ class ServerMetrics:
         """Counts one request."""
         self.requests.labels(self._model, method, code).inc()
         self.latency.labels(self._model, method).observe(seconds)
+
+    def observe_batch(self, rows: int) -> None:
+        """Counts one batch."""
+        self.batch_size.labels(self._model).observe(rows)
 
     def update_versions(self, manager: Any) -> None:
         """Republishes the version states (called by the VersionManager on every change)."""

@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2
 
+from serving.model_server.batching import Batcher
 from serving.model_server.versions import VersionManager
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -108,8 +109,8 @@ def _inputs(fn: Any, request: Any, limits: Limits) -> dict[str, np.ndarray]:
     return arrays
 
 
-def predict(manager: VersionManager, request: Any, limits: Limits) -> Any:
-    """Runs one PredictRequest.
+def predict(manager: VersionManager, request: Any, limits: Limits, batcher: Batcher | None = None) -> Any:
+    """Runs one PredictRequest, in a batch with concurrent ones when a batcher is given.
 
     Raises:
         ServingError: with NOT_FOUND, FAILED_PRECONDITION or INVALID_ARGUMENT as TF Serving answers.
@@ -125,8 +126,12 @@ def predict(manager: VersionManager, request: Any, limits: Limits) -> Any:
         raise ServingError(
             grpc.StatusCode.INVALID_ARGUMENT, f"output tensor alias(es) {unknown_outputs} not found in signature"
         )
+
+    def run(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {k: v.numpy() for k, v in fn(**{k: tf.constant(v) for k, v in inputs.items()}).items()}
+
     try:
-        outputs = fn(**{k: tf.constant(v) for k, v in arrays.items()})
+        outputs = run(arrays) if batcher is None else batcher.run(Batcher.key(version, signature, arrays), run, arrays)
     except tf.errors.InvalidArgumentError as e:
         raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, e.message) from None
     response = predict_pb2.PredictResponse()
@@ -136,7 +141,7 @@ def predict(manager: VersionManager, request: Any, limits: Limits) -> Any:
     wanted = set(request.output_filter) or set(outputs)
     for key, value in outputs.items():
         if key in wanted:
-            response.outputs[key].CopyFrom(tf.make_tensor_proto(value.numpy()))
+            response.outputs[key].CopyFrom(tf.make_tensor_proto(value))
     return response
 
 

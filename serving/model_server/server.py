@@ -20,6 +20,7 @@ import grpc
 from prometheus_client import start_http_server
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
+from serving.model_server.batching import Batcher
 from serving.model_server.metrics import ServerMetrics
 from serving.model_server.predict import Limits
 from serving.model_server.servicers import ModelServicer, PredictionServicer
@@ -46,6 +47,9 @@ class ServerConfig:
         tls_cert, tls_key: PEM files to serve over TLS ("" = plaintext).
         tls_client_ca: PEM of the CA that signs client certificates (mutual TLS).
         grace_seconds: on SIGTERM, how long running requests may finish.
+        batching: batch concurrent requests (`Batcher`).
+        max_batch_size: rows per batch at most.
+        batch_timeout_ms: how long a request may wait for others.
     """
 
     model_name: str
@@ -62,6 +66,9 @@ class ServerConfig:
     tls_key: str = ""
     tls_client_ca: str = ""
     grace_seconds: float = 10.0
+    batching: bool = False
+    max_batch_size: int = 16
+    batch_timeout_ms: float = 2.0
 
 
 class ModelServer:
@@ -80,8 +87,13 @@ class ModelServer:
                 ("grpc.max_send_message_length", 512 * 1024 * 1024),
             ],
         )
+        self.batcher = (
+            Batcher(config.max_batch_size, config.batch_timeout_ms / 1000, on_batch=self.metrics.observe_batch)
+            if config.batching
+            else None
+        )
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionServicer(self.manager, config.limits, self.metrics), self._server
+            PredictionServicer(self.manager, config.limits, self.metrics, self.batcher), self._server
         )
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(
             ModelServicer(self.manager, self.metrics), self._server
@@ -106,6 +118,8 @@ class ModelServer:
     def stop(self, grace: float | None = None) -> None:
         """Stops taking requests, lets running ones finish for `grace` seconds, stops watching."""
         self._server.stop(self.config.grace_seconds if grace is None else grace).wait()
+        if self.batcher is not None:
+            self.batcher.stop()
         self.manager.stop()
         self._stopped.set()
 

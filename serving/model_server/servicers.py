@@ -14,6 +14,7 @@ from tensorflow_serving.apis import (
 )
 
 from serving.model_server import predict as predict_lib
+from serving.model_server.batching import Batcher
 from serving.model_server.metrics import ServerMetrics
 from serving.model_server.versions import VersionManager
 
@@ -60,13 +61,22 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     Regress = _unimplemented("Regress")
     MultiInference = _unimplemented("MultiInference")
 
-    def __init__(self, manager: VersionManager, limits: predict_lib.Limits, metrics: ServerMetrics) -> None:
-        self._manager, self._limits, self._metrics = manager, limits, metrics
+    def __init__(
+        self,
+        manager: VersionManager,
+        limits: predict_lib.Limits,
+        metrics: ServerMetrics,
+        batcher: Batcher | None = None,
+    ) -> None:
+        self._manager, self._limits, self._metrics, self._batcher = manager, limits, metrics, batcher
 
     def Predict(self, request: Any, context: grpc.ServicerContext) -> Any:
         """TF Serving's Predict."""
         return _call(
-            "Predict", self._metrics, context, lambda: predict_lib.predict(self._manager, request, self._limits)
+            "Predict",
+            self._metrics,
+            context,
+            lambda: predict_lib.predict(self._manager, request, self._limits, self._batcher),
         )
 
     def GetModelMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:

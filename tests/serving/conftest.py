@@ -38,7 +38,7 @@ def tiny_model(tmp_path_factory):
 class Server:
     """A `detx serve` subprocess and a channel to it."""
 
-    def __init__(self, base_path: str, *args: str) -> None:
+    def __init__(self, base_path: str, *args: str, tls_ca: str = "") -> None:
         self.port = portpicker.pick_unused_port()
         self.metrics_port = portpicker.pick_unused_port()
         self.base_path = base_path
@@ -66,7 +66,12 @@ class Server:
             cwd=repo,
             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": repo},
         )
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
+        if tls_ca:
+            with open(tls_ca, "rb") as f:
+                credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
+            self.channel = grpc.secure_channel(f"localhost:{self.port}", credentials)
+        else:
+            self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
         try:
             grpc.channel_ready_future(self.channel).result(timeout=120)
         except grpc.FutureTimeoutError:

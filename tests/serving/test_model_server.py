@@ -220,3 +220,11 @@ def test_detx_predict_prints_labelled_json_draws_boxes_and_explains_errors(serve
         main, ["predict", str(image), "--server", "127.0.0.1:1", "--retries", "1", "--timeout", "2"]
     )
     assert result.exit_code == 1 and "UNAVAILABLE" in result.output and "is it running" in result.output
+
+
+def test_a_request_past_its_deadline_fails_and_the_server_stays_up(served):
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(served.channel)
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Predict(_request(np.zeros((1, 1200, 1600, 3), np.uint8)), timeout=0.001)
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert stub.Predict(_request(), timeout=30).model_spec.version.value >= 1
