@@ -82,7 +82,7 @@ class Server:
         with open(self.log_path) as f:
             return f.read()
 
-    def wait_for(self, predicate, timeout=60.0, what="condition"):
+    def wait_for(self, predicate, timeout=240.0, what="condition"):  # generous: loads slow down on busy CI
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if predicate():

@@ -181,14 +181,14 @@ def test_new_version_swaps_in_without_failed_requests_and_corrupt_ones_never_ser
     for name in os.listdir(variables):
         with open(os.path.join(variables, name), "r+b") as f:
             f.truncate(10)
-    served.wait_for(lambda: truncated.version in errors(), timeout=120, what="the truncated version's error")
+    served.wait_for(lambda: truncated.version in errors(), what="the truncated version's error")
     garbage = store.push(new.path, {})
     with open(os.path.join(garbage.path, "saved_model.pb"), "wb") as f:
         f.write(b"this is not a protobuf")
-    served.wait_for(lambda: garbage.version in errors(), timeout=120, what="the garbage version's error")
+    served.wait_for(lambda: garbage.version in errors(), what="the garbage version's error")
     empty = store.next_version()
     os.makedirs(os.path.join(served.base_path, str(empty)))
-    served.wait_for(lambda: empty in errors(), timeout=60, what="the empty version's status")
+    served.wait_for(lambda: empty in errors(), what="the empty version's status")
     assert "no saved_model.pb" in errors()[empty] and "Error parsing message" in errors()[garbage.version]
     response = stub.Predict(_request(), timeout=30)
     assert response.model_spec.version.value == good  # the last good version still answers
