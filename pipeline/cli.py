@@ -314,6 +314,7 @@ def predict_command(
 
     base = model_base_path or ProjectPaths(os.path.abspath(project_dir)).push_destination(model)
     failed = 0
+    names: dict[int, dict[int, str]] = {}
     with DetectionClient(server, model, version, label, timeout=timeout, retries=retries, tls_ca=tls_ca) as client:
         for path in images:
             with open(path, "rb") as f:
@@ -330,8 +331,9 @@ def predict_command(
                 click.echo(f"{path}: not an image detx can send: {e}", err=True)
                 failed += 1
                 continue
-            client.label_names = _label_names(label_map, base, result.version)
-            result = dataclasses.replace(result, label_names=client.label_names)
+            if result.version not in names:  # one label map read per answering version, not per image
+                names[result.version] = _label_names(label_map, base, result.version)
+            result = dataclasses.replace(result, label_names=names[result.version])
             detections = result.detections(min_score)
             record = {
                 "image": path,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from components.data import features as F
+from components.trainer.data import OBJECT_FEATURES, objects
 
 MAX_DETECTIONS = 100
 
@@ -35,20 +36,11 @@ class OracleDetector(tf.Module):
         self.num_classes = num_classes
 
     def _one(self, serialized: tf.Tensor) -> dict[str, tf.Tensor]:
-        var = tf.io.VarLenFeature
         f = tf.io.parse_single_example(
-            serialized,
-            {
-                F.SOURCE_ID: tf.io.FixedLenFeature([], tf.string),
-                F.YMIN: var(tf.float32),
-                F.XMIN: var(tf.float32),
-                F.YMAX: var(tf.float32),
-                F.XMAX: var(tf.float32),
-                F.LABEL: var(tf.int64),
-            },
+            serialized, {F.SOURCE_ID: tf.io.FixedLenFeature([], tf.string), **OBJECT_FEATURES}
         )
-        boxes = tf.stack([tf.sparse.to_dense(f[k]) for k in (F.YMIN, F.XMIN, F.YMAX, F.XMAX)], axis=1)
-        classes = tf.cast(tf.sparse.to_dense(f[F.LABEL]), tf.float32)
+        boxes, labels, _ = objects(f)
+        classes = tf.cast(labels, tf.float32)
         n = tf.shape(boxes)[0]
         seed = tf.stack([tf.strings.to_hash_bucket_fast(f[F.SOURCE_ID], 2**31 - 1), tf.constant(7, tf.int64)])
         boxes += tf.random.stateless_uniform([n, 4], seed, -self.jitter, self.jitter)

@@ -121,6 +121,3 @@ class Executor(base_executor.BaseExecutor):
         tf.io.gfile.makedirs(pushed.uri)
         with tf.io.gfile.GFile(os.path.join(pushed.uri, PUSH_REPORT_FILENAME), "w") as f:
             f.write(json.dumps(record, indent=2, sort_keys=True))
-
-
-__all__ = ["PUSH_DESTINATION", "Executor", "ModelStoreError"]

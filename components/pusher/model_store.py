@@ -26,7 +26,7 @@ import os
 import re
 import secrets
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import tensorflow as tf
@@ -329,13 +329,11 @@ class ModelStore:
         tf.io.gfile.rmtree(v.path)
 
 
-def describe(store: ModelStore, versions: Iterable[int] | None = None) -> list[dict[str, Any]]:
+def describe(store: ModelStore) -> list[dict[str, Any]]:
     """One row per version for listings: number, complete, serving, mAP and when it was pushed."""
     serving = store.serving_version()
     rows = []
     for v in store.versions():
-        if versions is not None and v.version not in versions:
-            continue
         lineage = store.lineage(v.version) if v.complete else {}
         metrics = lineage.get("metrics", {})
         rows.append(

@@ -199,12 +199,13 @@ class VersionManager:
                 with self._lock:
                     current.state, current.error, current.model = State.AVAILABLE, "", model
             changed = True
+        listed = {v.version for v in listing}
         with self._lock:
             serving_wanted = any(self._versions[v].state == State.AVAILABLE for v in aspired if v in self._versions)
             for version, state in list(self._versions.items()):
                 if version in aspired or state.state not in (State.AVAILABLE, State.END, State.START):
                     continue
-                gone = version not in on_disk and version not in {v.version for v in listing}
+                gone = version not in listed
                 # Unload only when a wanted version serves instead, or the version's directory is gone.
                 if state.state == State.AVAILABLE and not (serving_wanted or gone):
                     continue
