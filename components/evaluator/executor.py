@@ -85,16 +85,21 @@ def _reasons(
     return reasons
 
 
-def single_worker(beam_pipeline_args: list[str]) -> list[str]:
-    """The same arguments with one in-process Beam worker.
+def in_memory_worker(beam_pipeline_args: list[str]) -> list[str]:
+    """The same arguments with Beam's local engine running in memory.
 
-    Beam's FnApiRunner with several workers intermittently fails on TFMA's
-    grouped data ("Invalid PaneInfoEncoding", seen in bench/evaluator_vs_loop.py
-    on its second run in one process; multi-worker FnApiRunner flakiness is a
-    known Beam issue). One worker loses little here: inference dominates and
-    TensorFlow already runs it on every core. Distributed runners are untouched.
+    Beam's FnApiRunner with workers behind its gRPC data plane (the
+    multi-threading and multi-processing modes) intermittently fails on TFMA's
+    grouped data ("Invalid PaneInfoEncoding" while decoding a worker's output):
+    seen with two workers in bench/evaluator_vs_loop.py and with one worker in
+    the second pipeline run of a CI test process. The in-memory mode hands
+    bundles over without that data plane. It loses little here: inference
+    dominates and TensorFlow already runs it on every core. Other runners
+    (Dataflow, Flink) ignore these flags.
     """
-    return [a for a in beam_pipeline_args if not a.startswith("--direct_num_workers")] + ["--direct_num_workers=1"]
+    dropped = ("--direct_num_workers", "--direct_running_mode")
+    kept = [a for a in beam_pipeline_args if not a.startswith(dropped)]
+    return kept + ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
@@ -102,7 +107,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
 
     def _make_beam_pipeline(self) -> beam.Pipeline:
         args: list[str] = list(getattr(self, "_beam_pipeline_args", None) or [])
-        self._beam_pipeline_args = single_worker(args)
+        self._beam_pipeline_args = in_memory_worker(args)
         return super()._make_beam_pipeline()
 
     def Do(
