@@ -50,6 +50,8 @@ class DataConfig:
         splits: split name to hash buckets of the image id (4:1 is an 80/20 split).
         max_rejected_fraction: the run stops when more of the data is quarantined.
         max_pixels: images with more pixels are quarantined.
+        span: the span to read when `pattern` has TFX's `{SPAN}` (None: the
+            newest locally, 0 on Kubeflow, where it is a run parameter).
     """
 
     path: str
@@ -59,6 +61,39 @@ class DataConfig:
     splits: Mapping[str, int] = dataclasses.field(default_factory=lambda: MappingProxyType({"train": 4, "eval": 1}))
     max_rejected_fraction: float = 0.01
     max_pixels: int = 40_000_000
+    span: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class KubeflowConfig:
+    """How `detx compile` builds the Kubeflow Pipelines spec.
+
+    Attributes:
+        image: the detx pipeline image every step runs (see the Dockerfile).
+        pipeline_root: where artifacts go: a `gs://` (or other TensorFlow file
+            system) path every step can write; KFP's default `minio://` root is
+            not one TFX can use.
+        trainer_gpus: GPUs the Trainer step asks for (0: none).
+        gpu_type: the accelerator resource name.
+        trainer_memory: the Trainer's memory limit ("" leaves it to the cluster).
+        trainer_cpu: the Trainer's CPU limit (0 leaves it to the cluster).
+    """
+
+    image: str = "ghcr.io/detx-project/detx-pipeline:0.1.0"
+    pipeline_root: str = "gs://YOUR_BUCKET/detx/pipeline_root"
+    trainer_gpus: int = 1
+    gpu_type: str = "nvidia.com/gpu"
+    trainer_memory: str = "32G"
+    trainer_cpu: float = 8.0
+
+    def __post_init__(self) -> None:
+        if self.trainer_gpus < 0:
+            raise ValueError(f"trainer_gpus must be 0 or more, got {self.trainer_gpus}")
+        if "://" not in self.pipeline_root and not self.pipeline_root.startswith("/"):
+            raise ValueError(
+                f"pipeline_root {self.pipeline_root!r} must be a bucket URL such as gs://bucket/detx "
+                "(or a path mounted into every step)"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +114,10 @@ class PipelineConfig:
             the push destination when it runs), "none", or a version directory
             (the local runner passes the one in production when it builds the run,
             so that the cache key follows production).
+        beam_args: Beam pipeline arguments for ExampleGen, StatisticsGen, the
+            DataGate and the Evaluator; empty: Beam's DirectRunner on every core
+            (see `default_beam_args`; pipeline/configs/ has Dataflow and Flink).
+        kubeflow: settings for `detx compile`.
     """
 
     data: DataConfig
@@ -91,6 +130,12 @@ class PipelineConfig:
     evaluator: EvaluatorOptions = dataclasses.field(default_factory=EvaluatorOptions)
     push_destination: str = ""
     baseline: str = "auto"
+    beam_args: tuple[str, ...] = ()
+    kubeflow: KubeflowConfig = dataclasses.field(default_factory=KubeflowConfig)
+
+    def __post_init__(self) -> None:
+        # YAML and JSON bring lists; the config stays hashable and immutable.
+        object.__setattr__(self, "beam_args", tuple(self.beam_args))
 
 
 def local_beam_args() -> list[str]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from tfx import v1 as tfx
 
 from components.data_gate.component import DataGate
@@ -10,11 +13,9 @@ from components.example_gen.component import DetectionExampleGen
 from components.example_gen.options import IngestOptions
 from components.pusher.component import DetectionPusher
 from components.schema_gen.component import DetectionSchemaGen
+from components.trainer.component import DetectionTrainer
+from pipeline import run_parameters
 from pipeline.config import PipelineConfig, Stage
-
-# The Trainer's entry point, by import path: the pipeline image installs detx,
-# so no module file has to be copied next to the pipeline.
-RUN_FN = "components.trainer.run_fn.run_fn"
 
 
 def create_pipeline(
@@ -22,6 +23,7 @@ def create_pipeline(
     pipeline_root: str,
     metadata_connection_config: object | None = None,
     beam_pipeline_args: list[str] | None = None,
+    parameters: Mapping[str, Any] | None = None,
 ) -> tfx.dsl.Pipeline:
     """Builds the detx pipeline up to `config.stop_after`.
 
@@ -37,13 +39,21 @@ def create_pipeline(
         pipeline_root: where artifacts are written.
         metadata_connection_config: ML Metadata connection (None on KFP, which brings its own).
         beam_pipeline_args: arguments for the Beam-powered components.
+        parameters: values for the per-run settings named in
+            `run_parameters.RUN_PARAMETERS` (plain values or TFX
+            RuntimeParameters, which KFP shows in its run form); None takes
+            them from `config`.
 
     Returns:
         The pipeline, ready for LocalDagRunner or KubeflowV2DagRunner.
     """
     data = config.data
+    values = dict(run_parameters.plain_values(config))
+    values.update(parameters or {})
+    if not config.push_destination and config.stop_after.includes(Stage.EVALUATION):
+        raise ValueError("evaluation needs a push destination (where the model in production is)")
     example_gen = DetectionExampleGen(
-        input_base=data.path,
+        input_base=values["data_root"],
         options=IngestOptions(
             data_format=data.format,
             image_dir=data.image_dir,
@@ -52,6 +62,8 @@ def create_pipeline(
         ),
         splits=data.splits,
         pattern=data.pattern,
+        # A plain span pins the span locally; None lets TFX pick the newest.
+        span=values["data_span"] if parameters and "data_span" in parameters else data.span,
     )
     schema_gen = DetectionSchemaGen(examples=example_gen.outputs["examples"], schema_file=config.schema_file)
     statistics_gen = tfx.components.StatisticsGen(
@@ -67,25 +79,24 @@ def create_pipeline(
     )
     components = [example_gen, schema_gen, statistics_gen, example_validator, data_gate]
     if config.stop_after.includes(Stage.TRAINING):
-        trainer = tfx.components.Trainer(
-            run_fn=RUN_FN,
+        trainer = DetectionTrainer(
             examples=example_gen.outputs["examples"],
             schema=schema_gen.outputs["schema"],
-            train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=config.train_steps),
-            eval_args=tfx.proto.EvalArgs(splits=["eval"], num_steps=0),
-            custom_config=config.trainer.to_custom_config(),
-        )
+            options=config.trainer,
+            train_steps=values["train_steps"],
+            pretrained=values["pretrained"],
+        ).with_id("Trainer")
         trainer.add_upstream_node(data_gate)
         components.append(trainer)
     if config.stop_after.includes(Stage.EVALUATION):
-        if not config.push_destination:
-            raise ValueError("evaluation needs a push destination (where the model in production is)")
         evaluator = DetectionEvaluator(
             examples=example_gen.outputs["examples"],
             model=trainer.outputs["model"],
-            push_destination=config.push_destination,
+            push_destination=values["push_destination"],
             baseline=config.baseline,
             options=config.evaluator,
+            min_map_50=values["min_map_50"],
+            max_map_50_drop=values["max_map_50_drop"],
         )
         components.append(evaluator)
     if config.stop_after.includes(Stage.PUSH):
@@ -94,7 +105,7 @@ def create_pipeline(
                 model=trainer.outputs["model"],
                 model_blessing=evaluator.outputs["blessing"],
                 examples=example_gen.outputs["examples"],
-                push_destination=config.push_destination,
+                push_destination=values["push_destination"],
             )
         )
     return tfx.dsl.Pipeline(

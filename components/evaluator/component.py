@@ -22,6 +22,8 @@ class DetectionEvaluatorSpec(ComponentSpec):
         executor.BASELINE_SETTING: ExecutionParameter(type=str),
         executor.OPTIONS: ExecutionParameter(type=str),
         executor.EXAMPLE_SPLITS: ExecutionParameter(type=str, optional=True),
+        executor.MIN_MAP_50: ExecutionParameter(type=float, optional=True),
+        executor.MAX_MAP_50_DROP: ExecutionParameter(type=float, optional=True),
     }
     INPUTS = {  # noqa: RUF012
         "examples": ChannelParameter(type=standard_artifacts.Examples),
@@ -54,6 +56,8 @@ class DetectionEvaluator(base_component.BaseComponent):
         baseline: str | types.RuntimeParameter = "auto",
         options: EvaluatorOptions | None = None,
         example_splits: list[str] | None = None,
+        min_map_50: float | types.RuntimeParameter | None = None,
+        max_map_50_drop: float | types.RuntimeParameter | None = None,
     ) -> None:
         """Builds the component.
 
@@ -65,6 +69,8 @@ class DetectionEvaluator(base_component.BaseComponent):
                 in production when the pipeline was built (see `baseline.resolve`).
             options: thresholds and slices.
             example_splits: splits to evaluate on (default: eval).
+            min_map_50: overrides `options.min_map_50` (a KFP runtime parameter, say).
+            max_map_50_drop: overrides `options.max_map_50_drop`.
         """
         super().__init__(
             spec=DetectionEvaluatorSpec(
@@ -74,6 +80,8 @@ class DetectionEvaluator(base_component.BaseComponent):
                 baseline=baseline,
                 options=json.dumps(dataclasses.asdict(options or EvaluatorOptions())),
                 example_splits=json.dumps(example_splits or ["eval"]),
+                min_map_50=min_map_50,
+                max_map_50_drop=max_map_50_drop,
                 evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
                 blessing=types.Channel(type=standard_artifacts.ModelBlessing),
             )

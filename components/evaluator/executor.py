@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -30,6 +31,20 @@ PUSH_DESTINATION = "push_destination"
 BASELINE_SETTING = "baseline"
 OPTIONS = "options"
 EXAMPLE_SPLITS = "example_splits"
+# The two thresholds again as plain numbers, so that a KFP run form can set them.
+MIN_MAP_50 = "min_map_50"
+MAX_MAP_50_DROP = "max_map_50_drop"
+
+
+def read_options(exec_properties: dict[str, Any]) -> EvaluatorOptions:
+    """The options JSON with the threshold properties, when set, taking precedence."""
+    options = EvaluatorOptions(**json_utils.loads(exec_properties.get(OPTIONS) or "{}"))
+    overrides: dict[str, Any] = {
+        key: float(exec_properties[key])
+        for key in (MIN_MAP_50, MAX_MAP_50_DROP)
+        if exec_properties.get(key) is not None
+    }
+    return dataclasses.replace(options, **overrides)
 
 
 def _number(value: Any) -> float:
@@ -99,7 +114,7 @@ def in_memory_worker(beam_pipeline_args: list[str]) -> list[str]:
     """
     dropped = ("--direct_num_workers", "--direct_running_mode")
     kept = [a for a in beam_pipeline_args if not a.startswith(dropped)]
-    return kept + ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+    return [*kept, "--direct_running_mode=in_memory", "--direct_num_workers=1"]
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
@@ -121,13 +136,14 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         Args:
             input_dict: `examples` (ExampleGen's) and `model` (the Trainer's).
             output_dict: `evaluation` (TFMA's results) and `blessing`.
-            exec_properties: push destination, baseline setting, options (JSON), splits.
+            exec_properties: push destination, baseline setting, options (JSON),
+                thresholds (override the options' when set), splits.
 
         Raises:
             BaselineError: the model in production cannot be evaluated the same way.
         """
         self._log_startup(input_dict, output_dict, exec_properties)
-        options = EvaluatorOptions(**json_utils.loads(exec_properties.get(OPTIONS) or "{}"))
+        options = read_options(exec_properties)
         examples = input_dict["examples"]
         model = artifact_utils.get_single_instance(input_dict["model"])
         output_uri = artifact_utils.get_single_uri(output_dict["evaluation"])

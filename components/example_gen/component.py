@@ -9,14 +9,19 @@ stock ImportExampleGen, which would pass bad records through unchecked.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from google.protobuf import any_pb2
+from tfx import types
 from tfx.components.example_gen.component import FileBasedExampleGen
-from tfx.dsl.components.base import executor_spec
-from tfx.proto import example_gen_pb2
+from tfx.dsl.components.base import base_beam_component, executor_spec
+from tfx.proto import example_gen_pb2, range_config_pb2
+from tfx.types import standard_artifacts
+from tfx.types.component_spec import ExecutionParameter
+from tfx.types.standard_component_specs import FileBasedExampleGenSpec
 
 from components.data import features
-from components.example_gen.executor import Executor
+from components.example_gen.executor import DATA_SPAN_KEY, Executor
 from components.example_gen.options import DEFAULT_PATTERNS, IngestOptions
 
 
@@ -37,38 +42,69 @@ def split_config(splits: Mapping[str, int]) -> example_gen_pb2.Output:
     )
 
 
+class DetectionExampleGenSpec(FileBasedExampleGenSpec):
+    """TFX's file-based ExampleGen spec plus the span a run without TFX's driver reads."""
+
+    PARAMETERS = {  # noqa: RUF012
+        **FileBasedExampleGenSpec.PARAMETERS,
+        DATA_SPAN_KEY: ExecutionParameter(type=int, optional=True),
+    }
+
+
 class DetectionExampleGen(FileBasedExampleGen):
     """Reads a detection dataset, quarantines bad records, and writes OD API tf.Examples."""
 
+    SPEC_CLASS = DetectionExampleGenSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
 
     def __init__(
         self,
-        input_base: str,
+        input_base: Any,
         options: IngestOptions,
         splits: Mapping[str, int],
         pattern: str | None = None,
+        span: Any = None,
     ) -> None:
         """Builds the component.
 
         Args:
-            input_base: the dataset folder.
+            input_base: the dataset folder (a str or a RuntimeParameter).
             options: format and limits.
             splits: split name to hash buckets (see `split_config`).
             pattern: the annotation files relative to `input_base`; defaults to
-                the format's convention.
+                the format's convention. May contain TFX's `{SPAN}`.
+            span: which span to read: an int, a RuntimeParameter, or None for
+                the newest. Locally TFX's driver picks the span (this becomes a
+                static RangeConfig); open-source KFP runs no driver, so the
+                executor puts this number into `{SPAN}` itself and records it
+                as the examples' span (0 when None).
         """
         packed = any_pb2.Any()
         packed.Pack(options.to_struct())
-        super().__init__(
-            input_base=input_base,
-            input_config=example_gen_pb2.Input(
-                splits=[
-                    example_gen_pb2.Input.Split(
-                        name="single_split", pattern=pattern or DEFAULT_PATTERNS[options.data_format]
-                    )
-                ]
+        range_config = None
+        if isinstance(span, int):
+            range_config = range_config_pb2.RangeConfig(
+                static_range=range_config_pb2.StaticRange(start_span_number=span, end_span_number=span)
+            )
+        # FileBasedExampleGen.__init__ builds TFX's own spec; this builds the
+        # same one with the extra parameter.
+        base_beam_component.BaseBeamComponent.__init__(
+            self,
+            spec=DetectionExampleGenSpec(
+                input_base=input_base,
+                input_config=example_gen_pb2.Input(
+                    splits=[
+                        example_gen_pb2.Input.Split(
+                            name="single_split", pattern=pattern or DEFAULT_PATTERNS[options.data_format]
+                        )
+                    ]
+                ),
+                output_config=split_config(splits),
+                custom_config=example_gen_pb2.CustomConfig(custom_config=packed),
+                range_config=range_config,
+                output_data_format=example_gen_pb2.FORMAT_TF_EXAMPLE,
+                output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+                data_span=span,
+                examples=types.Channel(type=standard_artifacts.Examples),
             ),
-            output_config=split_config(splits),
-            custom_config=example_gen_pb2.CustomConfig(custom_config=packed),
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -36,6 +37,24 @@ from components.example_gen.report import (
 _REJECTS = "rejects"
 _NOTES = "notes"
 _PARTS_DIR = ".detx-parts"
+# The span a run without TFX's driver reads (an exec property of DetectionExampleGen).
+DATA_SPAN_KEY = "data_span"
+
+
+def with_span(pattern: str, span: int) -> str:
+    """The pattern with TFX's `{SPAN}` / `{SPAN:width}` replaced by the span number.
+
+    Raises:
+        ValueError: a `{SPAN:width}` whose width is not a number.
+    """
+
+    def number(match: re.Match[str]) -> str:
+        width = match.group("width")
+        if width is not None and not width.isdigit():
+            raise ValueError(f"{{SPAN:{width}}} in {pattern!r}: the width must be a number, as in {{SPAN:4}}")
+        return str(span).zfill(int(width or 0))
+
+    return re.sub(r"\{SPAN(?::(?P<width>[^}]*))?\}", number, pattern)
 
 
 def scan_source(options: IngestOptions, input_base: str, pattern: str) -> Scan:
@@ -157,6 +176,12 @@ class Executor(BaseExampleGenExecutor):
         input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
         input_config = json.loads(exec_properties[standard_component_specs.INPUT_CONFIG_KEY])
         pattern = input_config["splits"][0]["pattern"]
+        if exec_properties.get(example_gen_utils.SPAN_PROPERTY_NAME) is None:
+            # No TFX driver ran (open-source KFP does not run it): the run's
+            # span parameter says which span this is.
+            span = int(exec_properties.get(DATA_SPAN_KEY) or 0)
+            pattern = with_span(pattern, span)
+            examples.span = span
         self._scan = scan_source(self._options, input_base, pattern)
         self._parts_dir = os.path.join(examples.uri, _PARTS_DIR)
         logging.info(

@@ -1,0 +1,78 @@
+"""DetectionTrainer: TFX's Trainer with the settings people change per run as plain parameters.
+
+TFX's Trainer keeps the step count inside the `train_args` proto and everything
+else in one `custom_config` JSON string, so a KFP run form would ask users to
+type JSON. This component adds `train_steps` (int) and `pretrained` (str)
+execution properties, which can be KFP runtime parameters, and an executor that
+folds them into `train_args` and `custom_config` before TFX's GenericExecutor
+runs `run_fn`. Everything else is the stock Trainer (same spec, outputs and
+`fn_args`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.proto import trainer_pb2
+from tfx.types import Channel, standard_artifacts
+from tfx.types.component_spec import ExecutionParameter
+from tfx.types.standard_component_specs import TrainerSpec
+
+from components.trainer.executor import PRETRAINED_KEY, TRAIN_STEPS_KEY, Executor
+from components.trainer.options import TrainerOptions
+
+# The Trainer's entry point, by import path: the pipeline image installs detx,
+# so no module file has to be copied next to the pipeline.
+RUN_FN = "components.trainer.run_fn.run_fn"
+
+
+class DetectionTrainerSpec(TrainerSpec):
+    """TFX's TrainerSpec plus the two per-run settings."""
+
+    PARAMETERS = {  # noqa: RUF012
+        **TrainerSpec.PARAMETERS,
+        TRAIN_STEPS_KEY: ExecutionParameter(type=int),
+        PRETRAINED_KEY: ExecutionParameter(type=str, optional=True),
+    }
+
+
+class DetectionTrainer(base_component.BaseComponent):
+    """Trains the detector on the train split and exports a three-signature SavedModel."""
+
+    SPEC_CLASS = DetectionTrainerSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
+
+    def __init__(
+        self,
+        examples: Channel,
+        schema: Channel,
+        options: TrainerOptions,
+        train_steps: Any,
+        pretrained: Any = None,
+    ) -> None:
+        """Builds the component.
+
+        Args:
+            examples: ExampleGen's examples (the train split is used).
+            schema: the schema (recorded by TFX; the input pipeline is fixed).
+            options: preset, batch size, seed and the other training settings.
+            train_steps: training steps: an int or a RuntimeParameter.
+            pretrained: starting weights (a str or a RuntimeParameter); None
+                keeps `options.pretrained`.
+        """
+        spec = DetectionTrainerSpec(
+            examples=examples,
+            schema=schema,
+            train_args=trainer_pb2.TrainArgs(splits=["train"]),
+            # Evaluation is the Evaluator's job; TFX wants eval_args anyway.
+            eval_args=trainer_pb2.EvalArgs(splits=["eval"], num_steps=0),
+            run_fn=RUN_FN,
+            custom_config=json.dumps(options.to_custom_config(), sort_keys=True),
+            train_steps=train_steps,
+            pretrained=options.pretrained if pretrained is None else pretrained,
+            model=Channel(type=standard_artifacts.Model),
+            model_run=Channel(type=standard_artifacts.ModelRun),
+        )
+        super().__init__(spec=spec)

@@ -1,0 +1,180 @@
+"""`detx compile`: the pipeline `detx run` builds, compiled to a Kubeflow Pipelines v2 spec.
+
+TFX's KubeflowV2DagRunner compiles the same `create_pipeline(...)`, with the
+per-run settings as runtime parameters and the Trainer asking for a GPU. Then
+detx adjusts two things the runner cannot express:
+
+- KFP caches every task by default, keyed on its inputs. The Evaluator and
+  the Pusher depend on state outside their inputs (the model in production,
+  read from the push destination when they run), so their tasks are never
+  served from KFP's cache.
+- The spec gets a default pipeline root, so that runs started from the KFP UI
+  write artifacts where TFX can (KFP's own default, `minio://`, is not a file
+  system TensorFlow knows).
+
+The output is a PipelineSpec YAML, the file the KFP UI uploads.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+import yaml
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
+from tfx.v1.orchestration.experimental import KubeflowV2DagRunner, KubeflowV2DagRunnerConfig
+
+from pipeline import run_parameters
+from pipeline.config import PipelineConfig
+from pipeline.pipeline import create_pipeline
+
+# Steps whose result depends on the model in production, not only on their inputs.
+UNCACHED_STEPS = ("DetectionEvaluator", "DetectionPusher")
+GPU_STEP = "Trainer"
+ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
+
+
+def cluster_beam_args(config: PipelineConfig) -> list[str]:
+    """Beam arguments baked into the compiled steps.
+
+    The config's `beam_args` when set (Dataflow, Flink: pipeline/configs/);
+    otherwise Beam's DirectRunner on every core of the step's pod, in
+    processes. `--setup_file` points at detx's source in the pipeline image,
+    which keeps TFX from building a package of it for every Beam step.
+    """
+    if config.beam_args:
+        return list(config.beam_args)
+    return [
+        "--runner=DirectRunner",
+        "--direct_running_mode=multi_processing",
+        "--direct_num_workers=0",
+        "--setup_file=/detx/setup.py",
+    ]
+
+
+def trainer_resources(config: PipelineConfig) -> Any:
+    """The Trainer's resource request: GPUs (when asked for), CPU and memory limits."""
+    kfp = config.kubeflow
+    spec = ResourceSpec()
+    if kfp.trainer_gpus:
+        spec.accelerator.type = kfp.gpu_type
+        spec.accelerator.count = kfp.trainer_gpus
+    if kfp.trainer_cpu:
+        spec.cpu_limit = kfp.trainer_cpu
+    if kfp.trainer_memory:
+        spec.memory_limit = _gigabytes(kfp.trainer_memory)
+    return spec
+
+
+def _gigabytes(value: str) -> float:
+    units = {"G": 1.0, "GB": 1.0, "GI": 1.073741824, "M": 1e-3, "MI": 1.048576e-3}
+    number = value.rstrip("GgMmIiBb")
+    unit = value[len(number) :].upper() or "G"
+    if unit not in units or not number:
+        raise ValueError(f"trainer_memory {value!r}: write a size such as 32G or 16Gi")
+    return float(number) * units[unit]
+
+
+def _add_string_resources(resources: dict[str, Any], config: PipelineConfig) -> None:
+    """Adds the string forms of the Trainer's resources next to the numeric ones.
+
+    TFX writes the numeric fields (`accelerator.type/count`, `cpuLimit`,
+    `memoryLimit`), which KFP backends before 2.5 read; later backends read
+    the string fields (`resourceType`/`resourceCount`, `resourceCpuLimit`,
+    `resourceMemoryLimit`). The KFP SDK writes both; so does detx.
+    """
+    kfp = config.kubeflow
+    if "accelerator" in resources:
+        resources["accelerator"]["resourceType"] = kfp.gpu_type
+        resources["accelerator"]["resourceCount"] = str(kfp.trainer_gpus)
+    if kfp.trainer_cpu:
+        resources["resourceCpuLimit"] = f"{kfp.trainer_cpu:g}"
+    if kfp.trainer_memory:
+        resources["resourceMemoryLimit"] = kfp.trainer_memory
+
+
+def compile_spec(config: PipelineConfig) -> dict[str, Any]:
+    """Compiles the pipeline and returns the PipelineSpec as a dict (the YAML's content)."""
+    kfp = config.kubeflow
+    pipeline = create_pipeline(
+        config,
+        pipeline_root=kfp.pipeline_root,
+        beam_pipeline_args=cluster_beam_args(config),
+        parameters=run_parameters.runtime_parameters(config),
+    )
+    for component in pipeline.components:
+        if component.id == GPU_STEP:
+            component.with_platform_config(trainer_resources(config))
+    runner = KubeflowV2DagRunner(
+        # Schema 2.1 (what the KFP SDK 2.x writes) puts each parameter's type
+        # and default into the spec itself, so the KFP UI's run form shows them.
+        config=KubeflowV2DagRunnerConfig(display_name=config.name, default_image=kfp.image, use_pipeline_spec_2_1=True),
+        output_dir=tempfile.gettempdir(),
+        output_filename="unused.yaml",
+    )
+    job = runner.run(pipeline, write_out=False)
+    spec_dict = job["pipelineSpec"]
+    trainer = spec_dict["deploymentSpec"]["executors"].get(f"{GPU_STEP}_executor")
+    if trainer is not None:
+        _add_string_resources(trainer["container"].get("resources", {}), config)
+    spec = pipeline_spec_pb2.PipelineSpec()
+    json_format.ParseDict(spec_dict, spec)
+    for parameter in run_parameters.RUN_PARAMETERS:
+        # TFX leaves defaults to the PipelineJob's runtime config, which a
+        # PipelineSpec YAML does not carry; the KFP UI reads them from here.
+        definition = spec.root.input_definitions.parameters[parameter.name]
+        value = parameter.value(config)
+        if isinstance(value, str):
+            definition.default_value.string_value = value
+        else:
+            definition.default_value.number_value = value
+        definition.is_optional = True
+        definition.description = parameter.help
+    for name in UNCACHED_STEPS:
+        if name in spec.root.dag.tasks:
+            spec.root.dag.tasks[name].caching_options.enable_cache = False
+    spec.default_pipeline_root = kfp.pipeline_root
+    return json_format.MessageToDict(spec)
+
+
+def header(config: PipelineConfig) -> str:
+    """The comment block on top of the YAML: what it is and its run parameters."""
+    lines = [
+        f"# detx pipeline {config.name!r}: Kubeflow Pipelines v2 spec, written by `detx compile`.",
+        "# Upload it in the KFP UI (Pipelines > Upload pipeline) or use `detx submit`.",
+        f"# Image: {config.kubeflow.image}",
+        f"# Pipeline root: {config.kubeflow.pipeline_root}",
+        "# Run parameters:",
+    ]
+    for p in run_parameters.RUN_PARAMETERS:
+        lines.append(f"#   {p.name} ({p.ptype.__name__}, default {p.value(config)!r}): {p.help}")
+    return "\n".join(lines) + "\n"
+
+
+def to_yaml(config: PipelineConfig, spec: dict[str, Any]) -> str:
+    """The YAML text: header, then the spec with sorted keys (stable for golden files)."""
+    return header(config) + yaml.safe_dump(spec, sort_keys=True, width=120)
+
+
+def compile_to_file(config: PipelineConfig, output: str) -> dict[str, Any]:
+    """Compiles and writes the YAML atomically (a failed compile leaves any old file as it was).
+
+    Returns:
+        The spec as a dict.
+    """
+    spec = compile_spec(config)
+    text = to_yaml(config, spec)
+    directory = os.path.dirname(os.path.abspath(output))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".detx-compile-", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, output)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return spec
