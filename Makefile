@@ -46,6 +46,9 @@ typecheck: install
 test: install lint typecheck
 	$(BIN)/pytest
 
+manifests: install  ## recompile kfp_manifests/detx_pipeline.yaml (a test keeps it equal to a fresh compile)
+	$(BIN)/detx compile --config kfp_manifests/detx_config.yaml --output kfp_manifests/detx_pipeline.yaml
+
 test-fast: install
 	$(BIN)/pytest -m "not slow and not e2e"
 

@@ -449,3 +449,13 @@ def serve(
 
 if __name__ == "__main__":
     main()
+
+
+def _add_kubeflow_commands() -> None:
+    from pipeline import kfp_cli
+
+    for command in kfp_cli.COMMANDS:
+        main.add_command(command)
+
+
+_add_kubeflow_commands()

@@ -151,11 +151,22 @@ def local_beam_args() -> list[str]:
     process paying TensorFlow's import (tens of seconds) again.
     `--direct_num_workers=0` means one worker per core.
     """
-    args = ["--runner=FnApiRunner", "--direct_running_mode=multi_threading", "--direct_num_workers=0"]
-    # Without a dependency flag, TFX builds an sdist of the running code for
-    # every Beam component (about 2 s each) so that remote workers could
-    # install it; local workers share this environment and never use it.
+    return with_setup_file(["--runner=FnApiRunner", "--direct_running_mode=multi_threading", "--direct_num_workers=0"])
+
+
+_DEPENDENCY_FLAGS = ("--setup_file", "--extra_package", "--requirements_file", "--sdk_container_image")
+
+
+def with_setup_file(beam_args: list[str]) -> list[str]:
+    """Adds `--setup_file=<detx>/setup.py` to local Beam arguments that name no dependency.
+
+    Without a dependency flag, TFX builds an sdist of the running code for
+    every Beam component (about 2 s each) so that remote workers could
+    install it; local workers share this environment and never use it.
+    Arguments for other runners are returned unchanged.
+    """
+    runner = next((a.split("=", 1)[1] for a in beam_args if a.startswith("--runner=")), "DirectRunner")
+    if runner not in ("DirectRunner", "FnApiRunner") or any(a.startswith(_DEPENDENCY_FLAGS) for a in beam_args):
+        return list(beam_args)
     setup_py = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "setup.py")
-    if os.path.exists(setup_py):
-        args.append(f"--setup_file={setup_py}")
-    return args
+    return [*beam_args, f"--setup_file={setup_py}"] if os.path.exists(setup_py) else list(beam_args)

@@ -9,6 +9,8 @@ The file mirrors `PipelineConfig`, section by section:
     evaluator: {min_map_50: 0.3, max_map_50_drop: 0.01}
     push_destination: gs://bucket/models/detx
     stop_after: push
+    beam_args: [--runner=DataflowRunner, --project=my-project, ...]   # optional
+    kubeflow: {image: REGISTRY/detx-pipeline:TAG, pipeline_root: gs://bucket/detx/root, trainer_gpus: 1}
 
 Unknown keys are errors (a typo must not silently fall back to a default).
 Relative paths in the file are relative to the file.
@@ -25,9 +27,14 @@ import yaml
 
 from components.evaluator.options import EvaluatorOptions
 from components.trainer.options import TrainerOptions
-from pipeline.config import DataConfig, PipelineConfig, Stage
+from pipeline.config import DataConfig, KubeflowConfig, PipelineConfig, Stage
 
-_SECTIONS: dict[str, type[Any]] = {"data": DataConfig, "trainer": TrainerOptions, "evaluator": EvaluatorOptions}
+_SECTIONS: dict[str, type[Any]] = {
+    "data": DataConfig,
+    "trainer": TrainerOptions,
+    "evaluator": EvaluatorOptions,
+    "kubeflow": KubeflowConfig,
+}
 # Path-valued keys resolved against the config file's folder: (section or "", key).
 _PATHS = {("data", "path"), ("trainer", "pretrained"), ("", "schema_file"), ("", "push_destination")}
 
@@ -105,7 +112,13 @@ def build_config(values: Mapping[str, Any]) -> PipelineConfig:
         data = dict(data)
         if "splits" in data:
             data["splits"] = {str(k): int(v) for k, v in dict(data["splits"]).items()}
-        sections = {k: _SECTIONS[k](**kwargs.pop(k)) for k in ("trainer", "evaluator") if k in kwargs}
+        if "beam_args" in kwargs and (
+            not isinstance(kwargs["beam_args"], list) or not all(isinstance(a, str) for a in kwargs["beam_args"])
+        ):
+            raise ConfigError(
+                f"beam_args must be a list of strings such as --runner=DataflowRunner, got {kwargs['beam_args']!r}"
+            )
+        sections = {k: _SECTIONS[k](**kwargs.pop(k)) for k in ("trainer", "evaluator", "kubeflow") if k in kwargs}
         return PipelineConfig(data=DataConfig(**data), **sections, **kwargs)
     except (TypeError, ValueError) as e:
         raise ConfigError(str(e)) from e

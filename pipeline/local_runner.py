@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from pipeline.config import PipelineConfig, local_beam_args
+from pipeline.config import PipelineConfig, local_beam_args, with_setup_file
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,7 +197,7 @@ def run_local(
         config,
         pipeline_root=paths.pipeline_root,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(paths.metadata_path),
-        beam_pipeline_args=local_beam_args(),
+        beam_pipeline_args=with_setup_file(list(config.beam_args)) if config.beam_args else local_beam_args(),
     )
     with _captured_logs(log_path, echo, len(pipeline.components), verbose) as progress:
         try:

@@ -1,0 +1,173 @@
+"""`detx compile`: the checked-in KFP spec is fresh, parses strictly, and runs on open-source KFP."""
+
+import os
+
+import pytest
+import yaml
+from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, PortableOptions, StandardOptions
+from click.testing import CliRunner
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from pipeline import kfp_compile, run_parameters
+from pipeline.cli import main
+from pipeline.config_file import build_config, merge, read_config_file
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CONFIG = os.path.join(ROOT, "kfp_manifests", "detx_config.yaml")
+GOLDEN = os.path.join(ROOT, "kfp_manifests", "detx_pipeline.yaml")
+ENTRYPOINT = ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
+BEAM_STEPS = ("DetectionExampleGen", "StatisticsGen", "DataGate", "DetectionEvaluator")
+
+
+def _config(*extra_files, **overrides):
+    values = read_config_file(CONFIG)
+    for path in extra_files:
+        values = merge(values, read_config_file(path))
+    return build_config(merge(values, overrides))
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    """A fresh `detx compile` of the checked-in config, through the CLI."""
+    out = tmp_path_factory.mktemp("kfp") / "detx_pipeline.yaml"
+    result = CliRunner().invoke(main, ["compile", "--config", CONFIG, "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "Trainer: 1 x nvidia.com/gpu" in result.output
+    return out.read_text()
+
+
+@pytest.fixture(scope="module")
+def spec(compiled):
+    """The compiled spec parsed strictly (unknown fields are errors) into kfp-pipeline-spec's proto."""
+    parsed = pipeline_spec_pb2.PipelineSpec()
+    json_format.ParseDict(yaml.safe_load(compiled), parsed, ignore_unknown_fields=False)
+    return parsed
+
+
+def test_checked_in_spec_equals_a_fresh_compile(compiled):
+    with open(GOLDEN) as f:
+        checked_in = f.read()
+    assert checked_in == compiled, "kfp_manifests/detx_pipeline.yaml is stale: run `make manifests` and commit it"
+
+
+def test_every_step_runs_the_detx_image_through_tfx_v2_entrypoint(spec):
+    config = _config()
+    assert set(spec.root.dag.tasks) == {
+        "DetectionExampleGen",
+        "DetectionSchemaGen",
+        "StatisticsGen",
+        "ExampleValidator",
+        "DataGate",
+        "Trainer",
+        "DetectionEvaluator",
+        "DetectionPusher",
+    }
+    executors = json_format.MessageToDict(spec.deployment_spec)["executors"]
+    assert len(executors) == 8
+    for name, executor in executors.items():
+        # Only containers: no resolver or importer nodes (open-source KFP cannot run resolvers).
+        assert set(executor) == {"container"}, name
+        container = executor["container"]
+        assert container["image"] == config.kubeflow.image, name
+        assert container["command"] == ENTRYPOINT, name
+        assert "--executor_class_path" in container["args"], name
+    assert "components.trainer.executor.Executor" in executors["Trainer_executor"]["container"]["args"]
+
+
+def test_the_trainer_alone_asks_for_a_gpu(spec):
+    executors = json_format.MessageToDict(spec.deployment_spec)["executors"]
+    with_accelerator = {n for n, e in executors.items() if "accelerator" in e["container"].get("resources", {})}
+    assert with_accelerator == {"Trainer_executor"}
+    resources = executors["Trainer_executor"]["container"]["resources"]
+    # Both the numeric fields (KFP < 2.5) and the string fields (KFP >= 2.5).
+    assert resources["accelerator"] == {
+        "type": "nvidia.com/gpu",
+        "count": "1",
+        "resourceType": "nvidia.com/gpu",
+        "resourceCount": "1",
+    }
+    assert resources["resourceMemoryLimit"] == "32G" and resources["memoryLimit"] == 32.0
+    assert resources["resourceCpuLimit"] == "8" and resources["cpuLimit"] == 8.0
+
+
+def test_every_run_parameter_has_a_type_and_default_and_is_used(spec):
+    config = _config()
+    declared = spec.root.input_definitions.parameters
+    assert set(declared) == set(run_parameters.NAMES)
+    kinds = {str: "STRING", int: "NUMBER_INTEGER", float: "NUMBER_DOUBLE"}
+    for p in run_parameters.RUN_PARAMETERS:
+        d = declared[p.name]
+        assert pipeline_spec_pb2.ParameterType.ParameterTypeEnum.Name(d.parameter_type) == kinds[p.ptype]
+        assert d.HasField("default_value"), p.name
+        value = json_format.MessageToDict(d.default_value)
+        assert value == p.value(config), p.name
+    used = {
+        (task_name, key): value.component_input_parameter
+        for task_name, task in spec.root.dag.tasks.items()
+        for key, value in task.inputs.parameters.items()
+        if value.component_input_parameter
+    }
+    assert used == {
+        ("DetectionExampleGen", "input_base"): "data_root",
+        ("DetectionExampleGen", "data_span"): "data_span",
+        ("Trainer", "train_steps"): "train_steps",
+        ("Trainer", "pretrained"): "pretrained",
+        ("DetectionEvaluator", "push_destination"): "push_destination",
+        ("DetectionEvaluator", "min_map_50"): "min_map_50",
+        ("DetectionEvaluator", "max_map_50_drop"): "max_map_50_drop",
+        ("DetectionPusher", "push_destination"): "push_destination",
+    }
+
+
+def test_steps_that_read_production_are_never_cached_and_the_root_is_a_bucket(spec):
+    caching = {name: task.caching_options.enable_cache for name, task in spec.root.dag.tasks.items()}
+    assert {n for n, on in caching.items() if not on} == {"DetectionEvaluator", "DetectionPusher"}
+    assert spec.default_pipeline_root == "gs://YOUR_BUCKET/detx/pipeline_root"
+
+
+def _beam_args(spec, step):
+    args = json_format.MessageToDict(spec.deployment_spec)["executors"][f"{step}_executor"]["container"]["args"]
+    return [a for a in args if a.startswith("--") and "=" in a]
+
+
+def test_default_cluster_beam_args_are_the_direct_runner_on_every_core(spec):
+    for step in BEAM_STEPS:
+        args = _beam_args(spec, step)
+        options = PipelineOptions(args)
+        assert options.view_as(StandardOptions).runner == "DirectRunner", step
+        assert "--direct_num_workers=0" in args
+        assert "--setup_file=/detx/setup.py" in args
+
+
+@pytest.mark.parametrize("runner_file", ["beam_dataflow.yaml", "beam_flink.yaml"])
+def test_distributed_beam_configs_reach_every_beam_step(runner_file):
+    path = os.path.join(ROOT, "pipeline", "configs", runner_file)
+    config = _config(path)
+    spec = pipeline_spec_pb2.PipelineSpec()
+    json_format.ParseDict(kfp_compile.compile_spec(config), spec)
+    for step in BEAM_STEPS:
+        options = PipelineOptions(_beam_args(spec, step))
+        if runner_file == "beam_dataflow.yaml":
+            assert options.view_as(StandardOptions).runner == "DataflowRunner"
+            gcp = options.view_as(GoogleCloudOptions)
+            assert gcp.project and gcp.region and gcp.temp_location.startswith("gs://")
+            assert options.get_all_options()["sdk_container_image"] == config.kubeflow.image
+        else:
+            assert options.view_as(StandardOptions).runner == "PortableRunner"
+            portable = options.view_as(PortableOptions)
+            assert portable.job_endpoint.endswith(":8099") and portable.environment_type == "EXTERNAL"
+
+
+def test_compile_without_a_push_destination_is_refused_and_leaves_no_file(tmp_path):
+    bad = tmp_path / "c.yaml"
+    bad.write_text("data: {path: gs://b/data}\n")
+    out = tmp_path / "out.yaml"
+    result = CliRunner().invoke(main, ["compile", "--config", str(bad), "--output", str(out)])
+    assert result.exit_code == 2 and "push_destination" in result.output
+    assert not out.exists()
+
+
+def test_a_local_pipeline_root_is_refused_with_the_fix():
+    with pytest.raises(ValueError, match="bucket URL such as gs://"):
+        _config(kubeflow={"pipeline_root": "relative/dir"})
