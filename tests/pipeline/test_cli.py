@@ -6,7 +6,20 @@ from click.testing import CliRunner
 from components.pusher.model_store import ModelStore
 from pipeline.cli import main
 
-COMMANDS = [[], ["data"], ["data", "synth"], ["run"], ["models"], ["rollback"], ["serve"], ["predict"]]
+COMMANDS = [
+    [],
+    ["data"],
+    ["data", "synth"],
+    ["run"],
+    ["models"],
+    ["rollback"],
+    ["serve"],
+    ["predict"],
+    ["compile"],
+    ["submit"],
+    ["schedule"],
+    ["runs"],
+]
 
 
 def _all_commands(group=main, prefix=()):
