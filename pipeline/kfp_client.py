@@ -101,18 +101,43 @@ def _api_errors(host: str) -> Iterator[None]:
 
 
 def connect(connection: Connection) -> Any:
-    """A `kfp.Client` for the connection (quiet: no notices on stdout)."""
+    """A `kfp.Client` for the connection (quiet: no notices on stdout).
+
+    Raises:
+        KfpError: KFP cannot be reached, refuses the credentials, or is
+            multi-user and no namespace was given.
+    """
     import kfp
+
+    class _Client(kfp.Client):
+        """kfp.Client with one health check instead of five attempts 5 s apart.
+
+        The SDK retries its start-up health check for 25 s whatever the
+        failure; a refused token or a wrong host should say so at once.
+        """
+
+        multi_user: bool | None = None
+
+        def get_kfp_healthz(self, sleep_duration: int = 5) -> Any:
+            del sleep_duration
+            health = self._healthz_api.healthz_service_get_healthz()
+            self.multi_user = bool(health.multi_user)
+            return health
 
     with _api_errors(connection.host), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore", FutureWarning)
-        return kfp.Client(
+        client = _Client(
             host=connection.host,
             existing_token=connection.token,
             cookies=connection.cookie,
             namespace=connection.namespace or "kubeflow",
             verify_ssl=connection.verify_ssl,
         )
+        if not connection.namespace and client.multi_user is None:
+            client.get_kfp_healthz()
+    if client.multi_user and not connection.namespace:
+        raise KfpError(f"KFP at {connection.host} is multi-user: pass --namespace (your Kubeflow profile)")
+    return client
 
 
 def read_package(path: str) -> tuple[dict[str, Any], bytes]:

@@ -1,0 +1,184 @@
+"""Contract tests: `detx submit`, `schedule` and `runs` against a loopback fake of KFP's v2beta1 REST API.
+
+No KFP backend runs here (see tests/pipeline/fake_kfp.py for what the fake
+checks); README "Run on Kubeflow" gives the steps on a real cluster.
+"""
+
+import os
+import shutil
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from pipeline.cli import main
+from tests.pipeline import fake_kfp
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PACKAGE = os.path.join(ROOT, "kfp_manifests", "detx_pipeline.yaml")
+
+
+@pytest.fixture
+def kfp(monkeypatch, tmp_path):
+    # kfp.Client reads ~/.config/kfp/context.json; keep the user's out of the test.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    servers = []
+
+    def start(**settings):
+        fake = fake_kfp.FakeKfp(**settings)
+        url, server = fake_kfp.start(fake)
+        servers.append(server)
+        return fake, url
+
+    yield start
+    for server in servers:
+        server.shutdown()
+
+
+def _detx(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_submit_uploads_once_then_reuses_the_version_and_passes_typed_parameters(kfp):
+    fake, url = kfp()
+    first = _detx(
+        "submit", "--host", url, "--package", PACKAGE, "--param", "train_steps=20000", "--param", "min_map_50=0.45"
+    )
+    assert first.exit_code == 0, first.output
+    assert "(uploaded)" in first.output and "Run run-" in first.output and "#/runs/details/run-" in first.output
+    second = _detx(
+        "submit",
+        "--host",
+        url,
+        "--package",
+        PACKAGE,
+        "--param",
+        "data_root=gs://b/data/span-2",
+        "--param",
+        "data_span=2",
+    )
+    assert second.exit_code == 0, second.output
+    assert "(reused)" in second.output
+    assert fake.errors == []
+    assert len(fake.pipelines) == 1 and len(fake.versions) == 1 and len(fake.runs) == 2
+    (version_id,) = fake.versions
+    assert {r["pipeline_version_reference"]["pipeline_version_id"] for r in fake.runs} == {version_id}
+    params = [r["runtime_config"]["parameters"] for r in fake.runs]
+    assert params[0] == {"train_steps": 20000, "min_map_50": 0.45}
+    assert params[1] == {"data_root": "gs://b/data/span-2", "data_span": 2}
+    # Per-task caching stays as compiled: detx never sends a run-wide override.
+    assert all("pipeline_spec" not in r for r in fake.runs)
+    assert [e["display_name"] for e in fake.experiments.values()] == ["detx"]
+
+
+def test_a_changed_package_becomes_a_new_version_of_the_same_pipeline(kfp, tmp_path):
+    fake, url = kfp()
+    assert _detx("submit", "--host", url, "--package", PACKAGE).exit_code == 0
+    spec = yaml.safe_load(open(PACKAGE))
+    spec["root"]["inputDefinitions"]["parameters"]["train_steps"]["defaultValue"] = 100.0
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(spec))
+    result = _detx("submit", "--host", url, "--package", changed)
+    assert result.exit_code == 0, result.output
+    assert "(uploaded)" in result.output
+    assert len(fake.pipelines) == 1 and len(fake.versions) == 2
+    names = sorted(v["display_name"] for v in fake.versions.values())
+    assert names[0] == "detx" and names[1].startswith("detx-") and len(names[1]) == len("detx-") + 12
+
+
+def test_schedule_creates_an_enabled_recurring_run_without_backfill(kfp):
+    fake, url = kfp()
+    result = _detx(
+        "schedule", "--host", url, "--package", PACKAGE, "--cron", "0 0 3 * * *", "--param", "train_steps=30000"
+    )
+    assert result.exit_code == 0, result.output
+    assert fake.errors == []
+    (job,) = fake.recurring_runs
+    assert job["trigger"] == {"cron_schedule": {"cron": "0 0 3 * * *"}}
+    assert int(job["max_concurrency"]) == 1 and job["no_catchup"] is True and job["mode"] == "ENABLE"
+    assert job["runtime_config"]["parameters"] == {"train_steps": 30000}
+    assert "no back-fill" in result.output
+
+
+def test_a_five_field_cron_is_refused_with_the_six_field_form_before_any_request(kfp):
+    fake, url = kfp()
+    result = _detx("schedule", "--host", url, "--package", PACKAGE, "--cron", "0 3 * * *")
+    assert result.exit_code == 1
+    assert "'0 0 3 * * *'" in result.output
+    assert fake.requests == []
+
+
+def test_unknown_or_mistyped_parameters_are_refused_before_any_request(kfp):
+    fake, url = kfp()
+    unknown = _detx("submit", "--host", url, "--package", PACKAGE, "--param", "epochs=3")
+    assert unknown.exit_code == 2 and "train_steps" in unknown.output
+    mistyped = _detx("submit", "--host", url, "--package", PACKAGE, "--param", "train_steps=many")
+    assert mistyped.exit_code == 2 and "expected a int" in mistyped.output
+    assert fake.requests == []
+
+
+def test_bearer_token_is_required_when_the_server_wants_one(kfp, tmp_path):
+    fake, url = kfp(token="s3cret")
+    refused = _detx("submit", "--host", url, "--package", PACKAGE)
+    assert refused.exit_code == 1
+    assert "--token" in refused.output and "401" in refused.output
+    assert fake.runs == []
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret\n")
+    accepted = _detx("submit", "--host", url, "--package", PACKAGE, "--token-file", token_file)
+    assert accepted.exit_code == 0, accepted.output
+    assert len(fake.runs) == 1
+
+
+def test_multi_user_kubeflow_with_a_session_cookie_and_a_namespace(kfp):
+    fake, url = kfp(cookie="authservice_session=abc123", multi_user=True)
+    args = ["--host", url, "--cookie", "authservice_session=abc123", "--namespace", "team-vision"]
+    result = _detx("submit", *args, "--package", PACKAGE, "--experiment", "nightly")
+    assert result.exit_code == 0, result.output
+    assert fake.errors == []
+    (experiment,) = fake.experiments.values()
+    assert experiment["namespace"] == "team-vision" and experiment["display_name"] == "nightly"
+    (pipeline,) = fake.pipelines.values()
+    assert pipeline["namespace"] == "team-vision"
+    listed = _detx("runs", *args, "--experiment", "nightly")
+    assert listed.exit_code == 0, listed.output
+    lines = listed.output.splitlines()
+    assert lines[0].split()[:2] == ["RUN", "ID"] and "PENDING" in lines[1]
+
+
+def test_runs_lists_newest_first_with_state(kfp):
+    fake, url = kfp()
+    for name in ("first", "second"):
+        assert _detx("submit", "--host", url, "--package", PACKAGE, "--run-name", name).exit_code == 0
+    fake.runs[0].update(state="SUCCEEDED", finished_at="2026-11-22T10:00:00Z")
+    result = _detx("runs", "--host", url)
+    assert result.exit_code == 0, result.output
+    body = result.output.splitlines()[1:]
+    assert body[0].endswith("second") and "PENDING" in body[0] and " - " in body[0]
+    assert body[1].endswith("first") and "SUCCEEDED" in body[1] and "2026-11-22T10:00:00Z" in body[1]
+
+
+def test_unknown_experiment_and_unreachable_host_name_the_fix(kfp):
+    _, url = kfp()
+    missing = _detx("runs", "--host", url, "--experiment", "nope")
+    assert missing.exit_code == 1 and "no experiment named 'nope'" in missing.output
+    dead = _detx("runs", "--host", "http://127.0.0.1:9")
+    assert dead.exit_code == 1 and "cannot reach KFP at http://127.0.0.1:9" in dead.output
+
+
+def test_a_missing_package_says_to_compile_first(kfp, tmp_path):
+    fake, url = kfp()
+    result = _detx("submit", "--host", url, "--package", tmp_path / "none.yaml")
+    assert result.exit_code == 1 and "run `detx compile` first" in result.output
+    not_spec = tmp_path / "x.yaml"
+    shutil.copy(os.path.join(ROOT, "kfp_manifests", "detx_config.yaml"), not_spec)
+    result = _detx("submit", "--host", url, "--package", not_spec)
+    assert result.exit_code == 1 and "not a compiled pipeline spec" in result.output
+    assert fake.requests == []
+
+
+def test_multi_user_kubeflow_without_a_namespace_says_to_pass_one(kfp):
+    fake, url = kfp(multi_user=True)
+    result = _detx("submit", "--host", url, "--package", PACKAGE)
+    assert result.exit_code == 1 and "multi-user: pass --namespace" in result.output
+    assert fake.runs == [] and fake.pipelines == {}
