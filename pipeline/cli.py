@@ -113,7 +113,13 @@ def _abs(value: str | None) -> str | None:
 
 
 @main.command("run")
-@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), help="Pipeline config (YAML).")
+@click.option(
+    "--config",
+    "config_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Pipeline config (YAML); repeat to layer files (later ones win).",
+)
 @click.option("--data", "data_path", type=click.Path(exists=True, file_okay=False), help="The labelled dataset.")
 @click.option("--format", "fmt", type=click.Choice(["coco", "voc", "tfrecord"]), help="[default: coco]")
 @click.option("--project", "project_dir", default=".detx/project", show_default=True, type=click.Path(file_okay=False))
@@ -148,7 +154,7 @@ def _abs(value: str | None) -> str | None:
 @click.option("-v", "--verbose", is_flag=True, help="Print TFX's and Beam's logs too.")
 @click.pass_context
 def run(
-    ctx: click.Context, config_file: str | None, project_dir: str, no_cache: bool, verbose: bool, **_: object
+    ctx: click.Context, config_files: tuple[str, ...], project_dir: str, no_cache: bool, verbose: bool, **_: object
 ) -> None:
     """Run the whole pipeline locally (LocalDagRunner, Beam DirectRunner, SQLite ML Metadata).
 
@@ -164,7 +170,9 @@ def run(
         if ctx.params.get(key) not in (None, "", "auto", "none"):
             ctx.params[key] = _abs(ctx.params[key])
     try:
-        file_values = read_config_file(config_file) if config_file else {}
+        file_values: dict[str, Any] = {}
+        for config_file in config_files:
+            file_values = merge(file_values, read_config_file(config_file))
         values = merge(file_values, _overrides(ctx, _RUN_OPTIONS))
         if no_cache:
             values["enable_cache"] = False
