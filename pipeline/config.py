@@ -70,9 +70,9 @@ class KubeflowConfig:
 
     Attributes:
         image: the detx pipeline image every step runs (see the Dockerfile).
-        pipeline_root: where artifacts go: a `gs://` (or other TensorFlow file
-            system) path every step can write; KFP's default `minio://` root is
-            not one TFX can use.
+        pipeline_root: where artifacts go: a `gs://` (or `s3://`) URL every
+            step can write. KFP's default `minio://` root is not one TFX can
+            use, and KFP's launcher rejects plain paths.
         trainer_gpus: GPUs the Trainer step asks for (0: none).
         gpu_type: the accelerator resource name.
         trainer_memory: the Trainer's memory limit ("" leaves it to the cluster).
@@ -89,10 +89,12 @@ class KubeflowConfig:
     def __post_init__(self) -> None:
         if self.trainer_gpus < 0:
             raise ValueError(f"trainer_gpus must be 0 or more, got {self.trainer_gpus}")
-        if "://" not in self.pipeline_root and not self.pipeline_root.startswith("/"):
+        if "://" not in self.pipeline_root or self.pipeline_root.startswith("minio://"):
+            # KFP's launcher maps only gs://, s3:// and minio:// roots; TensorFlow's
+            # file systems (which TFX writes through) know gs:// and s3:// but not minio://.
             raise ValueError(
-                f"pipeline_root {self.pipeline_root!r} must be a bucket URL such as gs://bucket/detx "
-                "(or a path mounted into every step)"
+                f"pipeline_root {self.pipeline_root!r} must be a bucket URL TFX can write, "
+                "such as gs://bucket/detx/root (or s3:// with tensorflow-io)"
             )
 
 

@@ -14,7 +14,8 @@ from components.data_gate.executor import Executor
 class DataGateResult(Artifact):
     """The gate's verdict: `gate_report.json` with the anomalies and their example counts."""
 
-    TYPE_NAME = "detx.DataGateResult"
+    # Importable as components.DataGateResult (see components/__init__.py): KFP needs that.
+    TYPE_NAME = "components.DataGateResult"
 
 
 class DataGateSpec(ComponentSpec):

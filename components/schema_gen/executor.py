@@ -73,5 +73,7 @@ class Executor(base_executor.BaseExecutor):
         template = text_format.Parse(text, schema_pb2.Schema())
         schema = specialise(template, label_map)
         out = artifact_utils.get_single_instance(output_dict["schema"])
+        # LocalDagRunner creates output folders, KFP's launcher does not.
+        tf.io.gfile.makedirs(out.uri)
         with tf.io.gfile.GFile(os.path.join(out.uri, SCHEMA_FILENAME), "w") as f:
             f.write(text_format.MessageToString(schema))

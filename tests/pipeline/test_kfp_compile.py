@@ -168,6 +168,24 @@ def test_compile_without_a_push_destination_is_refused_and_leaves_no_file(tmp_pa
     assert not out.exists()
 
 
-def test_a_local_pipeline_root_is_refused_with_the_fix():
-    with pytest.raises(ValueError, match="bucket URL such as gs://"):
-        _config(kubeflow={"pipeline_root": "relative/dir"})
+@pytest.mark.parametrize("root", ["relative/dir", "/mnt/shared/root", "minio://mlpipeline/v2/artifacts"])
+def test_a_pipeline_root_tfx_or_kfp_cannot_use_is_refused_with_the_fix(root):
+    with pytest.raises(ValueError, match="bucket URL TFX can write, such as gs://"):
+        _config(kubeflow={"pipeline_root": root})
+
+
+def test_every_artifact_type_can_be_recreated_by_tfx_container_entrypoint(spec):
+    # The entrypoint imports a custom artifact's schema title as <module>.<Class>.
+    from tfx.orchestration.kubeflow.v2 import compiler_utils
+    from tfx.utils import import_utils
+
+    titles = set()
+    for component in spec.components.values():
+        for definitions in (component.input_definitions, component.output_definitions):
+            for artifact in definitions.artifacts.values():
+                titles.add(yaml.safe_load(artifact.artifact_type.instance_schema)["title"])
+    custom = {t for t in titles if t not in compiler_utils.TITLE_TO_CLASS_PATH}
+    assert custom == {"components.DataGateResult"}
+    for title in titles:
+        path = compiler_utils.TITLE_TO_CLASS_PATH.get(title, title)
+        assert import_utils.import_class_by_path(path).TYPE_NAME in (title, title.split(".", 1)[1]), title

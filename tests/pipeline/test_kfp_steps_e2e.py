@@ -1,0 +1,71 @@
+"""The compiled KFP spec's eight steps run as open-source KFP would run them: one process each.
+
+tests/pipeline/kfp_launcher.py plays KFP's launcher (ExecutorInput in, TFX's
+v2 container entrypoint, ExecutorOutput out, no driver hooks). What this
+shows: with only the run form's parameters, the spec's steps read the data
+(the span comes from `data_span`, not from TFX's driver), train, evaluate
+against production found in the push destination, and push version 1.
+"""
+
+import json
+import os
+
+import pytest
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from components.data.synth import SynthConfig, write_dataset
+from pipeline import kfp_compile
+from pipeline.config import with_setup_file
+from pipeline.config_file import build_config
+from tests.pipeline import kfp_launcher
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def test_compiled_steps_push_version_1_with_the_span_from_the_run_form(tmp_path):
+    data_root = str(tmp_path / "data" / "span-3")
+    write_dataset(data_root, SynthConfig(num_images=40, seed=5, width=320, height=240, min_size=40), "coco")
+    config = build_config(
+        {
+            "name": "detx-kfp-steps",
+            "data": {"path": "gs://placeholder/data"},
+            "trainer": {"preset": "tiny", "batch_size": 4},
+            "train_steps": 1000,
+            "push_destination": "gs://placeholder/models/detx",
+            # Threads in this process's environment instead of the pod's processes (see BENCHMARKS.md).
+            "beam_args": with_setup_file(["--runner=FnApiRunner", "--direct_running_mode=multi_threading"]),
+            "kubeflow": {"image": "detx:test", "pipeline_root": "gs://placeholder/root"},
+        }
+    )
+    spec = pipeline_spec_pb2.PipelineSpec()
+    json_format.ParseDict(kfp_compile.compile_spec(config), spec)
+    push_destination = str(tmp_path / "models" / "detx")
+    params = {
+        "data_root": data_root,
+        "data_span": 3,
+        "train_steps": 3,
+        "push_destination": push_destination,
+        "min_map_50": 0.0,
+    }
+    # The run's pipeline root (set when a run is created) overrides the spec's default.
+    pipeline_root = str(tmp_path / "root")
+    outputs = kfp_launcher.run_spec(spec, params, pipeline_root)
+
+    assert set(outputs) == set(spec.root.dag.tasks)
+    examples = kfp_launcher.artifact_dict(outputs["DetectionExampleGen"], "examples")
+    assert examples["metadata"]["span"] == 3.0
+    assert json.loads(examples["metadata"]["split_names"]) == ["train", "eval"]
+    assert examples["uri"].startswith(pipeline_root)
+    blessing = kfp_launcher.artifact_dict(outputs["DetectionEvaluator"], "blessing")
+    assert blessing["metadata"]["blessed"] == 1.0
+    with open(os.path.join(blessing["uri"], "detx_evaluation.json")) as f:
+        evaluation = json.load(f)
+    assert evaluation["baseline_version"] is None  # nothing in production yet: first push
+    pushed = kfp_launcher.artifact_dict(outputs["DetectionPusher"], "pushed_model")
+    assert pushed["metadata"]["pushed"] == 1.0 and pushed["metadata"]["pushed_version"] == "1"
+    assert os.path.exists(os.path.join(push_destination, "1", "saved_model.pb"))
+    with open(os.path.join(push_destination, "1", "detx_lineage.json")) as f:
+        lineage = json.load(f)
+    assert lineage["data"]["span"] == 3 and lineage["data"]["source"] == data_root
+    assert lineage["model"]["uri"] == kfp_launcher.artifact_dict(outputs["Trainer"], "model")["uri"]
