@@ -269,18 +269,15 @@ def rollback(to_version: int | None, previous: bool, project_dir: str, name: str
 
 def _label_names(label_map: str | None, base_path: str | None, version: int) -> dict[int, str]:
     """Class names: from --label-map, else from the answering version's SavedModel assets if readable here."""
-    from components.data.label_map import LABEL_MAP_FILENAME, LabelMap, LabelMapError
+    from components.data.label_map import LabelMap, LabelMapError
+    from serving.client import read_label_names
 
-    candidates = [label_map] if label_map else []
-    if base_path:
-        candidates.append(os.path.join(base_path, str(version), "assets", LABEL_MAP_FILENAME))
-    for path in candidates:
+    if label_map:
         try:
-            return dict(LabelMap.read(path).items())
+            return dict(LabelMap.read(label_map).items())
         except (LabelMapError, OSError):
-            if path == label_map:
-                raise click.BadParameter(f"cannot read the label map {path}", param_hint="--label-map") from None
-    return {}
+            raise click.BadParameter(f"cannot read the label map {label_map}", param_hint="--label-map") from None
+    return read_label_names(base_path, version) if base_path else {}
 
 
 @main.command("predict")
@@ -379,6 +376,8 @@ def predict_command(
 @click.option("--batching", is_flag=True, help="Batch concurrent requests (same signature and image size).")
 @click.option("--max-batch-size", default=16, show_default=True, type=click.IntRange(min=1))
 @click.option("--batch-timeout-ms", default=2.0, show_default=True, type=click.FloatRange(min=0))
+@click.option("--web", is_flag=True, help="Also serve the web page (upload an image, see its detections).")
+@click.option("--web-port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 def serve(
     model_name: str,
     model_base_path: str | None,
@@ -398,12 +397,15 @@ def serve(
     batching: bool,
     max_batch_size: int,
     batch_timeout_ms: float,
+    web: bool,
+    web_port: int,
 ) -> None:
     """Serve the pushed model over TF Serving's gRPC API (Predict, GetModelMetadata, GetModelStatus).
 
     Watches the base path: new complete versions are loaded and served once
     ready, the old one until then; a version that fails to load leaves the
     previous one serving. SIGTERM stops it after running requests finish.
+    With --web, the web page runs beside it and calls it over gRPC.
     """
     import logging
 
@@ -413,6 +415,8 @@ def serve(
     from serving.model_server.server import ModelServer, ServerConfig
     from serving.model_server.versions import VersionPolicy
 
+    if web and tls_cert:
+        raise click.UsageError("--web talks plaintext gRPC to this server: start `detx web --tls-ca ...` separately")
     label_map: dict[str, int] = {}
     for item in labels:
         name, _, number = item.partition("=")
@@ -451,12 +455,73 @@ def serve(
         f"({'TLS' if tls_cert else 'plaintext'}; batching {describe(server.batcher)}); versions: {loaded}{metrics}",
         err=True,
     )
+    web_server = None
+    if web:
+        target = f"{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{server.port}"
+        web_server = _start_web(WebSettings(target, model_name, config.base_path), host, web_port)
+        click.echo(f"detx serve: web page on http://{host}:{web_port}/", err=True)
     server.wait()
+    if web_server is not None:
+        web_server.should_exit = True
     click.echo("detx serve: stopped", err=True)
 
 
-if __name__ == "__main__":
-    main()
+@dataclasses.dataclass(frozen=True)
+class WebSettings:
+    """What `detx serve --web` and `detx web` give the web app."""
+
+    server: str
+    model: str
+    model_base_path: str
+    min_score: float = 0.3
+    max_upload_mb: float = 10.0
+    tls_ca: str = ""
+
+
+def _start_web(settings: WebSettings, host: str, port: int, background: bool = True) -> Any:
+    """Starts the web app with uvicorn: in a thread (beside detx serve) or in this one."""
+    import threading
+
+    import uvicorn
+
+    from serving.webapp.app import WebConfig, create_app
+
+    app = create_app(WebConfig(**dataclasses.asdict(settings)))
+    web_server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    if not background:
+        web_server.run()
+        return web_server
+    threading.Thread(target=web_server.run, name="detx-web", daemon=True).start()
+    return web_server
+
+
+@main.command("web")
+@click.option("--server", default="127.0.0.1:8500", show_default=True, help="HOST:PORT of detx serve or TF Serving.")
+@click.option("--model", default="detx", show_default=True)
+@click.option("--model-base-path", default="", help="The push destination, for class names (default: the project's).")
+@click.option("--project", "project_dir", default=".detx/project", show_default=True, type=click.Path())
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0 for all).")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--min-score", default=0.3, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--max-upload-mb", default=10.0, show_default=True, type=click.FloatRange(min=0.01))
+@click.option("--tls-ca", default="", help="PEM of the model server's CA: connect with TLS.")
+def web_command(
+    server: str,
+    model: str,
+    model_base_path: str,
+    project_dir: str,
+    host: str,
+    port: int,
+    min_score: float,
+    max_upload_mb: float,
+    tls_ca: str,
+) -> None:
+    """Serve the web page: upload an image, see its detections from a model server (gRPC)."""
+    from pipeline.local_runner import ProjectPaths
+
+    base = model_base_path or ProjectPaths(os.path.abspath(project_dir)).push_destination(model)
+    click.echo(f"detx web: http://{host}:{port}/ -> model {model!r} at {server}", err=True)
+    _start_web(WebSettings(server, model, base, min_score, max_upload_mb, tls_ca), host, port, background=False)
 
 
 def _add_kubeflow_commands() -> None:
@@ -467,3 +532,7 @@ def _add_kubeflow_commands() -> None:
 
 
 _add_kubeflow_commands()
+
+
+if __name__ == "__main__":
+    main()

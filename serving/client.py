@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 import time
 from typing import Any
 
@@ -218,6 +219,16 @@ class DetectionClient:
         response = self._call(self._models.GetModelStatus, request)
         names = get_model_status_pb2.ModelVersionStatus.State.Name
         return [(v.version, names(v.state), v.status.error_message) for v in response.model_version_status]
+
+
+def read_label_names(base_path: str, version: int) -> dict[int, str]:
+    """Class names from a pushed version's label map asset; {} when it cannot be read from here."""
+    from components.data.label_map import LABEL_MAP_FILENAME, LabelMap, LabelMapError
+
+    try:
+        return dict(LabelMap.read(os.path.join(base_path, str(version), "assets", LABEL_MAP_FILENAME)).items())
+    except (LabelMapError, OSError):
+        return {}
 
 
 def decode(data: bytes) -> np.ndarray:

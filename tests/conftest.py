@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 
@@ -43,3 +44,39 @@ def fake_saved_model():
         return str(path)
 
     return _fake_saved_model
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedProject:
+    """A local project after one real `detx run`: a learned tiny model, blessed and pushed as version 1."""
+
+    data_dir: str
+    project: str
+    push_destination: str
+
+
+@pytest.fixture(scope="session")
+def trained_project(tmp_path_factory: pytest.TempPathFactory) -> TrainedProject:
+    """Run 1 of the main job (tests/pipeline/test_main_job_e2e.py checks it), shared by the tests that need a real run.
+
+    The tiny preset's 800 steps on 640 synthetic training images: about 7
+    minutes on 2 CPU cores, once per session. The notebooks and the web page
+    only read the project; the main-job test's later runs push nothing.
+    """
+    from components.data.synth import SynthConfig, write_dataset
+    from components.evaluator.options import EvaluatorOptions
+    from components.trainer.options import TrainerOptions
+    from pipeline.config import DataConfig, PipelineConfig
+    from pipeline.local_runner import ProjectPaths, run_local
+
+    root = tmp_path_factory.mktemp("trained")
+    data_dir = write_dataset(str(root / "coco"), SynthConfig(num_images=800, seed=3, min_size=48), "coco").out_dir
+    project = str(root / "project")
+    config = PipelineConfig(
+        data=DataConfig(path=data_dir),
+        trainer=TrainerOptions(preset="tiny"),
+        train_steps=800,
+        evaluator=EvaluatorOptions(min_map_50=0.5),
+    )
+    run_local(config, project, echo=lambda _: None)
+    return TrainedProject(data_dir, project, ProjectPaths(project).push_destination("detx"))

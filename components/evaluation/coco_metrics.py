@@ -34,6 +34,9 @@ class CocoMetrics:
         ar_100: AR with 100 detections per image.
         ap_per_class: label id to AP at .50:.95.
         num_images: images evaluated.
+        precision: COCOeval's interpolated precision, [IoU threshold (.50:.05:.95),
+            recall (0:.01:1), class, area range (all, small, medium, large),
+            max detections (1, 10, 100)], -1 where undefined; None without detections.
     """
 
     map: float
@@ -42,6 +45,25 @@ class CocoMetrics:
     ar_100: float
     ap_per_class: dict[int, float]
     num_images: int
+    precision: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    def ap_per_iou(self) -> dict[float, float]:
+        """AP (all classes, all areas, 100 detections) at each IoU threshold .50, .55, ... .95."""
+        if self.precision is None:
+            return {round(0.5 + 0.05 * t, 2): 0.0 for t in range(10)}
+        out = {}
+        for t in range(self.precision.shape[0]):
+            p = self.precision[t, :, :, 0, -1]
+            out[round(0.5 + 0.05 * t, 2)] = float(np.mean(p[p > -1])) if (p > -1).any() else 0.0
+        return out
+
+    def pr_curve(self, class_index: int, iou_index: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(recall, precision) of one class (0-based index) at one IoU threshold (0 = .50)."""
+        recall = np.linspace(0.0, 1.0, 101)
+        if self.precision is None:
+            return recall, np.zeros_like(recall)
+        precision = self.precision[iou_index, :, class_index, 0, -1]
+        return recall, np.where(precision < 0, 0.0, precision)
 
 
 def serving_default_predictor(signature: Any) -> Any:
@@ -153,4 +175,4 @@ def coco_eval(
         p = precision[:, :, k, 0, -1]
         per_class[int(cat)] = float(np.mean(p[p > -1])) if (p > -1).any() else 0.0
     s = ev.stats
-    return CocoMetrics(float(s[0]), float(s[1]), float(s[2]), float(s[8]), per_class, len(images))
+    return CocoMetrics(float(s[0]), float(s[1]), float(s[2]), float(s[8]), per_class, len(images), precision)

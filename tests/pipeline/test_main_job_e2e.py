@@ -1,8 +1,10 @@
 """The main job end to end: learn and push version 1; a worse model is not blessed; an unchanged run is cached.
 
-Run 1 is also the test that fails if the model stops learning: the tiny
-preset's 800 steps on 640 synthetic training images, about 7 minutes on 2 CPU
-cores, must reach mAP@0.5 0.5 (pycocotools on `serving_default`).
+Run 1 (the session fixture `trained_project` in tests/conftest.py, which the
+notebook and web page tests read too) is also the test that fails if the model
+stops learning: the tiny preset's 800 steps on 640 synthetic training images,
+about 7 minutes on 2 CPU cores, must reach mAP@0.5 0.5 (pycocotools on
+`serving_default`).
 """
 
 from __future__ import annotations
@@ -13,36 +15,24 @@ import os
 import pytest
 from click.testing import CliRunner
 
-from components.data.synth import SynthConfig, write_dataset
 from components.evaluation.coco_metrics import evaluate, read_examples, serving_default_predictor
-from components.evaluator.options import EvaluatorOptions
 from components.evaluator.report import EvaluationReport
 from components.modeling.config import preset
 from components.pusher.model_store import ModelStore
 from components.trainer import export
-from components.trainer.options import TrainerOptions
 from pipeline.cli import main
-from pipeline.config import DataConfig, PipelineConfig
-from pipeline.local_runner import ProjectPaths, run_local
+from pipeline.local_runner import ProjectPaths
 from pipeline.run_report import latest_run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
-def test_push_then_refuse_a_worse_model_then_serve_from_cache(tmp_path):
-    data_dir = write_dataset(str(tmp_path / "coco"), SynthConfig(num_images=800, seed=3, min_size=48), "coco").out_dir
-    project = str(tmp_path / "project")
+def test_push_then_refuse_a_worse_model_then_serve_from_cache(trained_project):
+    data_dir, project = trained_project.data_dir, trained_project.project
     paths = ProjectPaths(project)
     store = ModelStore(paths.push_destination("detx"))
 
-    # Run 1: nothing in production; the model learns and is pushed as version 1.
-    config = PipelineConfig(
-        data=DataConfig(path=data_dir),
-        trainer=TrainerOptions(preset="tiny"),
-        train_steps=800,
-        evaluator=EvaluatorOptions(min_map_50=0.5),
-    )
-    run_local(config, project, echo=lambda _: None)
+    # Run 1 (the `trained_project` fixture): nothing in production; the model learns and is pushed as version 1.
     runs = {r.node: r for r in latest_run(paths.metadata_path, "detx")}
     assert all(r.state == "complete" for r in runs.values()), runs
 

@@ -24,7 +24,8 @@ from tensorflow_serving.apis import (
 )
 
 from components.pusher.model_store import ModelStore
-from tests.serving.conftest import Server, export_tiny
+from tests.serving.conftest import export_tiny
+from tests.serving.server_process import Server
 
 pytestmark = pytest.mark.e2e
 

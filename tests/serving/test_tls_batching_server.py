@@ -18,7 +18,7 @@ from cryptography.x509.oid import NameOID
 from components.data.synth import SynthConfig, generate
 from components.pusher.model_store import ModelStore
 from serving.client import DetectionClient, PredictionError
-from tests.serving.conftest import Server
+from tests.serving.server_process import Server
 
 pytestmark = pytest.mark.e2e
 

@@ -1,0 +1,145 @@
+"""The detx web page: a FastAPI app that sends uploaded images to the model server over gRPC.
+
+The browser uploads one image to `POST /api/detect`; the app checks it (size,
+that it is an image at all), calls TF Serving's Predict (detx serve or a real
+TF Serving) through `serving.client.DetectionClient`, and answers JSON: the
+model name and version that answered, the image size and the detections with
+label names. The page (`page.html`) draws the boxes on the image.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import time
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from serving.client import ENCODED_IMAGE, DetectionClient, PredictionError, read_label_names
+
+PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "page.html")
+# gRPC status -> HTTP status for the page's error messages.
+_HTTP_STATUS = {
+    "INVALID_ARGUMENT": 422,
+    "RESOURCE_EXHAUSTED": 413,
+    "NOT_FOUND": 404,
+    "FAILED_PRECONDITION": 409,
+    "UNAVAILABLE": 503,
+    "DEADLINE_EXCEEDED": 504,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class WebConfig:
+    """Where the model server is and what the page accepts.
+
+    Attributes:
+        server: HOST:PORT of the model server's gRPC API.
+        model: the model name.
+        model_base_path: the push destination, to read each version's label map ("" : ids only).
+        max_upload_mb: larger uploads are refused with 413.
+        min_score: detections below this score are not shown.
+        timeout: seconds per Predict call.
+        tls_ca: PEM of the model server's CA (TLS); "" for plaintext.
+    """
+
+    server: str = "127.0.0.1:8500"
+    model: str = "detx"
+    model_base_path: str = ""
+    max_upload_mb: float = 10.0
+    min_score: float = 0.3
+    timeout: float = 10.0
+    tls_ca: str = ""
+
+    @property
+    def max_upload_bytes(self) -> int:
+        """The upload limit in bytes."""
+        return int(self.max_upload_mb * 1024 * 1024)
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": message})
+
+
+def check_image(data: bytes, filename: str) -> tuple[int, int] | str:
+    """The image's (width, height), or a message saying why it is not an image detx can read."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
+        return f"{filename or 'the upload'} is empty: choose a JPEG, PNG, BMP, GIF or WebP image"
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            size = image.size
+            image.verify()  # reads the whole file: catches truncated images
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        return f"{filename or 'the upload'} is not an image detx can read ({e}): upload a JPEG, PNG, BMP, GIF or WebP"
+    return int(size[0]), int(size[1])
+
+
+def create_app(config: WebConfig) -> FastAPI:
+    """The web app for one model server."""
+    app = FastAPI(title="detx", docs_url=None, redoc_url=None)
+    client = DetectionClient(config.server, config.model, timeout=config.timeout, retries=1, tls_ca=config.tls_ca)
+    names_by_version: dict[int, dict[int, str]] = {}
+    with open(PAGE, encoding="utf-8") as f:
+        page = f.read().replace("{{MAX_UPLOAD_MB}}", f"{config.max_upload_mb:g}")
+
+    @app.get("/", response_class=HTMLResponse)
+    async def index() -> str:
+        return page
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        try:
+            versions = await run_in_threadpool(client.status)
+        except PredictionError as e:
+            return _error(503, f"the model server at {config.server} does not answer: {e}")
+        return JSONResponse({"model": config.model, "versions": [{"version": v, "state": s} for v, s, _ in versions]})
+
+    @app.post("/api/detect")
+    async def detect(request: Request) -> JSONResponse:
+        limit = config.max_upload_bytes
+        declared = int(request.headers.get("content-length") or 0)
+        if declared > limit + 64 * 1024:  # the multipart envelope adds a little
+            return _error(413, f"the upload is {declared / 2**20:.1f} MB; the limit is {config.max_upload_mb:g} MB")
+        form = await request.form(max_files=1, max_fields=4)
+        upload = form.get("image")
+        if upload is None or isinstance(upload, str):
+            return _error(400, "send the image as multipart form field 'image'")
+        data = await upload.read()
+        filename = upload.filename or ""
+        if len(data) > limit:
+            return _error(413, f"{filename} is {len(data) / 2**20:.1f} MB; the limit is {config.max_upload_mb:g} MB")
+        checked = check_image(data, filename)
+        if isinstance(checked, str):
+            return _error(415, checked)
+        width, height = checked
+        start = time.perf_counter()
+        try:
+            result = await run_in_threadpool(client.predict, data, ENCODED_IMAGE)
+        except PredictionError as e:
+            return _error(_HTTP_STATUS.get(e.code.name, 502), str(e))
+        elapsed_ms = (time.perf_counter() - start) * 1000
+        if result.version not in names_by_version and config.model_base_path:
+            names_by_version[result.version] = read_label_names(config.model_base_path, result.version)
+        result = dataclasses.replace(result, label_names=names_by_version.get(result.version, {}))
+        body: dict[str, Any] = {
+            "model": result.model,
+            "version": result.version,
+            "width": width,
+            "height": height,
+            "elapsed_ms": round(elapsed_ms, 1),
+            "min_score": config.min_score,
+            "detections": [d.to_dict() for d in result.detections(config.min_score)],
+        }
+        return JSONResponse(body)
+
+    @app.on_event("shutdown")
+    def _close() -> None:
+        client.close()
+
+    return app
