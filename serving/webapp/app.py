@@ -74,8 +74,8 @@ def check_image(data: bytes, filename: str) -> tuple[int, int] | str:
     try:
         with Image.open(io.BytesIO(data)) as image:
             size = image.size
-            image.verify()  # reads the whole file: catches truncated images
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+            image.load()  # decodes it all: a truncated file fails here, not in the model server
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         return f"{filename or 'the upload'} is not an image detx can read ({e}): upload a JPEG, PNG, BMP, GIF or WebP"
     return int(size[0]), int(size[1])
 

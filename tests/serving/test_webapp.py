@@ -1,0 +1,158 @@
+"""The web page: real `detx serve --web` (model server + web app) on loopback, a real headless Chromium.
+
+Uses the session's trained project (tests/conftest.py): a tiny detector that
+learned the synthetic shapes and was pushed as version 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import httpx
+import portpicker
+import pytest
+
+from tests.serving.server_process import Server
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ARTIFACTS = os.environ.get("DETX_TEST_ARTIFACTS", os.path.join(ROOT, ".detx", "test-artifacts"))
+CHROMIUM = "/usr/bin/chromium"
+COLORS = ["#e6194b", "#3cb44b", "#4363d8"]  # page.html's first three box colours, one per class
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def web(trained_project):
+    """(base URL of the page, the server process)."""
+    port = portpicker.pick_unused_port()
+    server = Server(trained_project.push_destination, "--web", "--web-port", str(port))
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            health = httpx.get(f"{url}/healthz", timeout=5)
+        except httpx.HTTPError:
+            return False
+        return health.status_code == 200 and {"version": 1, "state": "AVAILABLE"} in health.json()["versions"]
+
+    try:
+        server.wait_for(ready, what="the web page and version 1")
+        yield url, server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def busy_image(trained_project):
+    """An image of the dataset with three or more labelled objects."""
+    with open(os.path.join(trained_project.data_dir, "annotations.json")) as f:
+        coco = json.load(f)
+    counts: dict[int, int] = {}
+    for annotation in coco["annotations"]:
+        counts[annotation["image_id"]] = counts.get(annotation["image_id"], 0) + 1
+    image = next(i for i in coco["images"] if counts.get(i["id"], 0) >= 3)
+    return os.path.join(trained_project.data_dir, "images", image["file_name"]), image
+
+
+def _detect(url: str, name: str, data: bytes, content_type: str = "image/jpeg") -> httpx.Response:
+    return httpx.post(f"{url}/api/detect", files={"image": (name, data, content_type)}, timeout=60)
+
+
+def test_api_answers_with_the_version_and_labelled_detections(web, busy_image):
+    url, _ = web
+    path, image = busy_image
+    with open(path, "rb") as f:
+        response = _detect(url, os.path.basename(path), f.read())
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model"] == "detx" and body["version"] == 1
+    assert (body["width"], body["height"]) == (image["width"], image["height"])
+    assert len(body["detections"]) >= 1
+    assert {d["label"] for d in body["detections"]} <= {"circle", "square", "triangle"}
+    assert all(d["score"] >= 0.3 for d in body["detections"])
+
+
+def test_bad_uploads_get_clear_errors_and_the_server_stays_up(web, busy_image):
+    url, _ = web
+    not_image = _detect(url, "notes.txt", b"these are not pixels", "text/plain")
+    assert not_image.status_code == 415 and "notes.txt is not an image" in not_image.json()["error"]
+    with open(busy_image[0], "rb") as f:
+        truncated = _detect(url, "cut.jpg", f.read()[:2000])
+    assert truncated.status_code == 415 and "cut.jpg" in truncated.json()["error"]
+    empty = _detect(url, "empty.jpg", b"")
+    assert empty.status_code == 415 and "is empty" in empty.json()["error"]
+    huge = _detect(url, "huge.jpg", b"\xff" * (11 * 1024 * 1024))
+    assert huge.status_code == 413 and "the limit is 10 MB" in huge.json()["error"]
+    no_field = httpx.post(f"{url}/api/detect", files={"picture": ("a.jpg", b"x", "image/jpeg")}, timeout=30)
+    assert no_field.status_code == 400 and "'image'" in no_field.json()["error"]
+    with open(busy_image[0], "rb") as f:
+        assert _detect(url, "again.jpg", f.read()).status_code == 200
+
+
+def test_browser_upload_shows_boxes_labels_and_version(web, busy_image):
+    from playwright.sync_api import sync_playwright
+
+    url, _ = web
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    screenshot = os.path.join(ARTIFACTS, "webapp_detections.png")
+    if os.path.exists(screenshot):
+        os.unlink(screenshot)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 900})
+            page.goto(url)
+            page.set_input_files("#file", busy_image[0])
+            page.wait_for_selector("body[data-drawn]", timeout=60_000)
+            status = page.inner_text("#status")
+            items = page.locator("#detections li").all_inner_texts()
+            # Read back the canvas: each detection's left edge, halfway down, has its class colour.
+            edges = page.evaluate(
+                """() => {
+                    const canvas = document.getElementById('canvas');
+                    const ctx = canvas.getContext('2d');
+                    return [...document.querySelectorAll('#detections li')].map((li) => {
+                        const box = JSON.parse(li.dataset.box);
+                        const x = Math.round(box.xmin * canvas.width) + 1;
+                        const y = Math.round((box.ymin + box.ymax) / 2 * canvas.height);
+                        const [r, g, b] = ctx.getImageData(x, y, 1, 1).data;
+                        return [li.dataset.label, '#' + [r, g, b].map((v) => v.toString(16).padStart(2, '0')).join('')];
+                    });
+                }"""
+            )
+            page.screenshot(path=screenshot, full_page=True)
+        finally:
+            browser.close()
+    assert "Model detx version 1 answered" in status, status
+    assert len(items) >= 1 and len(edges) == len(items)
+    # Overlapping boxes share edges and strokes are anti-aliased, so each edge pixel
+    # must be close to one of the box colours (the image itself has none of them there).
+    palette = [tuple(int(c[i : i + 2], 16) for i in (1, 3, 5)) for c in COLORS]
+    for label, colour in edges:
+        rgb = tuple(int(colour[i : i + 2], 16) for i in (1, 3, 5))
+        distance = min(sum((a - b) ** 2 for a, b in zip(rgb, p, strict=True)) ** 0.5 for p in palette)
+        assert distance < 80, (label, colour, edges)
+    assert os.path.getsize(screenshot) > 10_000
+
+
+def test_browser_shows_the_error_for_a_non_image(web, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    url, _ = web
+    bad = tmp_path / "report.pdf"
+    bad.write_bytes(b"%PDF-1.4 not an image at all")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.goto(url)
+            page.set_input_files("#file", str(bad))
+            page.wait_for_selector("#error", state="visible", timeout=30_000)
+            message = page.inner_text("#error")
+            drawn = page.evaluate("document.getElementById('canvas').style.display")
+        finally:
+            browser.close()
+    assert "report.pdf is not an image detx can read" in message and "upload a JPEG" in message
+    assert drawn in ("", "none")
