@@ -19,6 +19,7 @@ COMMANDS = [
     ["submit"],
     ["schedule"],
     ["runs"],
+    ["web"],
 ]
 
 
