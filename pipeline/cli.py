@@ -162,7 +162,7 @@ def run(
     Evaluator (COCO mAP, blessing against the served model), Pusher. Options
     given here override the config file; both override detx's defaults.
     """
-    from pipeline.config_file import ConfigError, build_config, merge, read_config_file
+    from pipeline.config_file import ConfigError, build_config, layered_values
 
     if ctx.params.get("splits") is not None:
         ctx.params["splits"] = _parse_splits(ctx.params["splits"])
@@ -170,10 +170,7 @@ def run(
         if ctx.params.get(key) not in (None, "", "auto", "none"):
             ctx.params[key] = _abs(ctx.params[key])
     try:
-        file_values: dict[str, Any] = {}
-        for config_file in config_files:
-            file_values = merge(file_values, read_config_file(config_file))
-        values = merge(file_values, _overrides(ctx, _RUN_OPTIONS))
+        values = layered_values(config_files, _overrides(ctx, _RUN_OPTIONS))
         if no_cache:
             values["enable_cache"] = False
         config = build_config(values)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
@@ -85,6 +85,14 @@ def merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, An
         else:
             merged[key] = value
     return merged
+
+
+def layered_values(paths: Sequence[str], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The config files' values, each file over the ones before it, then `overrides` on top."""
+    values: dict[str, Any] = {}
+    for path in paths:
+        values = merge(values, read_config_file(path))
+    return merge(values, overrides)
 
 
 def build_config(values: Mapping[str, Any]) -> PipelineConfig:

@@ -17,7 +17,13 @@ import numpy as np
 
 from components.data import features as F
 from components.data.label_map import LABEL_MAP_FILENAME, LabelMap
-from components.evaluation.coco_metrics import CocoMetrics, evaluate, read_examples, serving_default_predictor
+from components.evaluation.coco_metrics import (
+    PARSE_SPEC,
+    CocoMetrics,
+    evaluate,
+    read_examples,
+    serving_default_predictor,
+)
 from components.evaluator.report import EvaluationReport
 from pipeline.local_runner import ProjectPaths
 from pipeline.run_report import latest_run
@@ -98,17 +104,12 @@ def box_table(run: RunArtifacts, split: str = "train") -> Any:
     import pandas as pd
     import tensorflow as tf
 
-    from components.trainer.data import OBJECT_FEATURES, objects
+    from components.trainer.data import objects
 
-    spec = {
-        F.HEIGHT: tf.io.FixedLenFeature([], tf.int64),
-        F.WIDTH: tf.io.FixedLenFeature([], tf.int64),
-        **OBJECT_FEATURES,
-    }
     names = run.label_names()
     rows = []
     for index, raw in enumerate(_records(run, split)):
-        parsed = tf.io.parse_single_example(raw, spec)
+        parsed = tf.io.parse_single_example(raw, PARSE_SPEC)
         width, height = int(parsed[F.WIDTH]), int(parsed[F.HEIGHT])
         boxes, labels, _ = (t.numpy() for t in objects(parsed))
         if len(labels) == 0:

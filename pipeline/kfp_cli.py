@@ -54,13 +54,10 @@ def _fail(error: Exception) -> None:
 
 
 def _config(config_files: tuple[str, ...], overrides: dict[str, Any]) -> Any:
-    from pipeline.config_file import ConfigError, build_config, merge, read_config_file
+    from pipeline.config_file import ConfigError, build_config, layered_values
 
     try:
-        values: dict[str, Any] = {}
-        for path in config_files:
-            values = merge(values, read_config_file(path))
-        return build_config(merge(values, overrides))
+        return build_config(layered_values(config_files, overrides))
     except ConfigError as e:
         raise click.UsageError(str(e)) from e
 

@@ -16,7 +16,8 @@ from pycocotools.cocoeval import COCOeval
 from components.data import features as F
 from components.trainer.data import OBJECT_FEATURES, objects
 
-_PARSE = {
+# Image size and objects of an OD API tf.Example (what COCO scoring needs).
+PARSE_SPEC = {
     F.HEIGHT: tf.io.FixedLenFeature([], tf.int64),
     F.WIDTH: tf.io.FixedLenFeature([], tf.int64),
     **OBJECT_FEATURES,
@@ -118,7 +119,7 @@ def evaluate(
             return
         out = {k: v.numpy() for k, v in predict(tf.constant(batch)).items()}
         for i, raw in enumerate(batch):
-            f = tf.io.parse_single_example(raw, _PARSE)
+            f = tf.io.parse_single_example(raw, PARSE_SPEC)
             w, h = float(f[F.WIDTH]), float(f[F.HEIGHT])
             image_id = len(images) + 1
             images.append({"id": image_id, "width": w, "height": h})

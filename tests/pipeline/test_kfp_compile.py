@@ -11,7 +11,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 
 from pipeline import kfp_compile, run_parameters
 from pipeline.cli import main
-from pipeline.config_file import build_config, merge, read_config_file
+from pipeline.config_file import build_config, layered_values
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = os.path.join(ROOT, "kfp_manifests", "detx_config.yaml")
@@ -21,10 +21,7 @@ BEAM_STEPS = ("DetectionExampleGen", "StatisticsGen", "DataGate", "DetectionEval
 
 
 def _config(*extra_files, **overrides):
-    values = read_config_file(CONFIG)
-    for path in extra_files:
-        values = merge(values, read_config_file(path))
-    return build_config(merge(values, overrides))
+    return build_config(layered_values([CONFIG, *extra_files], overrides))
 
 
 @pytest.fixture(scope="module")
