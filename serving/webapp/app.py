@@ -76,7 +76,9 @@ def check_image(data: bytes, filename: str) -> tuple[int, int] | str:
             size = image.size
             image.load()  # decodes it all: a truncated file fails here, not in the model server
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        return f"{filename or 'the upload'} is not an image detx can read ({e}): upload a JPEG, PNG, BMP, GIF or WebP"
+        # PIL's "cannot identify image file <_io.BytesIO object at 0x...>" says nothing more than the message.
+        why = "" if isinstance(e, UnidentifiedImageError) else f" ({e})"
+        return f"{filename or 'the upload'} is not an image detx can read{why}: upload a JPEG, PNG, BMP, GIF or WebP"
     return int(size[0]), int(size[1])
 
 
