@@ -50,8 +50,14 @@ class DataConfig:
         splits: split name to hash buckets of the image id (4:1 is an 80/20 split).
         max_rejected_fraction: the run stops when more of the data is quarantined.
         max_pixels: images with more pixels are quarantined.
-        span: the span to read when `pattern` has TFX's `{SPAN}` (None: the
-            newest locally, 0 on Kubeflow, where it is a run parameter).
+        span: the span to read when `pattern` has TFX's `{SPAN}` or the data is
+            a span root (None: the newest locally; on Kubeflow a run parameter,
+            where 0 means span 0, or the newest with a span root).
+        span_window: 0: `path` is one dataset. N >= 1: `path` is a span root
+            (`span-1/`, `span-2/`, ... as `detx data add-span` writes; see
+            components/data/spans.py) and a run trains and evaluates on the
+            newest span and the N - 1 before it; `pattern` and `image_dir`
+            are then relative to each span folder.
     """
 
     path: str
@@ -62,6 +68,7 @@ class DataConfig:
     max_rejected_fraction: float = 0.01
     max_pixels: int = 40_000_000
     span: int | None = None
+    span_window: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

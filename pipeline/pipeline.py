@@ -59,6 +59,8 @@ def create_pipeline(
             image_dir=data.image_dir,
             max_rejected_fraction=data.max_rejected_fraction,
             max_pixels=data.max_pixels,
+            span_window=data.span_window,
+            span_pattern=(data.pattern or "") if data.span_window else "",
         ),
         splits=data.splits,
         pattern=data.pattern,
@@ -106,6 +108,7 @@ def create_pipeline(
                 model_blessing=evaluator.outputs["blessing"],
                 examples=example_gen.outputs["examples"],
                 push_destination=values["push_destination"],
+                statistics=statistics_gen.outputs["statistics"],
             )
         )
     return tfx.dsl.Pipeline(

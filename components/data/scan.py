@@ -36,6 +36,8 @@ class Scan:
         rejects: records already rejected while reading the annotations.
         num_records: how many records the source holds, rejects included.
         category_ids: source category key (as text) to label id, for reports.
+        file_spans: the span of each TFRecord file, when spans were merged
+            (their streamed image ids are qualified by span).
     """
 
     label_map: LabelMap
@@ -46,6 +48,7 @@ class Scan:
     duplicate_ids: frozenset[str] = frozenset()
     rejects: tuple[Reject, ...] = ()
     category_ids: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    file_spans: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
 
 def split_duplicates(records: Iterable[SourceRecord]) -> tuple[list[SourceRecord], list[Reject]]:

@@ -33,9 +33,12 @@ if TYPE_CHECKING:
     from components.data.records import SourceRecord
 
 CLASSES: tuple[str, ...] = ("circle", "square", "triangle")
+# Every shape the generator can draw: a dataset uses CLASSES unless its config
+# names others (a later span may bring a class the first ones lacked).
+SHAPES: tuple[str, ...] = (*CLASSES, "cross")
 # Deliberately sparse, as COCO's own ids are (1..90 with gaps): the COCO
 # ExampleGen must renumber them to contiguous labels 1..3.
-COCO_CATEGORY_IDS: tuple[int, ...] = (2, 5, 9)
+COCO_CATEGORY_IDS: tuple[int, ...] = (2, 5, 9, 12)
 TFRECORD_FILENAME = "shapes.tfrecord"
 Format = Literal["coco", "voc", "tfrecord"]
 FORMATS: tuple[str, ...] = ("coco", "voc", "tfrecord")
@@ -52,10 +55,11 @@ class SynthConfig:
         max_objects: most objects in one image.
         empty_fraction: share of images with no object (hard negatives).
         min_size, max_size: object size range in pixels.
-        class_weights: relative frequency of each class in CLASSES order.
+        class_weights: relative frequency of each class, in `classes` order.
         brightness: multiplies every pixel before noise (below 1 is darker).
         jpeg_quality: JPEG quality of the written images.
         first_id: id of the first image; later spans continue the numbering.
+        classes: the shapes drawn (from SHAPES); their label ids follow SHAPES' order.
     """
 
     num_images: int
@@ -70,12 +74,17 @@ class SynthConfig:
     brightness: float = 1.0
     jpeg_quality: int = 90
     first_id: int = 1
+    classes: tuple[str, ...] = CLASSES
 
     def __post_init__(self) -> None:
         if self.num_images < 0:
             raise ValueError(f"num_images must be >= 0, got {self.num_images}")
-        if len(self.class_weights) != len(CLASSES) or min(self.class_weights) < 0 or sum(self.class_weights) <= 0:
-            raise ValueError(f"class_weights needs {len(CLASSES)} non-negative weights with a positive sum")
+        unknown = [c for c in self.classes if c not in SHAPES]
+        if unknown or not self.classes:
+            raise ValueError(f"classes must be some of {', '.join(SHAPES)}, got {self.classes}")
+        n = len(self.classes)
+        if len(self.class_weights) != n or min(self.class_weights) < 0 or sum(self.class_weights) <= 0:
+            raise ValueError(f"class_weights needs {n} non-negative weights (one per class) with a positive sum")
         if not 0 < self.min_size <= self.max_size <= min(self.width, self.height):
             raise ValueError(
                 f"need 0 < min_size <= max_size <= min(width, height), got {self.min_size}, {self.max_size}"
@@ -167,6 +176,11 @@ def _draw(
         draw.ellipse([x0, y0, x1 - 1, y1 - 1], fill=colour)
     elif name == "square":
         draw.rectangle([x0, y0, x1 - 1, y1 - 1], fill=colour)
+    elif name == "cross":
+        # A plus sign: two bars a third of the box thick.
+        tx, ty = (x1 - x0) // 3, (y1 - y0) // 3
+        draw.rectangle([x0 + tx, y0, x1 - 1 - tx, y1 - 1], fill=colour)
+        draw.rectangle([x0, y0 + ty, x1 - 1, y1 - 1 - ty], fill=colour)
     else:
         apex = (x0 + x1 - 1) / 2
         pts = [(x0, y1 - 1), (x1 - 1, y1 - 1), (apex, y0)] if up else [(x0, y0), (x1 - 1, y0), (apex, y1 - 1)]
@@ -184,7 +198,7 @@ def generate_image(config: SynthConfig, image_id: int) -> SynthImage:
     n = 0 if rng.random() < config.empty_fraction else int(rng.integers(1, config.max_objects + 1))
     objects: list[SynthObject] = []
     for _ in range(n):
-        name = CLASSES[int(rng.choice(len(CLASSES), p=weights / weights.sum()))]
+        name = config.classes[int(rng.choice(len(config.classes), p=weights / weights.sum()))]
         for _attempt in range(20):
             bw = int(rng.integers(config.min_size, config.max_size + 1))
             bh = bw if name != "triangle" else int(np.clip(bw * rng.uniform(0.8, 1.2), config.min_size, h))
@@ -214,11 +228,11 @@ def generate(config: SynthConfig) -> Iterator[SynthImage]:
 
 
 def source_record(image: SynthImage) -> SourceRecord:
-    """The image as a source record with label ids (circle=1, square=2, triangle=3), for `build_example`."""
+    """The image as a source record with label ids (circle=1, square=2, triangle=3, cross=4), for `build_example`."""
     from components.data.records import SourceBox, SourceRecord
 
     boxes = tuple(
-        SourceBox(CLASSES.index(o.name) + 1, float(o.box[0]), float(o.box[1]), float(o.box[2]), float(o.box[3]))
+        SourceBox(SHAPES.index(o.name) + 1, float(o.box[0]), float(o.box[1]), float(o.box[2]), float(o.box[3]))
         for o in image.objects
     )
     return SourceRecord(
@@ -226,16 +240,16 @@ def source_record(image: SynthImage) -> SourceRecord:
     )
 
 
-def label_map() -> LabelMap:
-    """The synthetic dataset's label map (circle=1, square=2, triangle=3)."""
-    return LabelMap(CLASSES)
+def label_map(classes: tuple[str, ...] = CLASSES) -> LabelMap:
+    """The synthetic dataset's label map (circle=1, square=2, triangle=3, then cross=4 if drawn)."""
+    return LabelMap(tuple(c for c in SHAPES if c in classes))
 
 
-def _write_coco(out: str, images: Iterator[SynthImage]) -> Iterator[SynthImage]:
+def _write_coco(out: str, images: Iterator[SynthImage], classes: tuple[str, ...]) -> Iterator[SynthImage]:
     os.makedirs(os.path.join(out, "images"))
     coco_images: list[dict[str, object]] = []
     annotations: list[dict[str, object]] = []
-    cat_id = dict(zip(CLASSES, COCO_CATEGORY_IDS, strict=True))
+    cat_id = dict(zip(SHAPES, COCO_CATEGORY_IDS, strict=True))
     for img in images:
         with open(os.path.join(out, "images", img.filename), "wb") as f:
             f.write(img.jpeg)
@@ -257,7 +271,7 @@ def _write_coco(out: str, images: Iterator[SynthImage]) -> Iterator[SynthImage]:
         "info": {"description": "detx synthetic shapes", "version": "1"},
         "images": coco_images,
         "annotations": annotations,
-        "categories": [{"id": cat_id[c], "name": c, "supercategory": "shape"} for c in CLASSES],
+        "categories": [{"id": cat_id[c], "name": c, "supercategory": "shape"} for c in label_map(classes).names],
     }
     with open(os.path.join(out, "annotations.json"), "w") as f:
         json.dump(doc, f, indent=1)
@@ -285,7 +299,7 @@ def voc_xml(img: SynthImage) -> bytes:
     return ET.tostring(root, encoding="utf-8", xml_declaration=True)
 
 
-def _write_voc(out: str, images: Iterator[SynthImage]) -> Iterator[SynthImage]:
+def _write_voc(out: str, images: Iterator[SynthImage], classes: tuple[str, ...]) -> Iterator[SynthImage]:
     for sub in ("Annotations", "JPEGImages", os.path.join("ImageSets", "Main")):
         os.makedirs(os.path.join(out, sub))
     stems: list[str] = []
@@ -298,10 +312,10 @@ def _write_voc(out: str, images: Iterator[SynthImage]) -> Iterator[SynthImage]:
         yield img
     with open(os.path.join(out, "ImageSets", "Main", "trainval.txt"), "w") as f:
         f.write("".join(f"{s}\n" for s in stems))
-    label_map().write(os.path.join(out, LABEL_MAP_FILENAME))
+    label_map(classes).write(os.path.join(out, LABEL_MAP_FILENAME))
 
 
-def _write_tfrecord(out: str, images: Iterator[SynthImage]) -> Iterator[SynthImage]:
+def _write_tfrecord(out: str, images: Iterator[SynthImage], classes: tuple[str, ...]) -> Iterator[SynthImage]:
     # Imported here: TensorFlow costs seconds to import and the other formats do not need it.
     import tensorflow as tf
 
@@ -312,10 +326,10 @@ def _write_tfrecord(out: str, images: Iterator[SynthImage]) -> Iterator[SynthIma
         for img in images:
             writer.write(od_api_example(img).SerializeToString())
             yield img
-    label_map().write(os.path.join(out, LABEL_MAP_FILENAME))
+    label_map(classes).write(os.path.join(out, LABEL_MAP_FILENAME))
 
 
-_WRITERS: dict[str, Callable[[str, Iterator[SynthImage]], Iterator[SynthImage]]] = {
+_WRITERS: dict[str, Callable[[str, Iterator[SynthImage], tuple[str, ...]], Iterator[SynthImage]]] = {
     "coco": _write_coco,
     "voc": _write_voc,
     "tfrecord": _write_tfrecord,
@@ -355,7 +369,7 @@ def write_dataset(
     num_images = num_empty = 0
     try:
         target = os.path.join(staging, "data")
-        for img in _WRITERS[fmt](target, generate(config)):
+        for img in _WRITERS[fmt](target, generate(config), config.classes):
             num_images += 1
             num_empty += not img.objects
             counts.update(o.name for o in img.objects)
@@ -372,5 +386,5 @@ def write_dataset(
         num_images=num_images,
         num_boxes=sum(counts.values()),
         num_empty=num_empty,
-        boxes_per_class={c: counts[c] for c in CLASSES},
+        boxes_per_class={c: counts[c] for c in label_map(config.classes).names},
     )

@@ -159,9 +159,9 @@ def scan_tfrecords(input_dir: str, pattern: str = DEFAULT_PATTERN) -> Scan:
 
 def od_api_example(image: SynthImage) -> tf.train.Example:
     """The OD API tf.Example of a synthetic image, as the OD API's own dataset tools would write it."""
-    from components.data.synth import label_map, source_record
+    from components.data.synth import SHAPES, label_map, source_record
 
-    lm = label_map()
+    lm = label_map(SHAPES)  # label ids follow SHAPES whatever a dataset draws
     converted = build_example(source_record(image), {i: i for i, _ in lm.items()}, lm, DataLimits())
     if isinstance(converted, Reject):  # The generator only draws valid boxes; this would be a bug.
         raise AssertionError(converted.detail)

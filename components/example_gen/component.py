@@ -21,6 +21,7 @@ from tfx.types.component_spec import ExecutionParameter
 from tfx.types.standard_component_specs import FileBasedExampleGenSpec
 
 from components.data import features
+from components.data.spans import SPAN_DIR_PATTERN
 from components.example_gen.executor import DATA_SPAN_KEY, Executor
 from components.example_gen.options import DEFAULT_PATTERNS, IngestOptions
 
@@ -72,7 +73,9 @@ class DetectionExampleGen(FileBasedExampleGen):
             options: format and limits.
             splits: split name to hash buckets (see `split_config`).
             pattern: the annotation files relative to `input_base`; defaults to
-                the format's convention. May contain TFX's `{SPAN}`.
+                the format's convention. May contain TFX's `{SPAN}`. With
+                `options.span_window`, the data root's `span-{SPAN}/` folders
+                are read and `options.span_pattern` applies inside them.
             span: which span to read: an int, a RuntimeParameter, or None for
                 the newest. Locally TFX's driver picks the span (this becomes a
                 static RangeConfig); open-source KFP runs no driver, so the
@@ -81,6 +84,9 @@ class DetectionExampleGen(FileBasedExampleGen):
         """
         packed = any_pb2.Any()
         packed.Pack(options.to_struct())
+        if options.span_window:
+            # TFX's driver finds the newest span by this pattern; the executor reads the window.
+            pattern = f"{SPAN_DIR_PATTERN}/{options.inner_pattern}"
         range_config = None
         if isinstance(span, int):
             range_config = range_config_pb2.RangeConfig(

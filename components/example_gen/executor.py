@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -20,10 +21,12 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
 from components.data import features as F
+from components.data import spans as spans_lib
 from components.data.coco import scan_coco
 from components.data.label_map import LABEL_MAP_FILENAME
 from components.data.records import Converted, DataLimits, Reject, RejectReason, SourceRecord, build_example
 from components.data.scan import DatasetError, Scan
+from components.data.spans import qualified_id
 from components.data.tfrecord_source import parse_od_example, scan_tfrecords
 from components.data.voc import scan_voc
 from components.example_gen.options import IngestOptions
@@ -102,9 +105,12 @@ class _ConvertFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(_REJECTS, result.to_json())
 
 
-def _parse_tfrecord(item: tuple[str, bytes]) -> SourceRecord | Reject:
+def _parse_tfrecord(item: tuple[str, bytes], file_spans: dict[str, int]) -> SourceRecord | Reject:
     filename, raw = item
-    return parse_od_example(raw, filename, f"{os.path.basename(filename)}:?")
+    record = parse_od_example(raw, filename, f"{os.path.basename(filename)}:?")
+    if filename in file_spans:  # a span root: ids are qualified by span, as for COCO and VOC
+        record = dataclasses.replace(record, image_id=qualified_id(file_spans[filename], record.image_id))
+    return record
 
 
 class Executor(BaseExampleGenExecutor):
@@ -130,7 +136,7 @@ class Executor(BaseExampleGenExecutor):
                     pipeline
                     | "ListFiles" >> beam.Create(list(scan.tfrecord_files))
                     | "ReadRecords" >> beam.io.ReadAllFromTFRecord(with_filename=True)
-                    | "ParseODExamples" >> beam.Map(_parse_tfrecord)
+                    | "ParseODExamples" >> beam.Map(_parse_tfrecord, dict(scan.file_spans))
                 )
             else:
                 # reshuffle spreads the conversion over workers on distributed runners.
@@ -176,13 +182,26 @@ class Executor(BaseExampleGenExecutor):
         input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
         input_config = json.loads(exec_properties[standard_component_specs.INPUT_CONFIG_KEY])
         pattern = input_config["splits"][0]["pattern"]
-        if exec_properties.get(example_gen_utils.SPAN_PROPERTY_NAME) is None:
-            # No TFX driver ran (open-source KFP does not run it): the run's
-            # span parameter says which span this is.
-            span = int(exec_properties.get(DATA_SPAN_KEY) or 0)
-            pattern = with_span(pattern, span)
-            examples.span = span
-        self._scan = scan_source(self._options, input_base, pattern)
+        driver_span = exec_properties.get(example_gen_utils.SPAN_PROPERTY_NAME)
+        # Without TFX's driver (open-source KFP does not run it) the run's span
+        # parameter says which span this is.
+        span = int(driver_span if driver_span is not None else exec_properties.get(DATA_SPAN_KEY) or 0)
+        spans: list[int] = []
+        if self._options.span_window:
+            spans = spans_lib.window(input_base, span, self._options.span_window)
+            self._scan = spans_lib.merge_scans(
+                [
+                    (n, scan_source(self._options, spans_lib.span_dir(input_base, n), self._options.inner_pattern))
+                    for n in spans
+                ]
+            )
+            examples.span = spans[-1]
+            logging.info("DetectionExampleGen: reading spans %s of %s", spans, input_base)
+        else:
+            if driver_span is None:
+                pattern = with_span(pattern, span)
+                examples.span = span
+            self._scan = scan_source(self._options, input_base, pattern)
         self._parts_dir = os.path.join(examples.uri, _PARTS_DIR)
         logging.info(
             "DetectionExampleGen: %d %s records under %s, %d rejected while reading annotations",
@@ -211,6 +230,7 @@ class Executor(BaseExampleGenExecutor):
             notes=notes,
             category_ids=dict(self._scan.category_ids),
             max_rejected_fraction=self._options.max_rejected_fraction,
+            spans=spans,
         )
         logging.info("DetectionExampleGen: %s", summary.one_line())
         if summary.over_limit:

@@ -27,6 +27,11 @@ class IngestOptions:
             records is quarantined (0.01 = 1%).
         max_pixels: larger images are quarantined.
         clip_tolerance_px: boxes may overshoot the image by this much and are clipped.
+        span_window: 0: the input base is one dataset. N >= 1: it is a data
+            root of `span-<n>/` folders (components/data/spans.py) and a run
+            reads the newest span (or the run's span) and the N - 1 before it.
+        span_pattern: with spans, the annotation files inside each span folder
+            ("" is the format's convention); `image_dir` is relative to the span folder too.
     """
 
     data_format: str = "coco"
@@ -34,14 +39,23 @@ class IngestOptions:
     max_rejected_fraction: float = 0.01
     max_pixels: int = 40_000_000
     clip_tolerance_px: float = 2.0
+    span_window: int = 0
+    span_pattern: str = ""
 
     def __post_init__(self) -> None:
         if self.data_format not in FORMATS:
             raise ValueError(f"unknown data format {self.data_format!r}; choose one of {', '.join(FORMATS)}")
         if not 0.0 <= self.max_rejected_fraction <= 1.0:
             raise ValueError(f"max_rejected_fraction must be in [0, 1], got {self.max_rejected_fraction}")
+        if self.span_window < 0:
+            raise ValueError(f"span_window must be 0 (no spans) or more, got {self.span_window}")
         if self.max_pixels <= 0:
             raise ValueError(f"max_pixels must be positive, got {self.max_pixels}")
+
+    @property
+    def inner_pattern(self) -> str:
+        """With spans: the annotation files inside a span folder."""
+        return self.span_pattern or DEFAULT_PATTERNS[self.data_format]
 
     @property
     def resolved_image_dir(self) -> str:
@@ -66,6 +80,7 @@ class IngestOptions:
         values = json_format.MessageToDict(struct)
         fields = {f.name: f.type for f in dataclasses.fields(cls)}
         kwargs: dict[str, Any] = {k: v for k, v in values.items() if k in fields}
-        if "max_pixels" in kwargs:  # Struct stores every number as a double.
-            kwargs["max_pixels"] = int(kwargs["max_pixels"])
+        for key in ("max_pixels", "span_window"):  # Struct stores every number as a double.
+            if key in kwargs:
+                kwargs[key] = int(kwargs[key])
         return cls(**kwargs)

@@ -15,6 +15,14 @@ SUMMARY_FILENAME = "ingest_summary.json"
 _SHOWN_REJECTS = 10
 
 
+def format_spans(spans: Sequence[int]) -> str:
+    """Spans for people: `3`, `2-4` (consecutive) or `1, 3, 4`."""
+    spans = sorted(spans)
+    if len(spans) > 1 and spans == list(range(spans[0], spans[-1] + 1)):
+        return f"{spans[0]}-{spans[-1]}"
+    return ", ".join(map(str, spans))
+
+
 class QuarantineLimitExceeded(RuntimeError):
     """Too large a share of the dataset was quarantined: the run stops before anything trains on it."""
 
@@ -36,6 +44,7 @@ class IngestSummary:
         category_ids: source category key to label id.
         max_rejected_fraction: the configured limit.
         first_rejects: the first rejects, for messages.
+        spans: the spans read (empty when the input is not a span root).
     """
 
     data_format: str
@@ -50,6 +59,7 @@ class IngestSummary:
     category_ids: dict[str, int]
     max_rejected_fraction: float
     first_rejects: tuple[Reject, ...] = ()
+    spans: tuple[int, ...] = ()
 
     @classmethod
     def build(
@@ -62,6 +72,7 @@ class IngestSummary:
         notes: Mapping[str, int],
         category_ids: dict[str, int],
         max_rejected_fraction: float,
+        spans: Sequence[int] = (),
     ) -> IngestSummary:
         """Assembles the summary from the rejects and the summed conversion notes."""
         ordered = sorted(rejects, key=lambda r: (r.image_id, r.file))
@@ -78,6 +89,7 @@ class IngestSummary:
             category_ids=category_ids,
             max_rejected_fraction=max_rejected_fraction,
             first_rejects=tuple(ordered[:_SHOWN_REJECTS]),
+            spans=tuple(spans),
         )
 
     @property
@@ -93,9 +105,10 @@ class IngestSummary:
     def one_line(self) -> str:
         """A one-line account, e.g. for logs."""
         reasons = ", ".join(f"{k}={v}" for k, v in self.rejects_by_reason.items()) or "none"
+        spans = f"spans {format_spans(self.spans)}: " if self.spans else ""
         return (
-            f"{self.num_examples} examples with {self.num_boxes} boxes from {self.num_records} {self.data_format} "
-            f"records; {self.num_rejected} quarantined ({self.rejected_fraction:.1%}; {reasons}); "
+            f"{spans}{self.num_examples} examples with {self.num_boxes} boxes from {self.num_records} "
+            f"{self.data_format} records; {self.num_rejected} quarantined ({self.rejected_fraction:.1%}; {reasons}); "
             f"{sum(self.conversions.values())} images converted to RGB; {self.boxes_clipped} boxes clipped"
         )
 
@@ -132,6 +145,7 @@ class IngestSummary:
         """Reads a summary written by `to_json`."""
         d = json.loads(text)
         d.pop("rejected_fraction", None)
+        d["spans"] = tuple(d.get("spans", ()))
         return cls(**d)
 
     def set_custom_properties(self, artifact: Any) -> None:
@@ -141,3 +155,5 @@ class IngestSummary:
         artifact.set_int_custom_property("detx_num_boxes", self.num_boxes)
         artifact.set_int_custom_property("detx_num_rejected", self.num_rejected)
         artifact.set_string_custom_property("detx_data_format", self.data_format)
+        if self.spans:
+            artifact.set_string_custom_property("detx_spans", ",".join(map(str, self.spans)))

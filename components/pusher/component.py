@@ -18,6 +18,7 @@ class DetectionPusherSpec(ComponentSpec):
         "model": ChannelParameter(type=standard_artifacts.Model),
         "model_blessing": ChannelParameter(type=standard_artifacts.ModelBlessing),
         "examples": ChannelParameter(type=standard_artifacts.Examples),
+        "statistics": ChannelParameter(type=standard_artifacts.ExampleStatistics, optional=True),
     }
     OUTPUTS = {"pushed_model": ChannelParameter(type=standard_artifacts.PushedModel)}  # noqa: RUF012
 
@@ -41,6 +42,7 @@ class DetectionPusher(base_component.BaseComponent):
         model_blessing: types.BaseChannel,
         examples: types.BaseChannel,
         push_destination: str | types.RuntimeParameter,
+        statistics: types.BaseChannel | None = None,
     ) -> None:
         """Builds the component.
 
@@ -49,12 +51,16 @@ class DetectionPusher(base_component.BaseComponent):
             model_blessing: the Evaluator's verdict on it.
             examples: the data it was trained on (recorded in the lineage).
             push_destination: the model base path TF Serving watches.
+            statistics: StatisticsGen's statistics of `examples`; the train
+                split's go into the version (`detx_train_stats.pb`), where
+                drift and skew checks find what the served model was trained on.
         """
         super().__init__(
             spec=DetectionPusherSpec(
                 model=model,
                 model_blessing=model_blessing,
                 examples=examples,
+                statistics=statistics,
                 push_destination=push_destination,
                 pushed_model=types.Channel(type=standard_artifacts.PushedModel),
             )

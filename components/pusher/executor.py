@@ -22,6 +22,9 @@ PROGRESS = logging.getLogger("detx.progress")
 
 PUSH_DESTINATION = "push_destination"
 PUSH_REPORT_FILENAME = "detx_push.json"
+# The training split's statistics (TFDV DatasetFeatureStatisticsList, binary), inside each pushed version.
+TRAIN_STATS_FILENAME = "detx_train_stats.pb"
+_TRAIN_SPLIT = "train"
 # The custom properties TFX's own Pusher sets, so tools that read them work.
 PUSHED = "pushed"
 PUSHED_VERSION = "pushed_version"
@@ -35,6 +38,18 @@ def _ingest_summary(examples_uri: str) -> dict[str, Any]:
     with tf.io.gfile.GFile(path) as f:
         summary: dict[str, Any] = json.load(f)
     return summary
+
+
+def _train_statistics(statistics: list[types.Artifact]) -> dict[str, bytes]:
+    """The train split's statistics file, to be pushed with the model (none without statistics)."""
+    if not statistics:
+        return {}
+    split_uri = artifact_utils.get_split_uri(statistics, _TRAIN_SPLIT)
+    path = os.path.join(split_uri, "FeatureStats.pb")
+    if not tf.io.gfile.exists(path):
+        raise ModelStoreError(f"no train statistics at {path}; StatisticsGen's output is incomplete, nothing pushed")
+    with tf.io.gfile.GFile(path, "rb") as f:
+        return {TRAIN_STATS_FILENAME: f.read()}
 
 
 class Executor(base_executor.BaseExecutor):
@@ -56,6 +71,7 @@ class Executor(base_executor.BaseExecutor):
                 "examples_uri": examples.uri,
                 "examples_artifact_id": examples.id,
                 "span": int(examples.span) if examples.has_property("span") else 0,
+                "spans": list(ingest.get("spans", [])),
                 "source": ingest.get("input_base", ""),
                 "num_examples": ingest.get("num_examples"),
                 "num_rejected": ingest.get("num_rejected"),
@@ -79,7 +95,8 @@ class Executor(base_executor.BaseExecutor):
         """Pushes the model if blessed.
 
         Args:
-            input_dict: `model`, `model_blessing` (the Evaluator's), `examples` (for the lineage).
+            input_dict: `model`, `model_blessing` (the Evaluator's), `examples` (for the lineage),
+                optionally `statistics` (StatisticsGen's, pushed with the model).
             output_dict: `pushed_model`: a record of the push (TFX's PushedModel).
             exec_properties: `push_destination`.
 
@@ -111,7 +128,8 @@ class Executor(base_executor.BaseExecutor):
             PROGRESS.info("not pushing: this model is already served as version %d", serving)
         else:
             source = path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model))
-            version = store.push(source, self._lineage(model, examples, report, blessing.uri))
+            extra = _train_statistics(input_dict.get("statistics") or [])
+            version = store.push(source, self._lineage(model, examples, report, blessing.uri), extra_files=extra)
             record.update(pushed=True, version=version.version, path=version.path)
             PROGRESS.info("pushed version %d to %s", version.version, version.path)
         pushed.set_int_custom_property(PUSHED, int(record["pushed"]))

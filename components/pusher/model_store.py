@@ -26,10 +26,14 @@ import os
 import re
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import tensorflow as tf
+
+from components.storage import copy_tree as _copy_tree
+from components.storage import is_local
+from components.storage import strip_file_scheme as _strip_file_scheme
 
 SAVED_MODEL_FILE = "saved_model.pb"
 LINEAGE_FILE = "detx_lineage.json"
@@ -74,45 +78,15 @@ class RollbackResult:
     retired: list[int]
 
 
-def is_local(path: str) -> bool:
-    """True for paths of the local file system, where a directory rename is atomic."""
-    return "://" not in path or path.startswith("file://")
+def copy_tree(src: str, dst: str, on_file: Callable[[str], None] | None = None) -> int:
+    """Copies a SavedModel directory with `saved_model.pb` last (see `components.storage.copy_tree`)."""
+    return _copy_tree(src, dst, SAVED_MODEL_FILE, on_file)
 
 
-def _strip_file_scheme(path: str) -> str:
-    return path.removeprefix("file://")
-
-
-def _files(tree: str) -> list[str]:
-    """Every file under `tree`, relative to it, in a stable order."""
-    out: list[str] = []
-    for dirpath, _, filenames in tf.io.gfile.walk(tree):
-        rel = os.path.relpath(dirpath, tree)
-        out.extend(os.path.normpath(os.path.join(rel, name)) for name in filenames)
-    return sorted(out)
-
-
-def copy_tree(src: str, dst: str, last: str = SAVED_MODEL_FILE, on_file: Callable[[str], None] | None = None) -> int:
-    """Copies every file of `src` into `dst`, the file named `last` after all others.
-
-    Args:
-        src: a directory.
-        dst: where the copy goes (created).
-        last: relative path copied last; its presence marks the copy complete.
-        on_file: called with each relative path once it is copied.
-
-    Returns:
-        The number of files copied.
-    """
-    files = _files(src)
-    ordered = [f for f in files if f != last] + [f for f in files if f == last]
-    for rel in ordered:
-        target = os.path.join(dst, rel)
-        tf.io.gfile.makedirs(os.path.dirname(target))
-        tf.io.gfile.copy(os.path.join(src, rel), target, overwrite=True)
-        if on_file is not None:
-            on_file(rel)
-    return len(ordered)
+def _write_files(directory: str, files: Mapping[str, bytes]) -> None:
+    for name, content in files.items():
+        with tf.io.gfile.GFile(os.path.join(directory, name), "wb") as f:
+            f.write(content)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -190,6 +164,7 @@ class ModelStore:
         model_dir: str,
         lineage: dict[str, Any],
         on_file: Callable[[str], None] | None = None,
+        extra_files: Mapping[str, bytes] | None = None,
     ) -> VersionInfo:
         """Publishes `model_dir` as the next version, all at once or not at all.
 
@@ -203,6 +178,9 @@ class ModelStore:
             model_dir: the SavedModel to publish.
             lineage: what to record with it; `version` and `pushed_at` are added.
             on_file: called after each file is copied (progress).
+            extra_files: more files for the version directory (name to bytes),
+                such as the training statistics; written before the model, so
+                a complete version always has them.
 
         Returns:
             The new version.
@@ -214,21 +192,26 @@ class ModelStore:
             raise ModelStoreError(f"{model_dir} has no {SAVED_MODEL_FILE}: not a SavedModel, nothing pushed")
         tf.io.gfile.makedirs(self.root)
         if is_local(self.root):
-            return self._push_local(model_dir, lineage, on_file)
-        return self._push_ordered(model_dir, lineage, on_file)
+            return self._push_local(model_dir, lineage, on_file, extra_files or {})
+        return self._push_ordered(model_dir, lineage, on_file, extra_files or {})
 
     def _lineage_bytes(self, lineage: dict[str, Any], version: int) -> str:
         record = {**lineage, "version": version, "pushed_at": datetime.datetime.now(datetime.UTC).isoformat()}
         return json.dumps(record, indent=2, sort_keys=True)
 
     def _push_local(
-        self, model_dir: str, lineage: dict[str, Any], on_file: Callable[[str], None] | None
+        self,
+        model_dir: str,
+        lineage: dict[str, Any],
+        on_file: Callable[[str], None] | None,
+        extra_files: Mapping[str, bytes],
     ) -> VersionInfo:
         root = _strip_file_scheme(self.root)
         self.remove_stale_staging()
         staging = os.path.join(root, f"{_STAGING_PREFIX}{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}")
         try:
             copy_tree(model_dir, staging, on_file=on_file)
+            _write_files(staging, extra_files)
             version = self.next_version()
             for _ in range(_MAX_RENAME_ATTEMPTS):
                 with open(os.path.join(staging, LINEAGE_FILE), "w") as f:
@@ -252,7 +235,11 @@ class ModelStore:
                 tf.io.gfile.rmtree(staging)
 
     def _push_ordered(
-        self, model_dir: str, lineage: dict[str, Any], on_file: Callable[[str], None] | None
+        self,
+        model_dir: str,
+        lineage: dict[str, Any],
+        on_file: Callable[[str], None] | None,
+        extra_files: Mapping[str, bytes],
     ) -> VersionInfo:
         version = self.next_version()
         target = self.path(version)
@@ -260,6 +247,7 @@ class ModelStore:
         tf.io.gfile.makedirs(target)
         with tf.io.gfile.GFile(os.path.join(target, LINEAGE_FILE), "w") as f:
             f.write(self._lineage_bytes(lineage, version))
+        _write_files(target, extra_files)
         copy_tree(model_dir, target, on_file=on_file)
         return VersionInfo(version, target, True)
 
