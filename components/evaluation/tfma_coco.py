@@ -27,6 +27,7 @@ from tensorflow_model_analysis.metrics import metric_types
 from tensorflow_model_analysis.utils import util as tfma_util
 
 from components.data import features as F
+from components.evaluation import score_profile
 
 # Metric names, as they appear in TFMA's results and thresholds.
 MAP = "map"  # AP at IoU .50:.95, COCO's primary metric
@@ -226,6 +227,38 @@ class _CocoCombiner(beam.CombineFn):
         return {self._keys[name]: value for name, value in values.items()}
 
 
+class _ScoreProfileCombiner(beam.CombineFn):
+    """Sums each image's top score and confident detections (score_profile.py); means on output."""
+
+    def __init__(self, keys: dict[str, metric_types.MetricKey], model_name: str) -> None:
+        self._keys = keys
+        self._model_name = model_name
+
+    def create_accumulator(self) -> list[float]:
+        return [0.0, 0.0, 0.0]  # images, sum of top scores, sum of confident detections
+
+    def add_input(self, accumulator: list[float], element: metric_types.StandardMetricInputs) -> list[float]:
+        predictions = element.predictions
+        if self._model_name and isinstance(predictions, dict) and self._model_name in predictions:
+            predictions = predictions[self._model_name]
+        n = int(np.asarray(predictions["num_detections"]).reshape(-1)[0])
+        top, confident = score_profile.image_profile(predictions["detection_scores"], n)
+        accumulator[0] += 1
+        accumulator[1] += top
+        accumulator[2] += confident
+        return accumulator
+
+    def merge_accumulators(self, accumulators: Iterable[list[float]]) -> list[float]:
+        return [float(sum(values)) for values in zip(*accumulators, strict=True)]
+
+    def extract_output(self, accumulator: list[float]) -> dict[metric_types.MetricKey, float]:
+        images = accumulator[0] or float("nan")
+        return {
+            self._keys[score_profile.TOP_SCORE]: accumulator[1] / images,
+            self._keys[score_profile.DETECTIONS]: accumulator[2] / images,
+        }
+
+
 def _coco_computations(
     class_ids: Sequence[int] = (),
     class_names: Sequence[str] = (),
@@ -239,6 +272,7 @@ def _coco_computations(
     if len(class_ids) != len(class_names) or not class_ids:
         raise ValueError("COCODetectionMetrics needs class_ids and class_names of the same, non-zero length")
     names = [MAP, MAP_50, MAP_75, AR_100, NUM_GT_BOXES, *(AP_PREFIX + n for n in class_names)]
+    profile_names = [score_profile.TOP_SCORE, score_profile.DETECTIONS]
     computations = []
     for model_name in model_names or [""]:
         for output_name in output_names or [""]:
@@ -248,11 +282,13 @@ def _coco_computations(
                 n: metric_types.MetricKey(
                     name=n, model_name=model_name, output_name=output_name, example_weighted=example_weighted or None
                 )
-                for n in names
+                for n in [*names, *profile_names]
             }
+            coco_keys = {n: keys[n] for n in names}
+            profile_keys = {n: keys[n] for n in profile_names}
             computations.append(
                 metric_types.MetricComputation(
-                    keys=list(keys.values()),
+                    keys=list(coco_keys.values()),
                     # Only what the combiner reads travels through the pipeline (not the image bytes).
                     preprocessors=[
                         metric_types.StandardMetricInputsPreprocessor(
@@ -263,7 +299,18 @@ def _coco_computations(
                             include_default_inputs=False,
                         )
                     ],
-                    combiner=_CocoCombiner(keys, model_name, class_ids, class_names),
+                    combiner=_CocoCombiner(coco_keys, model_name, class_ids, class_names),
+                )
+            )
+            computations.append(
+                metric_types.MetricComputation(
+                    keys=list(profile_keys.values()),
+                    preprocessors=[
+                        metric_types.StandardMetricInputsPreprocessor(
+                            include_filter={tfma_constants.PREDICTIONS_KEY: {}}, include_default_inputs=False
+                        )
+                    ],
+                    combiner=_ScoreProfileCombiner(profile_keys, model_name),
                 )
             )
     return computations

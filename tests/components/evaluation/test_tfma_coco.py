@@ -133,3 +133,26 @@ def test_perfect_detections_score_one_and_a_split_without_boxes_is_nan():
     empty = (np.zeros((0, 4)), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool), gt, labels, np.ones(5))
     assert np.isnan(_tfma([empty], split_at=1)["map"])
     assert _tfma([empty], split_at=1)["num_gt_boxes"] == 0
+
+
+def test_score_profile_is_the_mean_top_score_and_confident_count_per_image():
+    """The live-quality reference: the same numbers the model server logs per request (score_profile.py)."""
+    from components.evaluation import score_profile
+
+    rng = np.random.default_rng(8)
+    images = [_random_image(rng, 3, int(rng.integers(0, 12))) for _ in range(20)]
+    computation = tfma_coco.COCODetectionMetrics(CLASSES, ["circle", "square", "triangle"]).computations()[1]
+    combiner = computation.combiner
+    parts = []
+    for chunk in (images[:7], images[7:]):
+        acc = combiner.create_accumulator()
+        for image in chunk:
+            acc = combiner.add_input(acc, _element(*image))
+        parts.append(acc)
+    got = {k.name: v for k, v in combiner.extract_output(combiner.merge_accumulators(parts)).items()}
+    scores = [image[5] for image in images]
+    expected_top = np.mean([s.max() if len(s) else 0.0 for s in scores])
+    expected_count = np.mean([(s >= score_profile.CONFIDENT).sum() for s in scores])
+    assert got[score_profile.TOP_SCORE] == pytest.approx(expected_top)
+    assert got[score_profile.DETECTIONS] == pytest.approx(expected_count)
+    assert any(len(s) == 0 for s in scores)  # an image without detections counts with top score 0
