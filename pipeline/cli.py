@@ -373,6 +373,9 @@ def predict_command(
 @click.option("--batching", is_flag=True, help="Batch concurrent requests (same signature and image size).")
 @click.option("--max-batch-size", default=16, show_default=True, type=click.IntRange(min=1))
 @click.option("--batch-timeout-ms", default=2.0, show_default=True, type=click.FloatRange(min=0))
+@click.option("--request-log", default="", help="Log a sample of requests (image statistics, scores) to this dir.")
+@click.option("--request-log-sample", default=0.1, show_default=True, type=click.FloatRange(0, 1, min_open=True))
+@click.option("--request-log-images", is_flag=True, help="Also keep the sampled images (off: statistics only).")
 @click.option("--web", is_flag=True, help="Also serve the web page (upload an image, see its detections).")
 @click.option("--web-port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 def serve(
@@ -394,6 +397,9 @@ def serve(
     batching: bool,
     max_batch_size: int,
     batch_timeout_ms: float,
+    request_log: str,
+    request_log_sample: float,
+    request_log_images: bool,
     web: bool,
     web_port: int,
 ) -> None:
@@ -409,6 +415,7 @@ def serve(
     from pipeline.local_runner import ProjectPaths
     from serving.model_server.batching import describe
     from serving.model_server.predict import Limits
+    from serving.model_server.request_log import RequestLogConfig
     from serving.model_server.server import ModelServer, ServerConfig
     from serving.model_server.versions import VersionPolicy
 
@@ -439,6 +446,11 @@ def serve(
         batching=batching,
         max_batch_size=max_batch_size,
         batch_timeout_ms=batch_timeout_ms,
+        request_log=(
+            RequestLogConfig(_abs(request_log) or request_log, request_log_sample, request_log_images)
+            if request_log
+            else None
+        ),
     )
     try:
         server = ModelServer(config)
@@ -447,6 +459,8 @@ def serve(
     server.start()
     loaded = ", ".join(f"{v.version} {v.state.name}" for v in server.manager.snapshot()) or "none yet"
     metrics = f"; metrics on http://{host}:{metrics_port}/metrics" if metrics_port else ""
+    if config.request_log:
+        metrics += f"; logging {config.request_log.sample:.0%} of requests to {config.request_log.directory}"
     click.echo(
         f"detx serve: model {model_name!r} from {config.base_path} on {host}:{server.port} "
         f"({'TLS' if tls_cert else 'plaintext'}; batching {describe(server.batcher)}); versions: {loaded}{metrics}",

@@ -199,6 +199,31 @@ def _brightness(img: Image.Image) -> float:
     return float(np.asarray(img.convert("L"), dtype=np.float32).mean())
 
 
+def image_statistics(data: bytes) -> tuple[int, int, float]:
+    """Width, height and brightness of encoded image bytes, as ingestion measures them (`detx/stats/*`).
+
+    The model server logs these for live requests, so that serving-time images
+    can be compared with the training data (training/serving skew).
+
+    Raises:
+        ValueError: the bytes are not a readable image.
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+            if img.format == "JPEG":
+                img.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+            return width, height, _brightness(img)
+    except Exception as e:  # Pillow raises several types for undecodable bytes.
+        raise ValueError(f"not a readable image ({e})") from e
+
+
+def array_brightness(pixels: np.ndarray) -> float:
+    """Mean luma (0-255) of an [H, W, 3] RGB array, with Pillow's "L" conversion weights."""
+    rgb = np.asarray(pixels, dtype=np.float32)
+    return float((rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114).mean())
+
+
 def _normalize_image(data: bytes, file: str, limits: DataLimits) -> tuple[bytes, str, int, int, float, str | None]:
     """Checks that `data` decodes completely and returns it as RGB JPEG or PNG.
 

@@ -13,6 +13,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2
 
 from serving.model_server.batching import Batcher
+from serving.model_server.request_log import RequestLog
 from serving.model_server.versions import VersionManager
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -109,8 +110,16 @@ def _inputs(fn: Any, request: Any, limits: Limits) -> dict[str, np.ndarray]:
     return arrays
 
 
-def predict(manager: VersionManager, request: Any, limits: Limits, batcher: Batcher | None = None) -> Any:
+def predict(
+    manager: VersionManager,
+    request: Any,
+    limits: Limits,
+    batcher: Batcher | None = None,
+    request_log: RequestLog | None = None,
+) -> Any:
     """Runs one PredictRequest, in a batch with concurrent ones when a batcher is given.
+
+    A request log, when given, is offered every successful prediction (it keeps a sample).
 
     Raises:
         ServingError: with NOT_FOUND, FAILED_PRECONDITION or INVALID_ARGUMENT as TF Serving answers.
@@ -134,6 +143,8 @@ def predict(manager: VersionManager, request: Any, limits: Limits, batcher: Batc
         outputs = run(arrays) if batcher is None else batcher.run(Batcher.key(version, signature, arrays), run, arrays)
     except tf.errors.InvalidArgumentError as e:
         raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, e.message) from None
+    if request_log is not None:
+        request_log.offer(version, signature, arrays, outputs)
     response = predict_pb2.PredictResponse()
     response.model_spec.name = manager.name
     response.model_spec.version.value = version

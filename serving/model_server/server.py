@@ -23,6 +23,7 @@ from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_p
 from serving.model_server.batching import Batcher
 from serving.model_server.metrics import ServerMetrics
 from serving.model_server.predict import Limits
+from serving.model_server.request_log import RequestLog, RequestLogConfig
 from serving.model_server.servicers import ModelServicer, PredictionServicer
 from serving.model_server.versions import VersionManager, VersionPolicy, load_saved_model
 
@@ -50,6 +51,7 @@ class ServerConfig:
         batching: batch concurrent requests (`Batcher`).
         max_batch_size: rows per batch at most.
         batch_timeout_ms: how long a request may wait for others.
+        request_log: log a sample of requests' image statistics and score profiles (None: off).
     """
 
     model_name: str
@@ -69,6 +71,7 @@ class ServerConfig:
     batching: bool = False
     max_batch_size: int = 16
     batch_timeout_ms: float = 2.0
+    request_log: RequestLogConfig | None = None
 
 
 class ModelServer:
@@ -92,8 +95,10 @@ class ModelServer:
             if config.batching
             else None
         )
+        self.request_log = RequestLog(config.request_log, config.model_name) if config.request_log else None
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionServicer(self.manager, config.limits, self.metrics, self.batcher), self._server
+            PredictionServicer(self.manager, config.limits, self.metrics, self.batcher, self.request_log),
+            self._server,
         )
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(
             ModelServicer(self.manager, self.metrics), self._server
@@ -120,6 +125,8 @@ class ModelServer:
         self._server.stop(self.config.grace_seconds if grace is None else grace).wait()
         if self.batcher is not None:
             self.batcher.stop()
+        if self.request_log is not None:
+            self.request_log.close()
         self.manager.stop()
         self._stopped.set()
 

@@ -16,6 +16,7 @@ from tensorflow_serving.apis import (
 from serving.model_server import predict as predict_lib
 from serving.model_server.batching import Batcher
 from serving.model_server.metrics import ServerMetrics
+from serving.model_server.request_log import RequestLog
 from serving.model_server.versions import VersionManager
 
 
@@ -67,8 +68,10 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         limits: predict_lib.Limits,
         metrics: ServerMetrics,
         batcher: Batcher | None = None,
+        request_log: RequestLog | None = None,
     ) -> None:
         self._manager, self._limits, self._metrics, self._batcher = manager, limits, metrics, batcher
+        self._request_log = request_log
 
     def Predict(self, request: Any, context: grpc.ServicerContext) -> Any:
         """TF Serving's Predict."""
@@ -76,7 +79,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             "Predict",
             self._metrics,
             context,
-            lambda: predict_lib.predict(self._manager, request, self._limits, self._batcher),
+            lambda: predict_lib.predict(self._manager, request, self._limits, self._batcher, self._request_log),
         )
 
     def GetModelMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:
