@@ -91,6 +91,8 @@ _RUN_OPTIONS: dict[str, tuple[str, ...]] = {
     "splits": ("data", "splits"),
     "max_rejected_fraction": ("data", "max_rejected_fraction"),
     "max_pixels": ("data", "max_pixels"),
+    "span_window": ("data", "span_window"),
+    "span": ("data", "span"),
     "until": ("stop_after",),
     "name": ("name",),
     "schema_file": ("schema_file",),
@@ -130,6 +132,8 @@ def _abs(value: str | None) -> str | None:
 @click.option("--image-dir", help="Image folder relative to --data (default: the format's).")
 @click.option("--max-rejected-fraction", type=click.FloatRange(0, 1), help="[default: 0.01]")
 @click.option("--max-pixels", type=click.IntRange(min=1), help="[default: 40000000]")
+@click.option("--span-window", type=click.IntRange(min=0), help="--data is a span root: read this many newest spans.")
+@click.option("--span", type=click.IntRange(min=0), help="With --span-window: the newest span to read.")
 @click.option("--schema", "schema_file", help="Schema template replacing detx's own.")
 @click.option("--preset", type=click.Choice(["zoo320", "tiny"]), help="Model preset. [default: zoo320]")
 @click.option("--train-steps", type=click.IntRange(min=1), help="[default: 50000]")
@@ -543,6 +547,15 @@ def _add_kubeflow_commands() -> None:
 
 
 _add_kubeflow_commands()
+
+
+def _add_ct_commands() -> None:
+    from pipeline import ct_cli
+
+    ct_cli.register(main, data)
+
+
+_add_ct_commands()
 
 
 if __name__ == "__main__":

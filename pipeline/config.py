@@ -106,6 +106,44 @@ class KubeflowConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ContinuousTrainingConfig:
+    """When `detx ct check` says to retrain, and where it looks (config file section `ct`).
+
+    Attributes:
+        min_new_images: new spans with at least this many images in all trigger a retraining.
+        class_linf: L-infinity distance between the class mix of the new spans
+            and of the served model's training data above which they drifted.
+        box_size_jsd: Jensen-Shannon divergence of box areas (fraction of the image) above which ...
+        brightness_jsd: ... and of image brightness.
+        max_model_age_days: a served model older than this triggers a retraining (0: never).
+        request_log: the model server's request log (`detx serve --request-log`); "" skips live signals.
+        min_live_images: logged images of the served version needed before live signals count.
+        max_score_drop: relative fall of the live mean top score, against the eval split's, that triggers.
+        skew_brightness_jsd: serving vs training brightness divergence reported as skew.
+        state_dir: where `detx ct run` keeps its lock and what it started ("" = <project>/ct).
+    """
+
+    min_new_images: int = 500
+    class_linf: float = 0.1
+    box_size_jsd: float = 0.1
+    brightness_jsd: float = 0.1
+    max_model_age_days: float = 30.0
+    request_log: str = ""
+    min_live_images: int = 50
+    max_score_drop: float = 0.2
+    skew_brightness_jsd: float = 0.1
+    state_dir: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("class_linf", "box_size_jsd", "brightness_jsd", "max_score_drop", "skew_brightness_jsd"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"ct.{name} must be in [0, 1], got {value}")
+        if self.min_new_images < 1 or self.min_live_images < 1 or self.max_model_age_days < 0:
+            raise ValueError("ct.min_new_images and ct.min_live_images must be >= 1, ct.max_model_age_days >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     """Everything `create_pipeline` needs besides paths.
 
@@ -127,6 +165,7 @@ class PipelineConfig:
             DataGate and the Evaluator; empty: Beam's DirectRunner on every core
             (see `default_beam_args`; pipeline/configs/ has Dataflow and Flink).
         kubeflow: settings for `detx compile`.
+        ct: continuous training triggers (`detx ct check`, `detx ct run`).
     """
 
     data: DataConfig
@@ -141,6 +180,7 @@ class PipelineConfig:
     baseline: str = "auto"
     beam_args: tuple[str, ...] = ()
     kubeflow: KubeflowConfig = dataclasses.field(default_factory=KubeflowConfig)
+    ct: ContinuousTrainingConfig = dataclasses.field(default_factory=ContinuousTrainingConfig)
 
     def __post_init__(self) -> None:
         # YAML and JSON bring lists; the config stays hashable and immutable.

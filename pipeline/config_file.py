@@ -11,6 +11,7 @@ The file mirrors `PipelineConfig`, section by section:
     stop_after: push
     beam_args: [--runner=DataflowRunner, --project=my-project, ...]   # optional
     kubeflow: {image: REGISTRY/detx-pipeline:TAG, pipeline_root: gs://bucket/detx/root, trainer_gpus: 1}
+    ct: {min_new_images: 500, class_linf: 0.1, brightness_jsd: 0.1, request_log: logs/requests}
 
 Unknown keys are errors (a typo must not silently fall back to a default).
 Relative paths in the file are relative to the file.
@@ -27,16 +28,24 @@ import yaml
 
 from components.evaluator.options import EvaluatorOptions
 from components.trainer.options import TrainerOptions
-from pipeline.config import DataConfig, KubeflowConfig, PipelineConfig, Stage
+from pipeline.config import ContinuousTrainingConfig, DataConfig, KubeflowConfig, PipelineConfig, Stage
 
 _SECTIONS: dict[str, type[Any]] = {
     "data": DataConfig,
     "trainer": TrainerOptions,
     "evaluator": EvaluatorOptions,
     "kubeflow": KubeflowConfig,
+    "ct": ContinuousTrainingConfig,
 }
 # Path-valued keys resolved against the config file's folder: (section or "", key).
-_PATHS = {("data", "path"), ("trainer", "pretrained"), ("", "schema_file"), ("", "push_destination")}
+_PATHS = {
+    ("data", "path"),
+    ("trainer", "pretrained"),
+    ("", "schema_file"),
+    ("", "push_destination"),
+    ("ct", "request_log"),
+    ("ct", "state_dir"),
+}
 
 
 class ConfigError(ValueError):
@@ -126,7 +135,7 @@ def build_config(values: Mapping[str, Any]) -> PipelineConfig:
             raise ConfigError(
                 f"beam_args must be a list of strings such as --runner=DataflowRunner, got {kwargs['beam_args']!r}"
             )
-        sections = {k: _SECTIONS[k](**kwargs.pop(k)) for k in ("trainer", "evaluator", "kubeflow") if k in kwargs}
+        sections = {k: _SECTIONS[k](**kwargs.pop(k)) for k in ("trainer", "evaluator", "kubeflow", "ct") if k in kwargs}
         return PipelineConfig(data=DataConfig(**data), **sections, **kwargs)
     except (TypeError, ValueError) as e:
         raise ConfigError(str(e)) from e

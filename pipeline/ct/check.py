@@ -1,0 +1,260 @@
+"""`detx ct check`: should the pipeline retrain now, and why.
+
+Signals, each with the figures behind it:
+
+- **no model**: nothing is served yet.
+- **new data**: spans newer than the served model's newest training span hold
+  at least `min_new_images` images.
+- **drift**: those new spans against the served model's training statistics
+  (class mix, box size, brightness; `drift.py`), and classes the served model
+  does not know.
+- **age**: the served version was pushed more than `max_model_age_days` ago.
+- **live quality**: the mean top score of the served version's logged
+  requests fell more than `max_score_drop` below its eval split's.
+- **skew** (reported, never a trigger on its own: retraining needs labelled
+  data from the new conditions): serving-time brightness against training.
+
+A retraining is due when any trigger fires. `key` names what it would be for
+(the served version and the spans), which `detx ct run` uses to start at most
+one retraining per situation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+from collections.abc import Callable
+from typing import Any
+
+import tensorflow as tf
+
+from components.data import spans as spans_lib
+from components.data.label_map import LABEL_MAP_FILENAME, LabelMap
+from components.evaluation import score_profile
+from components.example_gen.options import IngestOptions
+from components.example_gen.report import format_spans
+from components.pusher.model_store import ModelStore
+from pipeline.config import ContinuousTrainingConfig
+from pipeline.ct import drift, stats
+from serving.model_server import request_log
+
+
+@dataclasses.dataclass(frozen=True)
+class Signal:
+    """One line of the check.
+
+    Attributes:
+        name: "no model", "new data", "drift", "new class", "age", "live quality", "skew".
+        triggered: whether it calls for a retraining.
+        message: what was measured, against what.
+        warning: a report-only signal (skew) that passed its threshold: shown, never a trigger.
+    """
+
+    name: str
+    triggered: bool
+    message: str
+    warning: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """The outcome of a check.
+
+    Attributes:
+        retrain: whether a trigger fired.
+        signals: every signal looked at.
+        served_version: the version in production (None: none).
+        spans: the spans in the data root.
+        new_spans: spans the served model has not seen.
+        window: the spans a retraining would read.
+    """
+
+    retrain: bool
+    signals: tuple[Signal, ...]
+    served_version: int | None
+    spans: tuple[int, ...]
+    new_spans: tuple[int, ...]
+    window: tuple[int, ...]
+
+    @property
+    def reasons(self) -> list[str]:
+        """The messages of the signals that fired."""
+        return [s.message for s in self.signals if s.triggered]
+
+    @property
+    def key(self) -> str:
+        """What a retraining now would be for: the same key twice means nothing changed in between."""
+        served = self.served_version if self.served_version is not None else "none"
+        return f"served={served};spans={','.join(map(str, self.window))}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (`detx ct check --json`)."""
+        d = dataclasses.asdict(self)
+        d.update(reasons=self.reasons, key=self.key)
+        return d
+
+    def format(self) -> str:
+        """The check as people read it."""
+        lines = []
+        for s in self.signals:
+            mark = "TRIGGER" if s.triggered else ("WARNING" if s.warning else "ok     ")
+            lines.append(f"  {mark} {s.name}: {s.message}")
+        spans = format_spans(self.window) if self.window else "-"
+        verdict = f"retrain on spans {spans}" if self.retrain else "no retraining needed"
+        served = f"version {self.served_version}" if self.served_version is not None else "no version"
+        return "\n".join(
+            [f"detx ct check: {served} served; data spans {format_spans(self.spans) or '-'}", *lines, verdict]
+        )
+
+
+def _age_days(pushed_at: str, now: datetime.datetime) -> float | None:
+    try:
+        pushed = datetime.datetime.fromisoformat(pushed_at)
+    except (TypeError, ValueError):
+        return None
+    return (now - pushed).total_seconds() / 86400
+
+
+def _label_names(version_dir: str) -> list[str]:
+    path = os.path.join(version_dir, "assets", LABEL_MAP_FILENAME)
+    return list(LabelMap.read(path).names) if tf.io.gfile.exists(path) else []
+
+
+def _trained_spans(lineage: dict[str, Any], root: str) -> list[int]:
+    data = lineage.get("data", {})
+    source = str(data.get("source", "")).rstrip("/")
+    if source and os.path.normpath(source) != os.path.normpath(root.rstrip("/")):
+        return []  # trained on another data root: every span here is new to it
+    return [int(s) for s in data.get("spans", [])]
+
+
+def check(
+    data_root: str,
+    options: IngestOptions,
+    push_destination: str,
+    config: ContinuousTrainingConfig,
+    now: datetime.datetime | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> Decision:
+    """Looks at every signal and decides.
+
+    Args:
+        data_root: the span root.
+        options: ingestion options; `span_window` is the window a retraining reads.
+        push_destination: the model base path in production.
+        config: thresholds.
+        now: the time to measure the model's age against (tests).
+        echo: progress lines.
+
+    Raises:
+        components.data.scan.DatasetError: the data root has no spans, or a span cannot be read.
+    """
+    now = now or datetime.datetime.now(datetime.UTC)
+    window_size = max(options.span_window, 1)
+    all_spans = spans_lib.list_spans(data_root)
+    window = spans_lib.window(data_root, None, window_size)
+    store = ModelStore(push_destination)
+    served = store.serving_version()
+    signals: list[Signal] = []
+    if served is None:
+        signals.append(Signal("no model", True, f"no version is served from {push_destination}: train the first one"))
+        return Decision(True, tuple(signals), None, tuple(all_spans), tuple(all_spans), tuple(window))
+
+    lineage = store.lineage(served)
+    version_dir = store.path(served)
+    trained = _trained_spans(lineage, data_root)
+    new = [s for s in all_spans if s > max(trained, default=0)]
+    if not new:
+        signals.append(Signal("new data", False, f"no span newer than {format_spans(trained)}, which trained it"))
+    else:
+        scan = stats.scan_spans(data_root, new, options)
+        enough = scan.num_records >= config.min_new_images
+        word = "span" if len(new) == 1 else "spans"
+        signals.append(
+            Signal(
+                "new data",
+                enough,
+                f"{word} {format_spans(new)}: {scan.num_records} new images "
+                f"({'at least' if enough else 'fewer than'} {config.min_new_images})",
+            )
+        )
+        signals.extend(_drift_signals(data_root, new, options, version_dir, config, echo))
+
+    age = _age_days(lineage.get("pushed_at", ""), now)
+    if config.max_model_age_days and age is not None:
+        old = age > config.max_model_age_days
+        signals.append(
+            Signal(
+                "age",
+                old,
+                f"version {served} was pushed {age:.1f} days ago "
+                f"({'more' if old else 'less'} than {config.max_model_age_days:g})",
+            )
+        )
+    if config.request_log:
+        signals.extend(_live_signals(config, served, lineage, version_dir))
+    retrain = any(s.triggered for s in signals)
+    return Decision(retrain, tuple(signals), served, tuple(all_spans), tuple(new), tuple(window))
+
+
+def _drift_signals(
+    root: str,
+    new: list[int],
+    options: IngestOptions,
+    version_dir: str,
+    config: ContinuousTrainingConfig,
+    echo: Callable[[str], None] | None,
+) -> list[Signal]:
+    reference = stats.training_statistics(version_dir)
+    if reference is None:
+        return [Signal("drift", False, f"{version_dir} has no training statistics (pushed without them): not checked")]
+
+    def progress(done: int, total: int) -> None:
+        if echo is not None:
+            echo(f"  reading new spans: {done}/{total} images")
+
+    summary = stats.span_statistics(root, new, options, progress)
+    findings = drift.drift(summary.statistics, reference, config.class_linf, config.box_size_jsd, config.brightness_jsd)
+    signals = [Signal("drift", f.exceeded, f.sentence()) for f in findings]
+    unknown = drift.new_classes(summary.statistics, _label_names(version_dir))
+    for name, share in sorted(unknown.items()):
+        signals.append(
+            Signal("new class", True, f"{name!r} is {share:.0%} of the new boxes; the served model cannot detect it")
+        )
+    return signals
+
+
+def _live_signals(
+    config: ContinuousTrainingConfig, served: int, lineage: dict[str, Any], version_dir: str
+) -> list[Signal]:
+    records = list(request_log.read_log(config.request_log, version=served))
+    if len(records) < config.min_live_images:
+        return [
+            Signal(
+                "live quality",
+                False,
+                f"{len(records)} logged images of version {served} in {config.request_log}, "
+                f"fewer than the {config.min_live_images} needed",
+            )
+        ]
+    signals = []
+    reference = lineage.get("metrics", {}).get(score_profile.TOP_SCORE)
+    live = sum(r.top_score for r in records) / len(records)
+    if reference:
+        drop = (reference - live) / reference
+        signals.append(
+            Signal(
+                "live quality",
+                drop > config.max_score_drop,
+                f"mean top score {live:.2f} over {len(records)} logged images vs {reference:.2f} on the eval split "
+                f"({-drop:+.0%}; limit -{config.max_score_drop:.0%})",
+            )
+        )
+    training = stats.training_statistics(version_dir)
+    if training is not None:
+        serving = stats.examples_statistics(request_log.stats_examples(records))
+        finding = drift.brightness_skew(training, serving, config.skew_brightness_jsd)
+        if finding is not None:
+            signals.append(Signal("skew", False, finding.sentence(), warning=finding.exceeded))
+    return signals

@@ -1,0 +1,193 @@
+"""`detx ct run`: check, then retrain locally or on Kubeflow Pipelines, at most once per situation.
+
+Safe from cron or a Kubernetes CronJob:
+
+- one at a time: the state directory's lock (`state.exclusive`); on KFP also
+  no new run while one of the pipeline's runs is still active;
+- idempotent: a retraining is recorded under the check's key (served version
+  + spans); the same key never starts a second one, whatever its outcome (a
+  model that was not better stays not better on the same data). New data or a
+  new served version makes a new key. `--force` overrides.
+- the triggered run reads exactly the window the check looked at (the newest
+  span is pinned), and pushes only what its Evaluator blesses against the
+  served model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from typing import Any
+
+from components.example_gen.options import IngestOptions
+from components.pusher.model_store import ModelStore
+from pipeline.config import PipelineConfig
+from pipeline.ct import state as state_lib
+from pipeline.ct.check import Decision, check
+from pipeline.local_runner import ProjectPaths
+
+# KFP v2 run states that mean a run is still going.
+_ACTIVE_STATES = {"PENDING", "RUNNING", "CANCELING", "PAUSED"}
+
+
+@dataclasses.dataclass(frozen=True)
+class KubeflowTarget:
+    """Where `detx ct run --kubeflow` submits.
+
+    Attributes:
+        connection: a `pipeline.kfp_client.Connection`.
+        package: the compiled pipeline (detx compile).
+        experiment: the KFP experiment.
+    """
+
+    connection: Any
+    package: str
+    experiment: str = "detx"
+
+
+@dataclasses.dataclass(frozen=True)
+class CtResult:
+    """What a `detx ct run` did.
+
+    Attributes:
+        decision: the check.
+        started: whether a retraining started.
+        outcome: one sentence: why nothing started, or how the retraining ended.
+        pushed_version: the version a local retraining pushed (None: none).
+    """
+
+    decision: Decision
+    started: bool
+    outcome: str
+    pushed_version: int | None = None
+
+
+def ingest_options(config: PipelineConfig) -> IngestOptions:
+    """The ingestion options of a span-root config (a window of at least one span)."""
+    data = config.data
+    return IngestOptions(
+        data_format=data.format,
+        image_dir=data.image_dir,
+        max_rejected_fraction=data.max_rejected_fraction,
+        max_pixels=data.max_pixels,
+        span_window=max(data.span_window, 1),
+        span_pattern=data.pattern or "",
+    )
+
+
+def state_dir(config: PipelineConfig, project_dir: str) -> str:
+    """Where the lock and the record of retrainings are."""
+    return config.ct.state_dir or os.path.join(os.path.abspath(project_dir), "ct")
+
+
+def push_destination(config: PipelineConfig, project_dir: str) -> str:
+    """The model base path in production."""
+    return config.push_destination or ProjectPaths(os.path.abspath(project_dir)).push_destination(config.name)
+
+
+def run_once(
+    config: PipelineConfig,
+    project_dir: str,
+    echo: Callable[[str], None] = print,
+    force: bool = False,
+    kubeflow: KubeflowTarget | None = None,
+    verbose: bool = False,
+) -> CtResult:
+    """Checks and, when a trigger fires, retrains once.
+
+    Raises:
+        state_lib.Busy: another `detx ct run` holds the lock, or a KFP run of the pipeline is active.
+        pipeline.local_runner.PipelineRunFailed: the local retraining failed (recorded as failed).
+        pipeline.kfp_client.KfpError: Kubeflow refused the run.
+    """
+    directory = state_dir(config, project_dir)
+    with state_lib.exclusive(directory):
+        destination = push_destination(config, project_dir)
+        decision = check(config.data.path, ingest_options(config), destination, config.ct, echo=echo)
+        echo(decision.format())
+        if not decision.retrain and not force:
+            return CtResult(decision, False, "no trigger fired; nothing started")
+        records = state_lib.State(directory)
+        previous = records.find(decision.key)
+        if previous is not None and not force:
+            how = previous.outcome or "still running or interrupted"
+            return CtResult(
+                decision,
+                False,
+                f"a retraining for this situation ({decision.key}) already ran at {previous.started}: {how}; "
+                "nothing changed since (add a span, or --force to retrain anyway)",
+            )
+        reasons = decision.reasons or ["--force"]
+        newest = decision.window[-1]
+        run_config = dataclasses.replace(
+            config,
+            data=dataclasses.replace(config.data, span=newest, span_window=max(config.data.span_window, 1)),
+            push_destination=destination,
+        )
+        if kubeflow is not None:
+            return _submit(run_config, decision, records, reasons, kubeflow)
+        return _run_local(run_config, project_dir, decision, records, reasons, echo, verbose)
+
+
+def _run_local(
+    config: PipelineConfig,
+    project_dir: str,
+    decision: Decision,
+    records: state_lib.State,
+    reasons: list[str],
+    echo: Callable[[str], None],
+    verbose: bool,
+) -> CtResult:
+    from pipeline.local_runner import PipelineRunFailed, run_local
+    from pipeline.run_report import format_summary, latest_run
+
+    attempt = records.start(decision.key, reasons)
+    echo(f"retraining on spans {','.join(map(str, decision.window))}: {'; '.join(reasons)}")
+    try:
+        run_local(config, project_dir, echo=echo, verbose=verbose)
+    except PipelineRunFailed as e:
+        records.finish(attempt, f"failed at {e.node or 'start-up'}: {e.cause}")
+        raise
+    echo("")
+    echo(format_summary(latest_run(ProjectPaths(os.path.abspath(project_dir)).metadata_path, config.name)))
+    serving = ModelStore(config.push_destination).serving_version()
+    if serving is not None and serving != decision.served_version:
+        outcome = f"pushed version {serving}"
+        pushed: int | None = serving
+    else:
+        kept = f"version {decision.served_version}" if decision.served_version is not None else "no version"
+        outcome = f"not pushed (the Evaluator did not bless it); {kept} stays in production"
+        pushed = None
+    records.finish(attempt, outcome)
+    return CtResult(decision, True, outcome, pushed)
+
+
+def _submit(
+    config: PipelineConfig,
+    decision: Decision,
+    records: state_lib.State,
+    reasons: list[str],
+    target: KubeflowTarget,
+) -> CtResult:
+    from pipeline.kfp_client import recent_runs, submit
+
+    active = [r for r in recent_runs(target.connection, target.experiment, 20) if r.state.upper() in _ACTIVE_STATES]
+    if active:
+        raise state_lib.Busy(
+            f"run {active[0].run_id} ({active[0].name}) of experiment {target.experiment!r} is {active[0].state}; "
+            "not starting a second retraining"
+        )
+    attempt = records.start(decision.key, reasons)
+    params = {"data_root": config.data.path, "data_span": decision.window[-1]}
+    if config.push_destination:
+        params["push_destination"] = config.push_destination
+    name = f"detx ct: spans {','.join(map(str, decision.window))}"
+    try:
+        _, run_id = submit(target.connection, target.package, target.experiment, params, name)
+    except Exception as e:
+        records.finish(attempt, f"failed to submit: {e}")
+        raise
+    outcome = f"submitted Kubeflow run {run_id}"
+    records.finish(attempt, outcome)
+    return CtResult(decision, True, outcome)

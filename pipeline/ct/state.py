@@ -1,0 +1,128 @@
+"""What `detx ct run` started, and the lock that keeps two retrainings from running at once.
+
+    <state_dir>/ct.lock        held (flock) while a `detx ct run` checks and retrains
+    <state_dir>/ct_state.json  every retraining started: key, times, outcome
+
+The lock is an advisory `flock` on a local file: the kernel releases it when
+the process dies, so a killed run never leaves the project locked. Object-store
+state directories (gs://) cannot be locked this way; there `detx ct run
+--kubeflow` relies on KFP (no new run while one of the pipeline's runs is
+active) and on the CronJob's `concurrencyPolicy: Forbid`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import tensorflow as tf
+
+LOCK_FILE = "ct.lock"
+STATE_FILE = "ct_state.json"
+
+
+class Busy(RuntimeError):
+    """Another `detx ct run` holds the lock; the message says which."""
+
+
+@dataclasses.dataclass
+class Attempt:
+    """One retraining `detx ct run` started.
+
+    Attributes:
+        key: `Decision.key`: the served version and spans it was for.
+        reasons: why it started.
+        started, finished: ISO times ("" while running).
+        outcome: "pushed version N", "not pushed: ...", "submitted run ID", "failed: ...".
+    """
+
+    key: str
+    reasons: list[str]
+    started: str
+    finished: str = ""
+    outcome: str = ""
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+class State:
+    """The attempts recorded in a state directory (local or any TensorFlow file system)."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self.path = os.path.join(directory, STATE_FILE)
+
+    def attempts(self) -> list[Attempt]:
+        """Every recorded attempt, oldest first."""
+        if not tf.io.gfile.exists(self.path):
+            return []
+        with tf.io.gfile.GFile(self.path) as f:
+            doc: dict[str, Any] = json.load(f)
+        return [Attempt(**a) for a in doc.get("attempts", [])]
+
+    def find(self, key: str) -> Attempt | None:
+        """The newest attempt for `key`."""
+        matching = [a for a in self.attempts() if a.key == key]
+        return matching[-1] if matching else None
+
+    def start(self, key: str, reasons: list[str]) -> Attempt:
+        """Records a retraining as started."""
+        attempt = Attempt(key, reasons, _now())
+        self._write([*self.attempts(), attempt])
+        return attempt
+
+    def finish(self, attempt: Attempt, outcome: str) -> None:
+        """Records how a started retraining ended."""
+        attempts = self.attempts()
+        for a in attempts:
+            if a.key == attempt.key and a.started == attempt.started:
+                a.finished, a.outcome = _now(), outcome
+        self._write(attempts)
+
+    def _write(self, attempts: list[Attempt]) -> None:
+        tf.io.gfile.makedirs(self.directory)
+        tmp = f"{self.path}.tmp-{os.getpid()}"
+        with tf.io.gfile.GFile(tmp, "w") as f:
+            json.dump({"attempts": [dataclasses.asdict(a) for a in attempts]}, f, indent=1)
+        tf.io.gfile.rename(tmp, self.path, overwrite=True)
+
+
+@contextlib.contextmanager
+def exclusive(directory: str) -> Iterator[None]:
+    """Holds the state directory's lock; raises Busy at once if another process holds it.
+
+    Object-store directories are not locked (see the module docstring).
+    """
+    if "://" in directory and not directory.startswith("file://"):
+        yield
+        return
+    directory = directory.removeprefix("file://")
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, LOCK_FILE)
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise Busy(
+                f"another `detx ct run` is checking or retraining ({holder}); not starting a second one"
+            ) from None
+        try:
+            f.seek(0)
+            f.truncate()
+            f.write(f"pid {os.getpid()} since {_now()}")
+            f.flush()
+            yield
+        finally:
+            f.seek(0)
+            f.truncate()
+            fcntl.flock(f, fcntl.LOCK_UN)
