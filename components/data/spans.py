@@ -62,7 +62,7 @@ def list_spans(root: str) -> list[int]:
 
 
 def window(root: str, newest: int | None, size: int) -> list[int]:
-    """The spans a run reads: `newest` (None: the newest there is) and up to `size - 1` before it.
+    """The spans a run reads: `newest` (None: the newest there is) and the `size - 1` numbers before it that exist.
 
     Raises:
         DatasetError: the data root has no spans, or not the one asked for.
