@@ -35,7 +35,10 @@ class RunParameter:
 RUN_PARAMETERS: tuple[RunParameter, ...] = (
     RunParameter("data_root", str, "the dataset folder (gs://...)", lambda c: c.data.path),
     RunParameter(
-        "data_span", int, "the span number of this data; fills {SPAN} in the pattern", lambda c: c.data.span or 0
+        "data_span",
+        int,
+        "the newest span to read from a span root (0 = the newest there is), or the number filling {SPAN}",
+        lambda c: c.data.span or 0,
     ),
     RunParameter("train_steps", int, "training steps", lambda c: c.train_steps),
     RunParameter(

@@ -3,7 +3,7 @@
 tests/pipeline/kfp_launcher.py plays KFP's launcher (ExecutorInput in, TFX's
 v2 container entrypoint, ExecutorOutput out, no driver hooks). What this
 shows: with only the run form's parameters, the spec's steps read the data
-(the span comes from `data_span`, not from TFX's driver), train, evaluate
+(spans 2-3 of a span root: the window ends at `data_span`, not where TFX's driver would say), train, evaluate
 against production found in the push destination, and push version 1.
 """
 
@@ -24,12 +24,15 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def test_compiled_steps_push_version_1_with_the_span_from_the_run_form(tmp_path):
-    data_root = str(tmp_path / "data" / "span-3")
-    write_dataset(data_root, SynthConfig(num_images=40, seed=5, width=320, height=240, min_size=40), "coco")
+    data_root = str(tmp_path / "data")  # a span root; the run form's data_span names the newest span to read
+    small = {"width": 320, "height": 240, "min_size": 40}
+    write_dataset(f"{data_root}/span-2", SynthConfig(num_images=16, seed=4, **small), "coco")
+    write_dataset(f"{data_root}/span-3", SynthConfig(num_images=40, seed=5, **small), "coco")
+    write_dataset(f"{data_root}/span-4", SynthConfig(num_images=8, seed=6, **small), "coco")  # newer: not read
     config = build_config(
         {
             "name": "detx-kfp-steps",
-            "data": {"path": "gs://placeholder/data"},
+            "data": {"path": "gs://placeholder/data", "span_window": 2},
             "trainer": {"preset": "tiny", "batch_size": 4},
             "train_steps": 1000,
             "push_destination": "gs://placeholder/models/detx",
@@ -68,4 +71,5 @@ def test_compiled_steps_push_version_1_with_the_span_from_the_run_form(tmp_path)
     with open(os.path.join(push_destination, "1", "detx_lineage.json")) as f:
         lineage = json.load(f)
     assert lineage["data"]["span"] == 3 and lineage["data"]["source"] == data_root
+    assert lineage["data"]["spans"] == [2, 3] and lineage["data"]["num_examples"] == 56
     assert lineage["model"]["uri"] == kfp_launcher.artifact_dict(outputs["Trainer"], "model")["uri"]

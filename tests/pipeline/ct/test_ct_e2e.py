@@ -1,0 +1,99 @@
+"""One drift-triggered retraining, for real: spans, `detx ct check`, `detx ct run` (LocalDagRunner, TFMA, Pusher).
+
+Production starts as a weak model (random weights, exported by detx) trained
+on span 1, with span 1's statistics. A darker span with a different class
+mix arrives: the check fires on drift; the triggered run trains on spans 1-2,
+beats production on the new eval split and is pushed as version 2. Running
+again changes nothing. A third, still darker span triggers again, but a
+3-step model does not beat version 2 and is not pushed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from click.testing import CliRunner
+
+from components.data import spans
+from components.data.synth import SynthConfig, write_dataset
+from components.evaluation import score_profile
+from components.example_gen.options import IngestOptions
+from components.pusher.executor import TRAIN_STATS_FILENAME
+from components.pusher.model_store import ModelStore
+from pipeline.cli import main
+from pipeline.ct import stats
+from pipeline.ct.state import State
+from tests.serving.conftest import export_tiny
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def _cli(*args: str) -> str:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_drift_triggers_one_retraining_that_is_pushed_only_when_it_beats_production(tmp_path):
+    data, project = str(tmp_path / "spans"), str(tmp_path / "project")
+    source = str(tmp_path / "deliveries")
+    span1 = write_dataset(f"{source}/1", SynthConfig(num_images=160, seed=21, min_size=48), "coco").out_dir
+    spans.add_span(data, span1)
+    # Production: version 1, trained on span 1 (here: untrained weights), with span 1's statistics.
+    weak = export_tiny(str(tmp_path / "weak"))
+    reference = stats.span_statistics(data, [1], IngestOptions(span_window=1)).statistics
+    dest = os.path.join(project, "models", "detx")
+    ModelStore(dest).push(
+        weak,
+        {"data": {"source": data, "spans": [1]}},
+        extra_files={TRAIN_STATS_FILENAME: reference.SerializeToString()},
+    )
+    common = ["--data", data, "--project", project, "--span-window", "2"]
+    run = ["ct", "run", *common, "--preset", "tiny", "--min-map50", "0"]
+
+    # A delivery from the same generator is no reason to retrain.
+    same = write_dataset(f"{source}/same", SynthConfig(num_images=60, seed=22, min_size=48), "coco").out_dir
+    _cli("data", "add-span", "--root", data, "--data", same)
+    out = _cli("ct", "check", *common)
+    assert "no retraining needed" in out and "span 2: 60 new images" in out
+
+    # A darker delivery with mostly circles drifts.
+    shifted = SynthConfig(num_images=160, seed=23, min_size=48, brightness=0.5, class_weights=(4, 1, 1))
+    _cli("data", "add-span", "--root", data, "--data", write_dataset(f"{source}/3", shifted, "coco").out_dir)
+    out = _cli("ct", "check", *common)
+    assert "TRIGGER drift: brightness: Jensen-Shannon" in out and "TRIGGER drift: class mix" in out
+    assert "retrain on spans 2-3" in out
+
+    out = _cli(*run, "--train-steps", "250")
+    assert "pushed version 2" in out, out
+    store = ModelStore(dest)
+    assert store.serving_version() == 2
+    lineage = store.lineage(2)
+    assert lineage["data"]["spans"] == [2, 3] and lineage["data"]["span"] == 3
+    assert lineage["baseline"]["version"] == 1
+    assert lineage["metrics"]["map_50"] > lineage["baseline"]["metrics"]["map_50"]  # it beat production
+    assert 0 < lineage["metrics"][score_profile.TOP_SCORE] <= 1  # the live-quality reference
+    assert os.path.exists(os.path.join(store.path(2), TRAIN_STATS_FILENAME))
+
+    # Nothing changed: no second retraining.
+    out = _cli(*run, "--train-steps", "250")
+    assert "no span newer than 3" in out and "detx ct run: no trigger fired" in out
+
+    # Darker still: drift against version 2's own training data fires again ...
+    darker = SynthConfig(num_images=80, seed=24, min_size=48, brightness=0.25, class_weights=(4, 1, 1))
+    _cli("data", "add-span", "--root", data, "--data", write_dataset(f"{source}/4", darker, "coco").out_dir)
+    out = _cli(*run, "--train-steps", "3")
+    assert "TRIGGER drift: brightness" in out
+    # ... but a 3-step model does not beat version 2 on the new eval split: not pushed.
+    assert "not pushed" in out and "version 2 stays in production" in out, out
+    assert ModelStore(dest).serving_version() == 2
+    attempts = State(os.path.join(project, "ct")).attempts()
+    assert [a.outcome.split(" (")[0] for a in attempts] == ["pushed version 2", "not pushed"]
+    assert attempts[-1].key == "served=2;spans=3,4"
+    # The same situation again is recorded as tried: nothing starts.
+    out = _cli(*run, "--train-steps", "3")
+    assert "already ran" in out and "served=2;spans=3,4" in out
+    assert len(State(os.path.join(project, "ct")).attempts()) == 2
+    assert json.loads(_cli("ct", "check", *common, "--json"))["key"] == "served=2;spans=3,4"
