@@ -284,8 +284,8 @@ def schedule(
     return ref, str(job.recurring_run_id)
 
 
-def recent_runs(connection: Connection, experiment: str | None, limit: int) -> list[RunRow]:
-    """The newest runs (of one experiment, when named), newest first."""
+def recent_runs(connection: Connection, experiment: str | None, limit: int, missing_ok: bool = False) -> list[RunRow]:
+    """The newest runs (of one experiment, when named), newest first; none for a missing experiment if `missing_ok`."""
     client = connect(connection)
     with _api_errors(connection.host), contextlib.redirect_stdout(io.StringIO()):
         experiment_id = None
@@ -293,6 +293,8 @@ def recent_runs(connection: Connection, experiment: str | None, limit: int) -> l
             try:
                 found = client.get_experiment(experiment_name=experiment, namespace=connection.namespace)
             except ValueError as e:
+                if missing_ok:
+                    return []
                 raise KfpError(f"no experiment named {experiment!r} on {connection.host}: {e}") from e
             experiment_id = found.experiment_id
         response = client.list_runs(

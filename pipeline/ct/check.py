@@ -166,7 +166,14 @@ def check(
     trained = _trained_spans(lineage, data_root)
     new = [s for s in all_spans if s > max(trained, default=0)]
     if not new:
-        signals.append(Signal("new data", False, f"no span newer than {format_spans(trained)}, which trained it"))
+        signals.append(
+            Signal(
+                "new data",
+                False,
+                f"no span newer than {max(trained, default=0)} (version {served} was trained on "
+                f"{'spans ' + format_spans(trained) if trained else 'no span of this root'})",
+            )
+        )
     else:
         scan = stats.scan_spans(data_root, new, options)
         enough = scan.num_records >= config.min_new_images

@@ -172,7 +172,8 @@ def _submit(
 ) -> CtResult:
     from pipeline.kfp_client import recent_runs, submit
 
-    active = [r for r in recent_runs(target.connection, target.experiment, 20) if r.state.upper() in _ACTIVE_STATES]
+    runs = recent_runs(target.connection, target.experiment, 20, missing_ok=True)
+    active = [r for r in runs if r.state.upper() in _ACTIVE_STATES]
     if active:
         raise state_lib.Busy(
             f"run {active[0].run_id} ({active[0].name}) of experiment {target.experiment!r} is {active[0].state}; "
