@@ -15,7 +15,7 @@ DEMO_DIR ?= .detx/demo
 DEMO_PORT ?= 8500
 WEB_PORT ?= 8080
 
-.PHONY: install lock lint typecheck test test-fast manifests demo web bench clean
+.PHONY: install lock lint typecheck test test-fast manifests demo ct-demo web bench clean
 
 install: $(STAMP) $(KUSTOMIZE) $(CHROMIUM)
 
@@ -74,6 +74,26 @@ demo: install
 	status=$$?; kill $$pid; wait $$pid; exit $$status
 
 # The demo's model server and its web page (after `make demo`): open http://127.0.0.1:$(WEB_PORT)/
+CT_DIR := .detx/ct
+CT_ARGS := --data $(CT_DIR)/spans --project $(CT_DIR)/project --span-window 2
+CT_RUN := $(BIN)/detx ct run $(CT_ARGS) --preset tiny --train-steps 400
+
+ct-demo: install  ## one drift-triggered retraining on synthetic spans (README, "Continuous training")
+	rm -rf $(CT_DIR)
+	$(BIN)/detx data synth --out $(CT_DIR)/deliveries/1 --images 400 --seed 1
+	$(BIN)/detx data add-span --root $(CT_DIR)/spans --data $(CT_DIR)/deliveries/1
+	$(CT_RUN)
+	$(BIN)/detx data synth --out $(CT_DIR)/deliveries/2 --images 100 --seed 2 --first-id 401
+	$(BIN)/detx data add-span --root $(CT_DIR)/spans --data $(CT_DIR)/deliveries/2
+	$(BIN)/detx ct check $(CT_ARGS)
+	$(BIN)/detx data synth --out $(CT_DIR)/deliveries/3 --images 300 --seed 3 --first-id 501 \
+		--brightness 0.5 --class-weights 4,1,1
+	$(BIN)/detx data add-span --root $(CT_DIR)/spans --data $(CT_DIR)/deliveries/3
+	$(BIN)/detx ct check $(CT_ARGS)
+	$(CT_RUN)
+	$(CT_RUN)
+	$(BIN)/detx models --project $(CT_DIR)/project
+
 web: install
 	$(BIN)/detx serve --project $(DEMO_DIR)/project --port $(DEMO_PORT) --metrics-port 0 --web --web-port $(WEB_PORT)
 

@@ -28,6 +28,15 @@ def data() -> None:
     """Make and inspect detection datasets."""
 
 
+def _floats(value: str | None) -> tuple[float, ...] | None:
+    if not value:
+        return None
+    try:
+        return tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated numbers such as 4,1,1; got {value!r}") from None
+
+
 @data.command("synth")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="New dataset folder.")
 @click.option("--images", "num_images", default=200, show_default=True, type=click.IntRange(min=1))
@@ -35,12 +44,42 @@ def data() -> None:
 @click.option("--format", "fmt", default="coco", show_default=True, type=click.Choice(["coco", "voc", "tfrecord"]))
 @click.option("--width", default=640, show_default=True, type=click.IntRange(min=64))
 @click.option("--height", default=480, show_default=True, type=click.IntRange(min=64))
-def synth(out_dir: str, num_images: int, seed: int, fmt: str, width: int, height: int) -> None:
-    """Write a deterministic synthetic dataset of shapes (circle, square, triangle)."""
-    from components.data.synth import SynthConfig, write_dataset
+@click.option("--classes", help="Shapes to draw, from circle,square,triangle,cross. [default: the first three]")
+@click.option("--class-weights", help="Relative frequency of each class, e.g. 4,1,1. [default: equal]")
+@click.option("--brightness", default=1.0, show_default=True, type=click.FloatRange(0.05, 2.0), help="< 1 is darker.")
+@click.option("--first-id", default=1, show_default=True, type=click.IntRange(min=1), help="Id of the first image.")
+def synth(
+    out_dir: str,
+    num_images: int,
+    seed: int,
+    fmt: str,
+    width: int,
+    height: int,
+    classes: str | None,
+    class_weights: str | None,
+    brightness: float,
+    first_id: int,
+) -> None:
+    """Write a deterministic synthetic dataset of shapes (circle, square, triangle; optionally cross)."""
+    from components.data.synth import CLASSES, SynthConfig, write_dataset
 
+    names = tuple(c.strip() for c in classes.split(",")) if classes else CLASSES
+    weights = _floats(class_weights) or (1.0,) * len(names)
     max_size = min(160, width, height)
-    config = SynthConfig(num_images=num_images, seed=seed, width=width, height=height, max_size=max_size)
+    try:
+        config = SynthConfig(
+            num_images=num_images,
+            seed=seed,
+            width=width,
+            height=height,
+            max_size=max_size,
+            classes=names,
+            class_weights=weights,
+            brightness=brightness,
+            first_id=first_id,
+        )
+    except ValueError as e:
+        raise click.UsageError(str(e)) from e
     step = max(1, num_images // 10)
 
     def progress(n: int) -> None:

@@ -21,13 +21,13 @@ from pipeline.ct.check import check
 
 OPTIONS = IngestOptions(data_format="coco", span_window=2)
 # The generator settings of the served model's training data, and of each later delivery.
-BASE = SynthConfig(num_images=200, seed=1)
+BASE = SynthConfig(num_images=160, seed=1)
 DELIVERIES = {
-    "same": SynthConfig(num_images=120, seed=2, first_id=1001),
-    "class_mix": SynthConfig(num_images=120, seed=3, first_id=2001, class_weights=(5, 1, 1)),
-    "darker": SynthConfig(num_images=120, seed=4, first_id=3001, brightness=0.45),
+    "same": SynthConfig(num_images=100, seed=2, first_id=1001),
+    "class_mix": SynthConfig(num_images=100, seed=3, first_id=2001, class_weights=(5, 1, 1)),
+    "darker": SynthConfig(num_images=100, seed=4, first_id=3001, brightness=0.45),
     "new_class": SynthConfig(
-        num_images=120,
+        num_images=100,
         seed=5,
         first_id=4001,
         classes=("circle", "square", "triangle", "cross"),
@@ -82,7 +82,7 @@ def test_a_span_from_the_same_generator_does_not_trigger(tmp_path, sources, fake
     assert not decision.retrain, decision.format()
     assert decision.new_spans == (2,) and decision.window == (1, 2)
     messages = decision.format()
-    assert "span 2: 120 new images (fewer than 500)" in messages
+    assert "span 2: 100 new images (fewer than 500)" in messages
     assert "class mix: L-infinity" in messages and "brightness: Jensen-Shannon" in messages
     assert "no retraining needed" in messages
 

@@ -39,7 +39,7 @@ def _cli(*args: str) -> str:
 def test_drift_triggers_one_retraining_that_is_pushed_only_when_it_beats_production(tmp_path):
     data, project = str(tmp_path / "spans"), str(tmp_path / "project")
     source = str(tmp_path / "deliveries")
-    span1 = write_dataset(f"{source}/1", SynthConfig(num_images=160, seed=21, min_size=48), "coco").out_dir
+    span1 = write_dataset(f"{source}/1", SynthConfig(num_images=100, seed=21, min_size=48), "coco").out_dir
     spans.add_span(data, span1)
     # Production: version 1, trained on span 1 (here: untrained weights), with span 1's statistics.
     weak = export_tiny(str(tmp_path / "weak"))
@@ -54,19 +54,19 @@ def test_drift_triggers_one_retraining_that_is_pushed_only_when_it_beats_product
     run = ["ct", "run", *common, "--preset", "tiny", "--min-map50", "0"]
 
     # A delivery from the same generator is no reason to retrain.
-    same = write_dataset(f"{source}/same", SynthConfig(num_images=60, seed=22, min_size=48), "coco").out_dir
+    same = write_dataset(f"{source}/same", SynthConfig(num_images=50, seed=22, min_size=48), "coco").out_dir
     _cli("data", "add-span", "--root", data, "--data", same)
     out = _cli("ct", "check", *common)
-    assert "no retraining needed" in out and "span 2: 60 new images" in out
+    assert "no retraining needed" in out and "span 2: 50 new images" in out
 
     # A darker delivery with mostly circles drifts.
-    shifted = SynthConfig(num_images=160, seed=23, min_size=48, brightness=0.5, class_weights=(4, 1, 1))
+    shifted = SynthConfig(num_images=140, seed=23, min_size=48, brightness=0.5, class_weights=(4, 1, 1))
     _cli("data", "add-span", "--root", data, "--data", write_dataset(f"{source}/3", shifted, "coco").out_dir)
     out = _cli("ct", "check", *common)
     assert "TRIGGER drift: brightness: Jensen-Shannon" in out and "TRIGGER drift: class mix" in out
     assert "retrain on spans 2-3" in out
 
-    out = _cli(*run, "--train-steps", "250")
+    out = _cli(*run, "--train-steps", "150")
     assert "pushed version 2" in out, out
     store = ModelStore(dest)
     assert store.serving_version() == 2
@@ -78,11 +78,11 @@ def test_drift_triggers_one_retraining_that_is_pushed_only_when_it_beats_product
     assert os.path.exists(os.path.join(store.path(2), TRAIN_STATS_FILENAME))
 
     # Nothing changed: no second retraining.
-    out = _cli(*run, "--train-steps", "250")
+    out = _cli(*run, "--train-steps", "150")
     assert "no span newer than 3" in out and "detx ct run: no trigger fired" in out
 
     # Darker still: drift against version 2's own training data fires again ...
-    darker = SynthConfig(num_images=80, seed=24, min_size=48, brightness=0.25, class_weights=(4, 1, 1))
+    darker = SynthConfig(num_images=60, seed=24, min_size=48, brightness=0.25, class_weights=(4, 1, 1))
     _cli("data", "add-span", "--root", data, "--data", write_dataset(f"{source}/4", darker, "coco").out_dir)
     out = _cli(*run, "--train-steps", "3")
     assert "TRIGGER drift: brightness" in out

@@ -81,9 +81,12 @@ def test_a_second_ct_run_while_one_holds_the_lock_starts_nothing(span_root, tmp_
             "-c",
             textwrap.dedent(
                 f"""
-                import sys, time
-                from pipeline.ct.state import exclusive
-                with exclusive({state_dir!r}):
+                import fcntl, os, time
+                os.makedirs({state_dir!r}, exist_ok=True)
+                with open(os.path.join({state_dir!r}, "ct.lock"), "a+") as f:  # as state.exclusive holds it
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    f.write(f"pid {{os.getpid()}} since now")
+                    f.flush()
                     print("locked", flush=True)
                     time.sleep(60)
                 """
@@ -140,3 +143,18 @@ def test_the_cronjob_is_valid_kubernetes_and_runs_detx_ct_run_with_options_that_
     assert token["audience"] == "pipelines.kubeflow.org"
     assert context.params["token_file"] == str(tmp_path / token["path"])
     assert container["volumeMounts"][0]["name"] == pod["volumes"][0]["name"]
+
+
+def test_the_ct_section_of_a_config_file_is_read_and_checked(tmp_path):
+    from pipeline.config_file import ConfigError, build_config, layered_values
+
+    config = build_config(layered_values([os.path.join(ROOT, "kfp_manifests", "detx_config.yaml")], {}))
+    assert config.ct.state_dir.startswith("gs://") and config.ct.min_new_images == 500
+    assert config.data.span_window == 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: {path: /data}\nct: {class_linf: 1.5}\n")
+    with pytest.raises(ConfigError, match=r"ct.class_linf must be in \[0, 1\]"):
+        build_config(layered_values([str(bad)], {}))
+    bad.write_text("data: {path: /data}\nct: {min_new_image: 5}\n")
+    with pytest.raises(ConfigError, match="unknown key.*min_new_image.*valid keys.*min_new_images"):
+        build_config(layered_values([str(bad)], {}))
