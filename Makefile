@@ -103,6 +103,7 @@ bench: install
 	$(BIN)/python bench/evaluator_vs_loop.py
 	$(BIN)/python bench/serving_throughput.py
 	$(BIN)/python bench/beam_modes.py
+	$(BIN)/python bench/ct_check_cost.py
 
 clean:
 	rm -rf $(VENV) .tools .detx .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -318,7 +318,7 @@ class ModelStore:
 
 
 def describe(store: ModelStore) -> list[dict[str, Any]]:
-    """One row per version for listings: number, complete, serving, mAP and when it was pushed."""
+    """One row per version for listings: number, complete, serving, mAP, the data spans and when it was pushed."""
     serving = store.serving_version()
     rows = []
     for v in store.versions():
@@ -332,6 +332,7 @@ def describe(store: ModelStore) -> list[dict[str, Any]]:
                 "map": metrics.get("map"),
                 "map_50": metrics.get("map_50"),
                 "pushed_at": lineage.get("pushed_at"),
+                "spans": list(lineage.get("data", {}).get("spans", [])),
                 "path": v.path,
             }
         )

@@ -106,12 +106,12 @@ def test_models_and_rollback(tmp_path, fake_saved_model):
     store = ModelStore(dest)
     model = fake_saved_model(tmp_path / "m")
     store.push(model, {"metrics": {"map_50": 0.61}})
-    store.push(model, {"metrics": {"map_50": 0.72}})
+    store.push(model, {"metrics": {"map_50": 0.72}, "data": {"spans": [2, 3]}})
     result = CliRunner().invoke(main, ["models", "--push-destination", dest])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert "mAP@0.5 0.610" in lines[1] and "serving" not in lines[1]
-    assert "mAP@0.5 0.720" in lines[2] and lines[2].rstrip().endswith("serving")
+    assert "mAP@0.5 0.610" in lines[1] and "serving" not in lines[1] and "spans" not in lines[1]
+    assert "mAP@0.5 0.720" in lines[2] and lines[2].rstrip().endswith("serving") and "spans 2-3" in lines[2]
 
     result = CliRunner().invoke(main, ["rollback", "--push-destination", dest])
     assert result.exit_code == 2 and "exactly one of --to VERSION or --previous" in result.output
