@@ -52,7 +52,7 @@ typecheck: install
 	$(BIN)/mypy
 
 test: install lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2
 
 manifests: install  ## recompile kfp_manifests/detx_pipeline.yaml (a test keeps it equal to a fresh compile)
 	$(BIN)/detx compile --config kfp_manifests/detx_config.yaml --output kfp_manifests/detx_pipeline.yaml

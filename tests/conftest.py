@@ -13,6 +13,31 @@ warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")
 
 SMALL_IMAGES = 40
 
+# The tests that use the session's `trained_project`. With pytest-xdist (`make test` runs two
+# workers) they all go to one worker, so the 800-step model is trained once, and the
+# main-job test's later runs never overlap the notebooks reading the project.
+TRAINED_PROJECT_USERS = (
+    "tests/pipeline/test_main_job_e2e.py",
+    "tests/notebooks/test_notebooks.py",
+    "tests/serving/test_webapp.py",
+)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Every test is its own unit of work, except TRAINED_PROJECT_USERS, which are one.
+
+    (xdist's own `xdist_group` marks do not group under pytest 9, whose node ids
+    no longer come from the attribute xdist rewrites.)
+    """
+    from xdist.scheduler import LoadScopeScheduling
+
+    class _Scheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "trained_project" if nodeid.split("::", 1)[0] in TRAINED_PROJECT_USERS else nodeid
+
+    return _Scheduling(config, log)
+
 
 @pytest.fixture(scope="session")
 def small_datasets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:

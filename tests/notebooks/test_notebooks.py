@@ -14,8 +14,7 @@ from tests.serving.server_process import Server
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NOTEBOOKS = sorted(glob.glob(os.path.join(ROOT, "notebooks", "*.ipynb")))
 
-# One pytest-xdist worker runs every user of the session's trained_project, so it is trained once.
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("trained_project")]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def test_the_three_notebooks_are_there_and_stored_without_outputs():

@@ -24,8 +24,7 @@ from pipeline.cli import main
 from pipeline.local_runner import ProjectPaths
 from pipeline.run_report import latest_run
 
-# One pytest-xdist worker runs every user of the session's trained_project, so it is trained once.
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("trained_project")]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def test_push_then_refuse_a_worse_model_then_serve_from_cache(trained_project):

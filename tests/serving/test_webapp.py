@@ -21,8 +21,7 @@ ARTIFACTS = os.environ.get("DETX_TEST_ARTIFACTS", os.path.join(ROOT, ".detx", "t
 CHROMIUM = "/usr/bin/chromium"
 COLORS = ["#e6194b", "#3cb44b", "#4363d8"]  # page.html's first three box colours, one per class
 
-# One pytest-xdist worker runs every user of the session's trained_project, so it is trained once.
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("trained_project")]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

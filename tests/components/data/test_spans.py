@@ -36,7 +36,7 @@ def test_spans_are_numbered_in_order_and_never_replaced(tmp_path, deliveries):
     added = spans.add_span(root, deliveries[1])
     assert (added.span, added.path) == (2, os.path.join(root, "span-2"))
     assert spans.list_spans(root) == [1, 2]
-    with pytest.raises(DatasetError, match="span 2 already exists.*never replaced"):
+    with pytest.raises(DatasetError, match=r"span 2 already exists.*never replaced"):
         spans.add_span(root, deliveries[0], span=2)
     assert spans.add_span(root, deliveries[0], span=7).span == 7
     assert spans.window(root, None, 2) == [7]  # spans 6 and 7 by number; 6 does not exist

@@ -84,7 +84,7 @@ def on_file(rel):
     if len(copied) == 5:
         open(sys.argv[3], "w").close()  # tell the test we are midway
         time.sleep(120)
-push(sys.argv[2], {"note": "killed"}, on_file)
+push(sys.argv[2], {"note": "killed"}, on_file, {"detx_train_stats.pb": b"stats"})
 """
 
 

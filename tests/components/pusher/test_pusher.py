@@ -52,6 +52,25 @@ def _push(tmp_path, dest, blessed, fake_saved_model):
         return pushed, json.load(f)
 
 
+def test_the_training_statistics_and_spans_are_pushed_with_the_model(tmp_path, fake_saved_model):
+    inputs, outputs = _artifacts(tmp_path, True, fake_saved_model)
+    with open(os.path.join(inputs["examples"][0].uri, "ingest_summary.json"), "w") as f:
+        json.dump({"input_base": "/data/spans", "spans": [2, 3]}, f)
+    statistics = standard_artifacts.ExampleStatistics()
+    statistics.uri = str(tmp_path / "statistics")
+    statistics.split_names = '["train", "eval"]'
+    for split, content in (("train", b"train statistics"), ("eval", b"eval statistics")):
+        os.makedirs(os.path.join(statistics.uri, f"Split-{split}"))
+        with open(os.path.join(statistics.uri, f"Split-{split}", "FeatureStats.pb"), "wb") as f:
+            f.write(content)
+    dest = str(tmp_path / "dest")
+    executor.Executor().Do({**inputs, "statistics": [statistics]}, outputs, {executor.PUSH_DESTINATION: dest})
+    store = ModelStore(dest)
+    with open(os.path.join(store.path(1), executor.TRAIN_STATS_FILENAME), "rb") as f:
+        assert f.read() == b"train statistics"  # the split the model was trained on
+    assert store.lineage(1)["data"]["spans"] == [2, 3]
+
+
 def test_blessed_model_is_pushed_once_with_its_lineage(tmp_path, fake_saved_model):
     dest = str(tmp_path / "dest")
     pushed, record = _push(tmp_path, dest, True, fake_saved_model)
@@ -66,6 +85,7 @@ def test_blessed_model_is_pushed_once_with_its_lineage(tmp_path, fake_saved_mode
         "source": "/data/coco",
         "num_examples": 400,
         "num_rejected": 2,
+        "spans": [],
     }
     assert lineage["metrics"]["map_50"] == 0.8 and lineage["baseline"]["version"] is None
     # The same model again (e.g. the Evaluator re-ran after a cache miss): served already, not pushed twice.

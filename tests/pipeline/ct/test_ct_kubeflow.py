@@ -156,5 +156,5 @@ def test_the_ct_section_of_a_config_file_is_read_and_checked(tmp_path):
     with pytest.raises(ConfigError, match=r"ct.class_linf must be in \[0, 1\]"):
         build_config(layered_values([str(bad)], {}))
     bad.write_text("data: {path: /data}\nct: {min_new_image: 5}\n")
-    with pytest.raises(ConfigError, match="unknown key.*min_new_image.*valid keys.*min_new_images"):
+    with pytest.raises(ConfigError, match=r"unknown key.*min_new_image.*valid keys.*min_new_images"):
         build_config(layered_values([str(bad)], {}))
