@@ -122,7 +122,12 @@ def _evaluation_lines(runs: Sequence[ComponentRun]) -> list[str]:
     if blessing_uri and tf.io.gfile.exists(os.path.join(blessing_uri, REPORT_FILENAME)):
         report = EvaluationReport.read(blessing_uri)
         m = report.metrics
-        per_class = ", ".join(f"{k.removeprefix('ap/')} {v:.3f}" for k, v in sorted(m.items()) if k.startswith("ap/"))
+        # TFMA adds `<name>_diff` (candidate minus baseline) when there is a baseline; the classes are the rest.
+        per_class = ", ".join(
+            f"{k.removeprefix('ap/')} {v:.3f}"
+            for k, v in sorted(m.items())
+            if k.startswith("ap/") and not k.endswith("_diff")
+        )
         lines.append(
             f"Evaluation ({int(m.get('example_count', 0))} eval images): mAP {m.get('map', float('nan')):.3f}, "
             f"mAP@0.5 {m.get('map_50', float('nan')):.3f}, mAP@0.75 {m.get('map_75', float('nan')):.3f}, "

@@ -105,7 +105,7 @@ class IngestSummary:
     def one_line(self) -> str:
         """A one-line account, e.g. for logs."""
         reasons = ", ".join(f"{k}={v}" for k, v in self.rejects_by_reason.items()) or "none"
-        spans = f"spans {format_spans(self.spans)}: " if self.spans else ""
+        spans = f"{'span' if len(self.spans) == 1 else 'spans'} {format_spans(self.spans)}: " if self.spans else ""
         return (
             f"{spans}{self.num_examples} examples with {self.num_boxes} boxes from {self.num_records} "
             f"{self.data_format} records; {self.num_rejected} quarantined ({self.rejected_fraction:.1%}; {reasons}); "

@@ -68,6 +68,7 @@ def test_drift_triggers_one_retraining_that_is_pushed_only_when_it_beats_product
 
     out = _cli(*run, "--train-steps", "150")
     assert "pushed version 2" in out, out
+    assert "_diff" not in out  # the summary lists classes, not TFMA's candidate-minus-baseline keys
     store = ModelStore(dest)
     assert store.serving_version() == 2
     lineage = store.lineage(2)
