@@ -264,7 +264,7 @@ def _dest_options(fn):  # type: ignore[no-untyped-def]
 @_dest_options
 def models(project_dir: str, name: str, push_destination: str | None) -> None:
     """List the pushed versions: which one is served, their mAP, data spans and when they were pushed."""
-    from components.example_gen.report import format_spans
+    from components.example_gen.report import describe_spans
     from components.pusher.model_store import describe
 
     store = _store(project_dir, name, push_destination)
@@ -276,7 +276,7 @@ def models(project_dir: str, name: str, push_destination: str | None) -> None:
     for row in rows:
         state = "serving" if row["serving"] else ("incomplete (ignored)" if not row["complete"] else "")
         score = f"mAP@0.5 {row['map_50']:.3f}" if row["map_50"] is not None else "no lineage"
-        spans = f"spans {format_spans(row['spans'])}" if row["spans"] else ""
+        spans = describe_spans(row["spans"]) if row["spans"] else ""
         click.echo(f"  {row['version']:>4}  {score:<18} {spans:<12} {row['pushed_at'] or '':<34} {state}".rstrip())
     retired = store.retired_versions()
     if retired:

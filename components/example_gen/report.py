@@ -23,6 +23,11 @@ def format_spans(spans: Sequence[int]) -> str:
     return ", ".join(map(str, spans))
 
 
+def describe_spans(spans: Sequence[int]) -> str:
+    """`span 3`, `spans 2-4`, `spans 1, 3`."""
+    return f"{'span' if len(spans) == 1 else 'spans'} {format_spans(spans)}"
+
+
 class QuarantineLimitExceeded(RuntimeError):
     """Too large a share of the dataset was quarantined: the run stops before anything trains on it."""
 
@@ -105,7 +110,7 @@ class IngestSummary:
     def one_line(self) -> str:
         """A one-line account, e.g. for logs."""
         reasons = ", ".join(f"{k}={v}" for k, v in self.rejects_by_reason.items()) or "none"
-        spans = f"{'span' if len(self.spans) == 1 else 'spans'} {format_spans(self.spans)}: " if self.spans else ""
+        spans = f"{describe_spans(self.spans)}: " if self.spans else ""
         return (
             f"{spans}{self.num_examples} examples with {self.num_boxes} boxes from {self.num_records} "
             f"{self.data_format} records; {self.num_rejected} quarantined ({self.rejected_fraction:.1%}; {reasons}); "

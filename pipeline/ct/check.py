@@ -33,7 +33,7 @@ from components.data import spans as spans_lib
 from components.data.label_map import LABEL_MAP_FILENAME, LabelMap
 from components.evaluation import score_profile
 from components.example_gen.options import IngestOptions
-from components.example_gen.report import format_spans
+from components.example_gen.report import describe_spans
 from components.pusher.model_store import ModelStore
 from pipeline.config import ContinuousTrainingConfig
 from pipeline.ct import drift, stats
@@ -100,12 +100,10 @@ class Decision:
         for s in self.signals:
             mark = "TRIGGER" if s.triggered else ("WARNING" if s.warning else "ok     ")
             lines.append(f"  {mark} {s.name}: {s.message}")
-        spans = format_spans(self.window) if self.window else "-"
-        verdict = f"retrain on spans {spans}" if self.retrain else "no retraining needed"
+        verdict = f"retrain on {describe_spans(self.window)}" if self.retrain else "no retraining needed"
         served = f"version {self.served_version}" if self.served_version is not None else "no version"
-        return "\n".join(
-            [f"detx ct check: {served} served; data spans {format_spans(self.spans) or '-'}", *lines, verdict]
-        )
+        data = describe_spans(self.spans) if self.spans else "no spans"
+        return "\n".join([f"detx ct check: {served} served; data {data}", *lines, verdict])
 
 
 def _age_days(pushed_at: str, now: datetime.datetime) -> float | None:
@@ -171,18 +169,17 @@ def check(
                 "new data",
                 False,
                 f"no span newer than {max(trained, default=0)} (version {served} was trained on "
-                f"{'spans ' + format_spans(trained) if trained else 'no span of this root'})",
+                f"{describe_spans(trained) if trained else 'no span of this root'})",
             )
         )
     else:
         scan = stats.scan_spans(data_root, new, options)
         enough = scan.num_records >= config.min_new_images
-        word = "span" if len(new) == 1 else "spans"
         signals.append(
             Signal(
                 "new data",
                 enough,
-                f"{word} {format_spans(new)}: {scan.num_records} new images "
+                f"{describe_spans(new)}: {scan.num_records} new images "
                 f"({'at least' if enough else 'fewer than'} {config.min_new_images})",
             )
         )

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from components.example_gen.options import IngestOptions
+from components.example_gen.report import describe_spans
 from components.pusher.model_store import ModelStore
 from pipeline.config import PipelineConfig
 from pipeline.ct import state as state_lib
@@ -143,7 +144,7 @@ def _run_local(
     from pipeline.run_report import format_summary, latest_run
 
     attempt = records.start(decision.key, reasons)
-    echo(f"retraining on spans {','.join(map(str, decision.window))}: {'; '.join(reasons)}")
+    echo(f"retraining on {describe_spans(decision.window)}: {'; '.join(reasons)}")
     try:
         run_local(config, project_dir, echo=echo, verbose=verbose)
     except PipelineRunFailed as e:
@@ -183,7 +184,7 @@ def _submit(
     params = {"data_root": config.data.path, "data_span": decision.window[-1]}
     if config.push_destination:
         params["push_destination"] = config.push_destination
-    name = f"detx ct: spans {','.join(map(str, decision.window))}"
+    name = f"detx ct: {describe_spans(decision.window)}"
     try:
         _, run_id = submit(target.connection, target.package, target.experiment, params, name)
     except Exception as e:

@@ -113,7 +113,7 @@ def test_a_second_ct_run_while_one_holds_the_lock_starts_nothing(span_root, tmp_
 
 
 def _raise_on_retrain(line: str) -> None:
-    if line.startswith("retraining on spans"):
+    if line.startswith("retraining on span"):
         raise RuntimeError("retraining would start")
 
 
