@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from components.evaluator.options import EvaluatorOptions
+from components.example_gen.options import IngestOptions
 from components.trainer.options import TrainerOptions
 
 
@@ -69,6 +70,21 @@ class DataConfig:
     max_pixels: int = 40_000_000
     span: int | None = None
     span_window: int = 0
+
+    def ingest_options(self) -> IngestOptions:
+        """DetectionExampleGen's options for this data."""
+        return IngestOptions(
+            data_format=self.format,
+            image_dir=self.image_dir,
+            max_rejected_fraction=self.max_rejected_fraction,
+            max_pixels=self.max_pixels,
+            span_window=self.span_window,
+            span_pattern=(self.pattern or "") if self.span_window else "",
+        )
+
+    def as_span_root(self) -> DataConfig:
+        """This data read as a span root, a window of at least one span (what `detx ct` works on)."""
+        return dataclasses.replace(self, span_window=max(self.span_window, 1))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,7 +10,6 @@ from tfx import v1 as tfx
 from components.data_gate.component import DataGate
 from components.evaluator.component import DetectionEvaluator
 from components.example_gen.component import DetectionExampleGen
-from components.example_gen.options import IngestOptions
 from components.pusher.component import DetectionPusher
 from components.schema_gen.component import DetectionSchemaGen
 from components.trainer.component import DetectionTrainer
@@ -54,14 +53,7 @@ def create_pipeline(
         raise ValueError("evaluation needs a push destination (where the model in production is)")
     example_gen = DetectionExampleGen(
         input_base=values["data_root"],
-        options=IngestOptions(
-            data_format=data.format,
-            image_dir=data.image_dir,
-            max_rejected_fraction=data.max_rejected_fraction,
-            max_pixels=data.max_pixels,
-            span_window=data.span_window,
-            span_pattern=(data.pattern or "") if data.span_window else "",
-        ),
+        options=data.ingest_options(),
         splits=data.splits,
         pattern=data.pattern,
         # A plain span pins the span locally; None lets TFX pick the newest.

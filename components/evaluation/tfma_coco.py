@@ -145,6 +145,14 @@ def summarize(ap: np.ndarray, recall: np.ndarray) -> dict[str, float]:
     return {MAP: mean(ap), MAP_50: mean(ap[t50]), MAP_75: mean(ap[t75]), AR_100: mean(recall)}
 
 
+def _model_predictions(element: metric_types.StandardMetricInputs, model_name: str) -> dict[str, np.ndarray]:
+    """The detector outputs of one model (TFMA nests them by model name when there is a baseline)."""
+    predictions = element.predictions
+    if model_name and isinstance(predictions, dict) and model_name in predictions:
+        predictions = predictions[model_name]
+    return predictions
+
+
 class _CocoCombiner(beam.CombineFn):
     """Accumulates per-class matches of one model's detections; COCOeval's numbers on output."""
 
@@ -162,12 +170,6 @@ class _CocoCombiner(beam.CombineFn):
 
     def create_accumulator(self) -> dict[int, _ClassAccumulator]:
         return {k: _ClassAccumulator() for k in self._class_ids}
-
-    def _predictions(self, element: metric_types.StandardMetricInputs) -> dict[str, np.ndarray]:
-        predictions = element.predictions
-        if self._model_name and isinstance(predictions, dict) and self._model_name in predictions:
-            predictions = predictions[self._model_name]
-        return predictions
 
     def add_input(
         self, accumulator: dict[int, _ClassAccumulator], element: metric_types.StandardMetricInputs
@@ -187,7 +189,7 @@ class _CocoCombiner(beam.CombineFn):
             if crowd_value is not None and np.size(crowd_value) == len(gt_labels)
             else np.zeros(len(gt_labels), dtype=bool)
         )
-        predictions = self._predictions(element)
+        predictions = _model_predictions(element, self._model_name)
         n = int(np.asarray(predictions["num_detections"]).reshape(-1)[0])
         det_boxes = np.asarray(predictions["detection_boxes"], dtype=np.float64).reshape(-1, 4)[:n]
         det_scores = np.asarray(predictions["detection_scores"], dtype=np.float64).reshape(-1)[:n]
@@ -238,9 +240,7 @@ class _ScoreProfileCombiner(beam.CombineFn):
         return [0.0, 0.0, 0.0]  # images, sum of top scores, sum of confident detections
 
     def add_input(self, accumulator: list[float], element: metric_types.StandardMetricInputs) -> list[float]:
-        predictions = element.predictions
-        if self._model_name and isinstance(predictions, dict) and self._model_name in predictions:
-            predictions = predictions[self._model_name]
+        predictions = _model_predictions(element, self._model_name)
         n = int(np.asarray(predictions["num_detections"]).reshape(-1)[0])
         top, confident = score_profile.image_profile(predictions["detection_scores"], n)
         accumulator[0] += 1

@@ -7,7 +7,7 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import apache_beam as beam
@@ -105,8 +105,19 @@ class _ConvertFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(_REJECTS, result.to_json())
 
 
-def _parse_tfrecord(item: tuple[str, bytes], file_spans: dict[str, int]) -> SourceRecord | Reject:
-    filename, raw = item
+def scan_window(options: IngestOptions, root: str, spans: list[int]) -> Scan:
+    """The window's spans of a span root read as one dataset (`spans.merge_scans`).
+
+    Raises:
+        DatasetError: a span cannot be read, or the spans cannot be read together.
+    """
+    return spans_lib.merge_scans(
+        [(n, scan_source(options, spans_lib.span_dir(root, n), options.inner_pattern)) for n in spans]
+    )
+
+
+def parse_streamed_record(filename: str, raw: bytes, file_spans: Mapping[str, int]) -> SourceRecord | Reject:
+    """One record of a scan's TFRecord files, its image id qualified by span when the scan merged spans."""
     record = parse_od_example(raw, filename, f"{os.path.basename(filename)}:?")
     if filename in file_spans:  # a span root: ids are qualified by span, as for COCO and VOC
         record = dataclasses.replace(record, image_id=qualified_id(file_spans[filename], record.image_id))
@@ -136,7 +147,11 @@ class Executor(BaseExampleGenExecutor):
                     pipeline
                     | "ListFiles" >> beam.Create(list(scan.tfrecord_files))
                     | "ReadRecords" >> beam.io.ReadAllFromTFRecord(with_filename=True)
-                    | "ParseODExamples" >> beam.Map(_parse_tfrecord, dict(scan.file_spans))
+                    | "ParseODExamples"
+                    >> beam.Map(
+                        lambda item, file_spans: parse_streamed_record(item[0], item[1], file_spans),
+                        dict(scan.file_spans),
+                    )
                 )
             else:
                 # reshuffle spreads the conversion over workers on distributed runners.
@@ -189,12 +204,7 @@ class Executor(BaseExampleGenExecutor):
         spans: list[int] = []
         if self._options.span_window:
             spans = spans_lib.window(input_base, span, self._options.span_window)
-            self._scan = spans_lib.merge_scans(
-                [
-                    (n, scan_source(self._options, spans_lib.span_dir(input_base, n), self._options.inner_pattern))
-                    for n in spans
-                ]
-            )
+            self._scan = scan_window(self._options, input_base, spans)
             examples.span = spans[-1]
             logging.info("DetectionExampleGen: reading spans %s of %s", spans, input_base)
         else:

@@ -28,10 +28,13 @@ from collections.abc import Callable
 from typing import Any
 
 import tensorflow as tf
+from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from components.data import spans as spans_lib
 from components.data.label_map import LABEL_MAP_FILENAME, LabelMap
+from components.data.scan import Scan
 from components.evaluation import score_profile
+from components.example_gen.executor import scan_window
 from components.example_gen.options import IngestOptions
 from components.example_gen.report import describe_spans
 from components.pusher.model_store import ModelStore
@@ -161,6 +164,7 @@ def check(
 
     lineage = store.lineage(served)
     version_dir = store.path(served)
+    training = stats.training_statistics(version_dir)  # read once: drift and skew both compare with it
     trained = _trained_spans(lineage, data_root)
     new = [s for s in all_spans if s > max(trained, default=0)]
     if not new:
@@ -173,7 +177,7 @@ def check(
             )
         )
     else:
-        scan = stats.scan_spans(data_root, new, options)
+        scan = scan_window(options, data_root, new)
         enough = scan.num_records >= config.min_new_images
         signals.append(
             Signal(
@@ -183,7 +187,7 @@ def check(
                 f"({'at least' if enough else 'fewer than'} {config.min_new_images})",
             )
         )
-        signals.extend(_drift_signals(data_root, new, options, version_dir, config, echo))
+        signals.extend(_drift_signals(scan, new, options, training, version_dir, config, echo))
 
     age = _age_days(lineage.get("pushed_at", ""), now)
     if config.max_model_age_days and age is not None:
@@ -197,20 +201,20 @@ def check(
             )
         )
     if config.request_log:
-        signals.extend(_live_signals(config, served, lineage, version_dir))
+        signals.extend(_live_signals(config, served, lineage, training))
     retrain = any(s.triggered for s in signals)
     return Decision(retrain, tuple(signals), served, tuple(all_spans), tuple(new), tuple(window))
 
 
 def _drift_signals(
-    root: str,
+    scan: Scan,
     new: list[int],
     options: IngestOptions,
+    reference: statistics_pb2.DatasetFeatureStatisticsList | None,
     version_dir: str,
     config: ContinuousTrainingConfig,
     echo: Callable[[str], None] | None,
 ) -> list[Signal]:
-    reference = stats.training_statistics(version_dir)
     if reference is None:
         return [Signal("drift", False, f"{version_dir} has no training statistics (pushed without them): not checked")]
 
@@ -218,7 +222,7 @@ def _drift_signals(
         if echo is not None:
             echo(f"  reading new spans: {done}/{total} images")
 
-    summary = stats.span_statistics(root, new, options, progress)
+    summary = stats.scan_statistics(scan, new, options, progress)
     findings = drift.drift(summary.statistics, reference, config.class_linf, config.box_size_jsd, config.brightness_jsd)
     signals = [Signal("drift", f.exceeded, f.sentence()) for f in findings]
     unknown = drift.new_classes(summary.statistics, _label_names(version_dir))
@@ -230,7 +234,10 @@ def _drift_signals(
 
 
 def _live_signals(
-    config: ContinuousTrainingConfig, served: int, lineage: dict[str, Any], version_dir: str
+    config: ContinuousTrainingConfig,
+    served: int,
+    lineage: dict[str, Any],
+    training: statistics_pb2.DatasetFeatureStatisticsList | None,
 ) -> list[Signal]:
     records = list(request_log.read_log(config.request_log, version=served))
     if len(records) < config.min_live_images:
@@ -255,7 +262,6 @@ def _live_signals(
                 f"({-drop:+.0%}; limit -{config.max_score_drop:.0%})",
             )
         )
-    training = stats.training_statistics(version_dir)
     if training is not None:
         serving = stats.examples_statistics(request_log.stats_examples(records))
         finding = drift.brightness_skew(training, serving, config.skew_brightness_jsd)

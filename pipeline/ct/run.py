@@ -66,15 +66,7 @@ class CtResult:
 
 def ingest_options(config: PipelineConfig) -> IngestOptions:
     """The ingestion options of a span-root config (a window of at least one span)."""
-    data = config.data
-    return IngestOptions(
-        data_format=data.format,
-        image_dir=data.image_dir,
-        max_rejected_fraction=data.max_rejected_fraction,
-        max_pixels=data.max_pixels,
-        span_window=max(data.span_window, 1),
-        span_pattern=data.pattern or "",
-    )
+    return config.data.as_span_root().ingest_options()
 
 
 def state_dir(config: PipelineConfig, project_dir: str) -> str:
@@ -123,7 +115,7 @@ def run_once(
         newest = decision.window[-1]
         run_config = dataclasses.replace(
             config,
-            data=dataclasses.replace(config.data, span=newest, span_window=max(config.data.span_window, 1)),
+            data=dataclasses.replace(config.data.as_span_root(), span=newest),
             push_destination=destination,
         )
         if kubeflow is not None:

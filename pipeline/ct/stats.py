@@ -22,11 +22,10 @@ from tensorflow_metadata.proto.v0 import statistics_pb2
 from tfx_bsl.coders import example_coder
 
 from components.data import features as F
-from components.data import spans as spans_lib
 from components.data.records import Converted, DataLimits, Reject, SourceRecord, build_example
 from components.data.scan import Scan
-from components.data.tfrecord_source import iter_records, parse_od_example
-from components.example_gen.executor import scan_source
+from components.data.tfrecord_source import iter_records
+from components.example_gen.executor import parse_streamed_record, scan_window
 from components.example_gen.options import IngestOptions
 from components.pusher.executor import TRAIN_STATS_FILENAME
 
@@ -62,18 +61,7 @@ def _records(scan: Scan) -> Iterator[SourceRecord | Reject]:
     yield from scan.records
     for path in scan.tfrecord_files:
         for raw in iter_records(path):
-            record = parse_od_example(raw, path, f"{os.path.basename(path)}:?")
-            span = scan.file_spans.get(path)
-            if span is not None and isinstance(record, SourceRecord):
-                record = dataclasses.replace(record, image_id=spans_lib.qualified_id(span, record.image_id))
-            yield record
-
-
-def scan_spans(root: str, spans: Sequence[int], options: IngestOptions) -> Scan:
-    """The spans' annotations read as one dataset, as DetectionExampleGen reads a window."""
-    return spans_lib.merge_scans(
-        [(n, scan_source(options, spans_lib.span_dir(root, n), options.inner_pattern)) for n in spans]
-    )
+            yield parse_streamed_record(path, raw, scan.file_spans)
 
 
 def span_statistics(
@@ -90,7 +78,16 @@ def span_statistics(
         options: the project's ingestion options (format, image folder, limits).
         progress: called with (records done, records in all) now and then.
     """
-    scan = scan_spans(root, spans, options)
+    return scan_statistics(scan_window(options, root, list(spans)), spans, options, progress)
+
+
+def scan_statistics(
+    scan: Scan,
+    spans: Sequence[int],
+    options: IngestOptions,
+    progress: Callable[[int, int], None] | None = None,
+) -> SpanStatistics:
+    """`span_statistics` of spans already scanned (`scan_window`), so a caller that needs the scan reads it once."""
     limits = DataLimits(max_pixels=options.max_pixels, clip_tolerance_px=options.clip_tolerance_px)
 
     def convert(record: SourceRecord | Reject) -> bytes | None:
@@ -115,17 +112,11 @@ def span_statistics(
     if progress is not None:
         progress(done, scan.num_records)
     if not serialized:
-        raise ValueError(f"no record of spans {list(spans)} in {root} could be converted; run `detx run` to see why")
+        raise ValueError(f"no record of spans {list(spans)} could be converted; run `detx run` to see why")
     return SpanStatistics(examples_statistics(serialized), tuple(spans), scan.num_records, len(serialized))
-
-
-def read_statistics(path: str) -> statistics_pb2.DatasetFeatureStatisticsList:
-    """Reads a binary DatasetFeatureStatisticsList (StatisticsGen's FeatureStats.pb)."""
-    with tf.io.gfile.GFile(path, "rb") as f:
-        return statistics_pb2.DatasetFeatureStatisticsList.FromString(f.read())
 
 
 def training_statistics(version_dir: str) -> statistics_pb2.DatasetFeatureStatisticsList | None:
     """The training statistics pushed with a model version (None for versions pushed without them)."""
     path = os.path.join(version_dir, TRAIN_STATS_FILENAME)
-    return read_statistics(path) if tf.io.gfile.exists(path) else None
+    return tfdv.load_stats_binary(path) if tf.io.gfile.exists(path) else None
