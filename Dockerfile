@@ -40,11 +40,12 @@ RUN uv pip install --python /opt/detx-venv/bin/python -r requirements/lock.txt \
 
 # detx itself; its source stays in /detx (Beam steps get --setup_file=/detx/setup.py).
 COPY setup.py README.md ./
+COPY detx detx
 COPY pipeline pipeline
 COPY components components
 COPY serving serving
 RUN uv pip install --python /opt/detx-venv/bin/python --no-deps . \
- && python -c "import components.trainer.executor, pipeline.pipeline; print('detx image ok')"
+ && python -c "import detx.components.trainer.executor, detx.pipeline.pipeline; print('detx image ok')"
 
 # The entrypoint stays Beam's boot (Dataflow/Flink workers need it); KFP
 # steps give their own command (python -m tfx...kubeflow_v2_run_executor).

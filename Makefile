@@ -48,8 +48,13 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# mypy reads detx.<folder> through links (it cannot follow the editable install's import hook).
 typecheck: install
+	mkdir -p $(VENV)/typecheck/detx
+	for d in pipeline components serving; do ln -sfn ../../../$$d $(VENV)/typecheck/detx/$$d; done
+	ln -sfn ../../../detx/__init__.py $(VENV)/typecheck/detx/__init__.py
 	$(BIN)/mypy
+	$(BIN)/mypy bench
 
 test: install lint typecheck
 	$(BIN)/pytest -n 2

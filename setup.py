@@ -1,19 +1,27 @@
-"""Installs detx: the `pipeline`, `components` and `serving` packages and the `detx` command.
+"""Installs detx: one `detx` namespace over the repository's `pipeline`, `components` and `serving` folders.
+
+The folders stay at the top of the repository, but they install as
+`detx.pipeline`, `detx.components` and `detx.serving` (a package-dir mapping),
+so that importing detx never shadows a user's own `components/` or
+`pipeline.py` (Kubeflow projects often have both).
 
 Dependencies are pinned in requirements/lock.txt and installed by `make install`
-(TFX 1.16 needs a two-step install on Python 3.11, see README), so this file
-only names the direct ones, unpinned, for tools that read package metadata.
+(TFX 1.16 needs a two-step install on Python 3.11, see docs/testing.md), so this
+file only names the direct ones, unpinned, for tools that read package metadata.
 """
 
 from setuptools import find_packages, setup
+
+FOLDERS = ("pipeline", "components", "serving")
 
 setup(
     name="detx",
     version="0.1.0",
     description="MLOps for object detection on TFX, Kubeflow Pipelines and TensorFlow Serving",
     python_requires=">=3.11,<3.12",
-    packages=find_packages(include=["pipeline", "pipeline.*", "components", "components.*", "serving", "serving.*"]),
-    package_data={"components.schema_gen": ["schema.pbtxt"]},
+    packages=["detx", *(f"detx.{p}" for p in find_packages(include=[p for f in FOLDERS for p in (f, f"{f}.*")]))],
+    package_dir={"detx": "detx", **{f"detx.{folder}": folder for folder in FOLDERS}},
+    package_data={"detx.components.schema_gen": ["schema.pbtxt"]},
     install_requires=[
         "click",
         "numpy",
@@ -22,5 +30,5 @@ setup(
         "tensorflow-data-validation",
         "tfx",
     ],
-    entry_points={"console_scripts": ["detx = pipeline.cli:main"]},
+    entry_points={"console_scripts": ["detx = detx.pipeline.cli:main"]},
 )

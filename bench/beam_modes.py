@@ -31,7 +31,7 @@ def dataset(num_images: int) -> str:
     """The synthetic COCO dataset bench/example_gen_throughput.py caches (made here when missing)."""
     import shutil
 
-    from components.data.synth import SynthConfig, write_dataset
+    from detx.components.data.synth import SynthConfig, write_dataset
 
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out", f"coco-{num_images}")
     if not os.path.exists(os.path.join(path, "annotations.json")):
@@ -44,10 +44,10 @@ def run_data_steps(data_dir: str, project: str, mode: str) -> float:
     """Runs the three data steps once in `mode`; returns wall seconds."""
     from tfx import v1 as tfx
 
-    from components.example_gen.component import DetectionExampleGen
-    from components.example_gen.options import IngestOptions
-    from components.schema_gen.component import DetectionSchemaGen
-    from pipeline.config import local_beam_args
+    from detx.components.example_gen.component import DetectionExampleGen
+    from detx.components.example_gen.options import IngestOptions
+    from detx.components.schema_gen.component import DetectionSchemaGen
+    from detx.pipeline.config import local_beam_args
 
     args = [a for a in local_beam_args() if not a.startswith(("--direct_running_mode", "--direct_num_workers"))]
     args += [f"--direct_running_mode={mode}", f"--direct_num_workers={1 if mode == 'in_memory' else 0}"]

@@ -7,7 +7,7 @@ spans, in-process (ingestion's checks and statistics features, TFDV's
 in-memory generator), instead of running ExampleGen and StatisticsGen. This
 measures, interleaved per repeat so that machine noise hits both alike:
 
-- `check`: `pipeline.ct.check.check` on a span root whose newest span is new
+- `check`: `detx.pipeline.ct.check.check` on a span root whose newest span is new
   to the served version (statistics of that span, TFDV drift against the
   version's training statistics, every other signal);
 - `data steps`: DetectionExampleGen + DetectionSchemaGen + StatisticsGen with
@@ -32,8 +32,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 def span_root(num_images: int, work: str) -> str:
     """A span root: span 1 (what production saw) and span 2 (new, darker), `num_images` each."""
-    from components.data import spans
-    from components.data.synth import SynthConfig, write_dataset
+    from detx.components.data import spans
+    from detx.components.data.synth import SynthConfig, write_dataset
 
     root = os.path.join(work, "spans")
     for span, config in (
@@ -46,10 +46,10 @@ def span_root(num_images: int, work: str) -> str:
 
 def served_version(root: str, work: str) -> str:
     """A push destination whose version 1 was trained on span 1 (its statistics stored as the Pusher does)."""
-    from components.example_gen.options import IngestOptions
-    from components.pusher.executor import TRAIN_STATS_FILENAME
-    from components.pusher.model_store import ModelStore
-    from pipeline.ct import stats
+    from detx.components.example_gen.options import IngestOptions
+    from detx.components.pusher.executor import TRAIN_STATS_FILENAME
+    from detx.components.pusher.model_store import ModelStore
+    from detx.pipeline.ct import stats
 
     model = os.path.join(work, "model")
     os.makedirs(os.path.join(model, "variables"))
@@ -66,9 +66,9 @@ def served_version(root: str, work: str) -> str:
 
 
 def time_check(root: str, dest: str) -> tuple[float, bool]:
-    from components.example_gen.options import IngestOptions
-    from pipeline.config import ContinuousTrainingConfig
-    from pipeline.ct.check import check
+    from detx.components.example_gen.options import IngestOptions
+    from detx.pipeline.config import ContinuousTrainingConfig
+    from detx.pipeline.ct.check import check
 
     start = time.perf_counter()
     decision = check(root, IngestOptions(span_window=1), dest, ContinuousTrainingConfig())
@@ -76,7 +76,7 @@ def time_check(root: str, dest: str) -> tuple[float, bool]:
 
 
 def time_data_steps(root: str, project: str) -> float:
-    from components.data.spans import span_dir
+    from detx.components.data.spans import span_dir
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from beam_modes import run_data_steps  # the same three steps, the local default mode

@@ -32,16 +32,16 @@ from typing import Any
 
 import tensorflow as tf
 
-from components.data.label_map import LABEL_MAP_FILENAME
-from components.data.testing import write_examples
-from components.evaluation.coco_metrics import evaluate, read_examples
-from components.evaluator import executor
-from components.evaluator.options import EvaluatorOptions
-from components.modeling.config import preset
-from components.modeling.network import build_network
-from components.pusher.model_store import ModelStore
-from components.trainer import export
-from pipeline.config import local_beam_args
+from detx.components.data.label_map import LABEL_MAP_FILENAME
+from detx.components.data.testing import write_examples
+from detx.components.evaluation.coco_metrics import evaluate, read_examples
+from detx.components.evaluator import executor
+from detx.components.evaluator.options import EvaluatorOptions
+from detx.components.modeling.config import preset
+from detx.components.modeling.network import build_network
+from detx.components.pusher.model_store import ModelStore
+from detx.components.trainer import export
+from detx.pipeline.config import local_beam_args
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 
@@ -88,7 +88,7 @@ def _tfma_builtin(model_dir: str, pattern: str, work: str) -> float:
     import tensorflow_model_analysis as tfma
     from tfx_bsl.public import tfxio
 
-    from components.data import features as F
+    from detx.components.data import features as F
 
     labels = [F.YMIN, F.XMIN, F.YMAX, F.XMAX, F.LABEL]
     predictions = ["detection_boxes", "detection_classes", "detection_scores"]

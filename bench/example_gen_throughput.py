@@ -35,7 +35,7 @@ OUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 
 def dataset(num_images: int) -> str:
     """A cached synthetic COCO dataset of `num_images` 640x480 JPEGs."""
-    from components.data.synth import SynthConfig, write_dataset
+    from detx.components.data.synth import SynthConfig, write_dataset
 
     path = os.path.join(OUT_DIR, f"coco-{num_images}")
     if not os.path.exists(os.path.join(path, "annotations.json")):
@@ -48,9 +48,9 @@ def run_example_gen(data_dir: str, project: str) -> float:
     """Runs DetectionExampleGen alone with LocalDagRunner; returns wall seconds."""
     from tfx import v1 as tfx
 
-    from components.example_gen.component import DetectionExampleGen
-    from components.example_gen.options import IngestOptions
-    from pipeline.config import local_beam_args
+    from detx.components.example_gen.component import DetectionExampleGen
+    from detx.components.example_gen.options import IngestOptions
+    from detx.pipeline.config import local_beam_args
 
     example_gen = DetectionExampleGen(data_dir, IngestOptions("coco"), {"train": 4, "eval": 1})
     pipeline = tfx.dsl.Pipeline(
@@ -72,8 +72,8 @@ def run_plain_loop(data_dir: str, out_path: str) -> float:
     """The same checks and tf.Examples, written by a plain loop; returns wall seconds."""
     import tensorflow as tf
 
-    from components.data.coco import scan_coco
-    from components.data.records import Converted, DataLimits, build_example
+    from detx.components.data.coco import scan_coco
+    from detx.components.data.records import Converted, DataLimits, build_example
 
     start = time.perf_counter()
     scan = scan_coco(os.path.join(data_dir, "annotations.json"), os.path.join(data_dir, "images"))

@@ -15,8 +15,8 @@ import os
 import platform
 import time
 
-from pipeline.local_runner import ProjectPaths
-from pipeline.run_report import latest_run
+from detx.pipeline.local_runner import ProjectPaths
+from detx.pipeline.run_report import latest_run
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 

@@ -30,13 +30,13 @@ import numpy as np
 import portpicker
 import tensorflow as tf
 
-from components.data.label_map import LABEL_MAP_FILENAME
-from components.data.synth import SynthConfig, generate, label_map
-from components.modeling.config import preset
-from components.modeling.network import build_network
-from components.pusher.model_store import ModelStore
-from components.trainer import export
-from serving.client import DetectionClient
+from detx.components.data.label_map import LABEL_MAP_FILENAME
+from detx.components.data.synth import SynthConfig, generate, label_map
+from detx.components.modeling.config import preset
+from detx.components.modeling.network import build_network
+from detx.components.pusher.model_store import ModelStore
+from detx.components.trainer import export
+from detx.serving.client import DetectionClient
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -98,7 +98,7 @@ def main() -> None:
             [
                 sys.executable,
                 "-m",
-                "pipeline.cli",
+                "detx.pipeline.cli",
                 "serve",
                 "--model-base-path",
                 dest,

@@ -16,13 +16,13 @@ import os
 import tempfile
 import time
 
-from components.data.synth import SynthConfig, write_dataset
-from components.evaluation.coco_metrics import evaluate, read_examples
-from components.modeling.config import preset
-from components.trainer import data, export, train
-from pipeline.config import DataConfig, PipelineConfig, Stage
-from pipeline.local_runner import ProjectPaths, run_local
-from pipeline.run_report import latest_run
+from detx.components.data.synth import SynthConfig, write_dataset
+from detx.components.evaluation.coco_metrics import evaluate, read_examples
+from detx.components.modeling.config import preset
+from detx.components.trainer import data, export, train
+from detx.pipeline.config import DataConfig, PipelineConfig, Stage
+from detx.pipeline.local_runner import ProjectPaths, run_local
+from detx.pipeline.run_report import latest_run
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 

@@ -28,12 +28,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from components.data.label_map import LABEL_MAP_FILENAME
-from components.data.synth import SynthConfig, generate
-from components.data.testing import write_examples
-from components.modeling.config import preset
-from components.modeling.network import build_network
-from components.trainer import data, export, train
+from detx.components.data.label_map import LABEL_MAP_FILENAME
+from detx.components.data.synth import SynthConfig, generate
+from detx.components.data.testing import write_examples
+from detx.components.modeling.config import preset
+from detx.components.modeling.network import build_network
+from detx.components.trainer import data, export, train
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 

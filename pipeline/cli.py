@@ -61,7 +61,7 @@ def synth(
     first_id: int,
 ) -> None:
     """Write a deterministic synthetic dataset of shapes (circle, square, triangle; optionally cross)."""
-    from components.data.synth import CLASSES, SynthConfig, write_dataset
+    from detx.components.data.synth import CLASSES, SynthConfig, write_dataset
 
     names = tuple(c.strip() for c in classes.split(",")) if classes else CLASSES
     weights = _floats(class_weights) or (1.0,) * len(names)
@@ -205,7 +205,7 @@ def run(
     Evaluator (COCO mAP, blessing against the served model), Pusher. Options
     given here override the config file; both override detx's defaults.
     """
-    from pipeline.config_file import ConfigError, build_config, layered_values
+    from detx.pipeline.config_file import ConfigError, build_config, layered_values
 
     if ctx.params.get("splits") is not None:
         ctx.params["splits"] = _parse_splits(ctx.params["splits"])
@@ -226,8 +226,8 @@ def run(
         f"detx run: {config.data.path} ({config.data.format}) until {stage.value}; "
         f"project {os.path.abspath(project_dir)}"
     )
-    from pipeline.local_runner import PipelineRunFailed, ProjectPaths, run_local
-    from pipeline.run_report import format_summary, latest_run
+    from detx.pipeline.local_runner import PipelineRunFailed, ProjectPaths, run_local
+    from detx.pipeline.run_report import format_summary, latest_run
 
     try:
         result = run_local(config, project_dir, echo=click.echo, verbose=verbose)
@@ -241,8 +241,8 @@ def run(
 
 
 def _store(project_dir: str, name: str, push_destination: str | None):  # type: ignore[no-untyped-def]
-    from components.pusher.model_store import ModelStore
-    from pipeline.local_runner import ProjectPaths
+    from detx.components.pusher.model_store import ModelStore
+    from detx.pipeline.local_runner import ProjectPaths
 
     return ModelStore(push_destination or ProjectPaths(os.path.abspath(project_dir)).push_destination(name))
 
@@ -264,8 +264,8 @@ def _dest_options(fn):  # type: ignore[no-untyped-def]
 @_dest_options
 def models(project_dir: str, name: str, push_destination: str | None) -> None:
     """List the pushed versions: which one is served, their mAP, data spans and when they were pushed."""
-    from components.example_gen.report import describe_spans
-    from components.pusher.model_store import describe
+    from detx.components.example_gen.report import describe_spans
+    from detx.components.pusher.model_store import describe
 
     store = _store(project_dir, name, push_destination)
     rows = describe(store)
@@ -294,7 +294,7 @@ def rollback(to_version: int | None, previous: bool, project_dir: str, name: str
     does not look; its latest-version policy then serves the chosen one. Their
     numbers are never reused.
     """
-    from components.pusher.model_store import ModelStoreError
+    from detx.components.pusher.model_store import ModelStoreError
 
     if (to_version is None) == (not previous):
         raise click.UsageError("give exactly one of --to VERSION or --previous")
@@ -311,8 +311,8 @@ def rollback(to_version: int | None, previous: bool, project_dir: str, name: str
 
 def _label_names(label_map: str | None, base_path: str | None, version: int) -> dict[int, str]:
     """Class names: from --label-map, else from the answering version's SavedModel assets if readable here."""
-    from components.data.label_map import LabelMap, LabelMapError
-    from serving.client import read_label_names
+    from detx.components.data.label_map import LabelMap, LabelMapError
+    from detx.serving.client import read_label_names
 
     if label_map:
         try:
@@ -356,8 +356,8 @@ def predict_command(
     """Send images to a model server and print their detections as JSON (one object per image)."""
     import json
 
-    from pipeline.local_runner import ProjectPaths
-    from serving.client import ENCODED_IMAGE, SERVING_DEFAULT, DetectionClient, PredictionError, draw
+    from detx.pipeline.local_runner import ProjectPaths
+    from detx.serving.client import ENCODED_IMAGE, SERVING_DEFAULT, DetectionClient, PredictionError, draw
 
     base = model_base_path or ProjectPaths(os.path.abspath(project_dir)).push_destination(model)
     failed = 0
@@ -457,12 +457,12 @@ def serve(
     """
     import logging
 
-    from pipeline.local_runner import ProjectPaths
-    from serving.model_server.batching import describe
-    from serving.model_server.predict import Limits
-    from serving.model_server.request_log import RequestLogConfig
-    from serving.model_server.server import ModelServer, ServerConfig
-    from serving.model_server.versions import VersionPolicy
+    from detx.pipeline.local_runner import ProjectPaths
+    from detx.serving.model_server.batching import describe
+    from detx.serving.model_server.predict import Limits
+    from detx.serving.model_server.request_log import RequestLogConfig
+    from detx.serving.model_server.server import ModelServer, ServerConfig
+    from detx.serving.model_server.versions import VersionPolicy
 
     if web and tls_cert:
         raise click.UsageError("--web talks plaintext gRPC to this server: start `detx web --tls-ca ...` separately")
@@ -540,7 +540,7 @@ def _start_web(settings: WebSettings, host: str, port: int, background: bool = T
 
     import uvicorn
 
-    from serving.webapp.app import WebConfig, create_app
+    from detx.serving.webapp.app import WebConfig, create_app
 
     app = create_app(WebConfig(**dataclasses.asdict(settings)))
     web_server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
@@ -573,7 +573,7 @@ def web_command(
     tls_ca: str,
 ) -> None:
     """Serve the web page: upload an image, see its detections from a model server (gRPC)."""
-    from pipeline.local_runner import ProjectPaths
+    from detx.pipeline.local_runner import ProjectPaths
 
     base = model_base_path or ProjectPaths(os.path.abspath(project_dir)).push_destination(model)
     click.echo(f"detx web: http://{host}:{port}/ -> model {model!r} at {server}", err=True)
@@ -581,7 +581,7 @@ def web_command(
 
 
 def _add_kubeflow_commands() -> None:
-    from pipeline import kfp_cli
+    from detx.pipeline import kfp_cli
 
     for command in kfp_cli.COMMANDS:
         main.add_command(command)
@@ -591,7 +591,7 @@ _add_kubeflow_commands()
 
 
 def _add_ct_commands() -> None:
-    from pipeline import ct_cli
+    from detx.pipeline import ct_cli
 
     ct_cli.register(main, data)
 

@@ -12,9 +12,9 @@ import os
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from components.evaluator.options import EvaluatorOptions
-from components.example_gen.options import IngestOptions
-from components.trainer.options import TrainerOptions
+from detx.components.evaluator.options import EvaluatorOptions
+from detx.components.example_gen.options import IngestOptions
+from detx.components.trainer.options import TrainerOptions
 
 
 class Stage(enum.Enum):

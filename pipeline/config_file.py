@@ -26,9 +26,9 @@ from typing import Any
 
 import yaml
 
-from components.evaluator.options import EvaluatorOptions
-from components.trainer.options import TrainerOptions
-from pipeline.config import ContinuousTrainingConfig, DataConfig, KubeflowConfig, PipelineConfig, Stage
+from detx.components.evaluator.options import EvaluatorOptions
+from detx.components.trainer.options import TrainerOptions
+from detx.pipeline.config import ContinuousTrainingConfig, DataConfig, KubeflowConfig, PipelineConfig, Stage
 
 _SECTIONS: dict[str, type[Any]] = {
     "data": DataConfig,

@@ -35,11 +35,11 @@ _RUN_ONLY: dict[str, tuple[str, ...]] = {
 @click.option("--span", type=click.IntRange(min=0), help="The span number. [default: the newest + 1]")
 def add_span_command(root: str, dataset: str, fmt: str, span: int | None) -> None:
     """Add a labelled dataset to a data root as the next span (checked first; appears all at once)."""
-    from components.data import spans as spans_lib
-    from components.data.scan import DatasetError
-    from components.example_gen.executor import scan_source
-    from components.example_gen.options import IngestOptions
-    from pipeline.cli import _abs
+    from detx.components.data import spans as spans_lib
+    from detx.components.data.scan import DatasetError
+    from detx.components.example_gen.executor import scan_source
+    from detx.components.example_gen.options import IngestOptions
+    from detx.pipeline.cli import _abs
 
     root = _abs(root) or root
     options = IngestOptions(data_format=fmt, span_window=1)
@@ -92,8 +92,8 @@ def _ct_options(fn: Any) -> Any:
 
 
 def _ct_config(ctx: click.Context, mapping: dict[str, tuple[str, ...]]) -> Any:
-    from pipeline.cli import _abs, _overrides
-    from pipeline.config_file import ConfigError, build_config, layered_values
+    from detx.pipeline.cli import _abs, _overrides
+    from detx.pipeline.config_file import ConfigError, build_config, layered_values
 
     for key in ("data_path", "push_destination", "request_log", "state_dir"):
         if ctx.params.get(key):
@@ -116,9 +116,9 @@ def ct_group() -> None:
 @click.pass_context
 def check_command(ctx: click.Context, as_json: bool, project_dir: str, **_: Any) -> None:
     """Say whether to retrain now, and why (exit 0 either way; see --json for scripts)."""
-    from components.data.scan import DatasetError
-    from pipeline.ct.check import check
-    from pipeline.ct.run import ingest_options, push_destination
+    from detx.components.data.scan import DatasetError
+    from detx.pipeline.ct.check import check
+    from detx.pipeline.ct.run import ingest_options, push_destination
 
     config = _ct_config(ctx, _CT_OPTIONS)
     echo = (lambda _: None) if as_json else (lambda line: click.echo(line, err=True))
@@ -163,12 +163,12 @@ def run_command(
     **_: Any,
 ) -> None:
     """Check, then retrain once (locally, or as a Kubeflow run): safe from cron, never two at once."""
-    from components.data.scan import DatasetError
-    from pipeline.ct.run import KubeflowTarget, run_once
-    from pipeline.ct.state import Busy
-    from pipeline.kfp_cli import _connection
-    from pipeline.kfp_client import KfpError
-    from pipeline.local_runner import PipelineRunFailed
+    from detx.components.data.scan import DatasetError
+    from detx.pipeline.ct.run import KubeflowTarget, run_once
+    from detx.pipeline.ct.state import Busy
+    from detx.pipeline.kfp_cli import _connection
+    from detx.pipeline.kfp_client import KfpError
+    from detx.pipeline.local_runner import PipelineRunFailed
 
     config = _ct_config(ctx, {**_CT_OPTIONS, **_RUN_ONLY})
     target = None

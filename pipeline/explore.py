@@ -15,18 +15,18 @@ from typing import Any
 
 import numpy as np
 
-from components.data import features as F
-from components.data.label_map import LABEL_MAP_FILENAME, LabelMap
-from components.evaluation.coco_metrics import (
+from detx.components.data import features as F
+from detx.components.data.label_map import LABEL_MAP_FILENAME, LabelMap
+from detx.components.evaluation.coco_metrics import (
     PARSE_SPEC,
     CocoMetrics,
     evaluate,
     read_examples,
     serving_default_predictor,
 )
-from components.evaluator.report import EvaluationReport
-from pipeline.local_runner import ProjectPaths
-from pipeline.run_report import latest_run
+from detx.components.evaluator.report import EvaluationReport
+from detx.pipeline.local_runner import ProjectPaths
+from detx.pipeline.run_report import latest_run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,7 +104,7 @@ def box_table(run: RunArtifacts, split: str = "train") -> Any:
     import pandas as pd
     import tensorflow as tf
 
-    from components.trainer.data import objects
+    from detx.components.trainer.data import objects
 
     names = run.label_names()
     rows = []
@@ -159,7 +159,7 @@ def example_grid(run: RunArtifacts, split: str = "train", count: int = 8, column
     from matplotlib import patches
     from PIL import Image
 
-    from components.trainer.data import OBJECT_FEATURES, objects
+    from detx.components.trainer.data import OBJECT_FEATURES, objects
 
     names = run.label_names()
     spec = {F.ENCODED: tf.io.FixedLenFeature([], tf.string), **OBJECT_FEATURES}

@@ -40,7 +40,7 @@ def _connection_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 def _connection(
     host: str, token: str | None, token_file: str | None, cookie: str | None, namespace: str | None, insecure: bool
 ) -> Any:
-    from pipeline.kfp_client import Connection
+    from detx.pipeline.kfp_client import Connection
 
     if token_file:
         with open(token_file) as f:
@@ -54,7 +54,7 @@ def _fail(error: Exception) -> None:
 
 
 def _config(config_files: tuple[str, ...], overrides: dict[str, Any]) -> Any:
-    from pipeline.config_file import ConfigError, build_config, layered_values
+    from detx.pipeline.config_file import ConfigError, build_config, layered_values
 
     try:
         return build_config(layered_values(config_files, overrides))
@@ -86,7 +86,7 @@ def compile_command(config_files: tuple[str, ...], output: str, image: str | Non
     if pipeline_root:
         overrides.setdefault("kubeflow", {})["pipeline_root"] = pipeline_root
     config = _config(config_files, overrides)
-    from pipeline import kfp_compile, run_parameters
+    from detx.pipeline import kfp_compile, run_parameters
 
     if not config.push_destination:
         raise click.UsageError("set push_destination (the TF Serving model base path, e.g. gs://bucket/models/detx)")
@@ -99,7 +99,7 @@ def compile_command(config_files: tuple[str, ...], output: str, image: str | Non
 
 
 def _params(pairs: tuple[str, ...]) -> dict[str, Any]:
-    from pipeline.run_parameters import parse_overrides
+    from detx.pipeline.run_parameters import parse_overrides
 
     try:
         return parse_overrides(list(pairs))
@@ -115,7 +115,7 @@ def _params(pairs: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--run-name", help="[default: <pipeline> <date time>]")
 def submit_command(package: str, experiment: str, params: tuple[str, ...], run_name: str | None, **conn: Any) -> None:
     """Upload the pipeline (or reuse the same version) and start a run on Kubeflow Pipelines."""
-    from pipeline.kfp_client import KfpError, submit
+    from detx.pipeline.kfp_client import KfpError, submit
 
     values = _params(params)
     connection = _connection(**conn)
@@ -150,7 +150,7 @@ def schedule_command(
     **conn: Any,
 ) -> None:
     """Create a recurring run on Kubeflow Pipelines: retrain on a clock."""
-    from pipeline.kfp_client import KfpError, schedule
+    from detx.pipeline.kfp_client import KfpError, schedule
 
     values = _params(params)
     connection = _connection(**conn)
@@ -180,7 +180,7 @@ def schedule_command(
 @click.option("--limit", default=10, show_default=True, type=click.IntRange(1, 200))
 def runs_command(experiment: str | None, limit: int, **conn: Any) -> None:
     """List recent Kubeflow Pipelines runs with their state."""
-    from pipeline.kfp_client import KfpError, recent_runs
+    from detx.pipeline.kfp_client import KfpError, recent_runs
 
     connection = _connection(**conn)
     try:

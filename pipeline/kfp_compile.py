@@ -26,9 +26,9 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.v1.orchestration.experimental import KubeflowV2DagRunner, KubeflowV2DagRunnerConfig
 
-from pipeline import run_parameters
-from pipeline.config import PipelineConfig
-from pipeline.pipeline import create_pipeline
+from detx.pipeline import run_parameters
+from detx.pipeline.config import PipelineConfig
+from detx.pipeline.pipeline import create_pipeline
 
 # Steps whose result depends on the model in production, not only on their inputs.
 UNCACHED_STEPS = ("DetectionEvaluator", "DetectionPusher")

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from pipeline.config import PipelineConfig, local_beam_args, with_setup_file
+from detx.pipeline.config import PipelineConfig, local_beam_args, with_setup_file
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +67,7 @@ def resolve_local(config: PipelineConfig, paths: ProjectPaths) -> PipelineConfig
     Evaluator's cache key: a rerun reuses a cached evaluation only when the
     same model is still in production.
     """
-    from components.evaluator.baseline import AUTO, NONE, find_baseline
+    from detx.components.evaluator.baseline import AUTO, NONE, find_baseline
 
     destination = config.push_destination or paths.push_destination(config.name)
     baseline = config.baseline
@@ -187,7 +187,7 @@ def run_local(
     """
     from tfx import v1 as tfx
 
-    from pipeline.pipeline import create_pipeline
+    from detx.pipeline.pipeline import create_pipeline
 
     paths = ProjectPaths(os.path.abspath(project_dir))
     os.makedirs(paths.log_dir, exist_ok=True)

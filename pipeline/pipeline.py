@@ -7,14 +7,14 @@ from typing import Any
 
 from tfx import v1 as tfx
 
-from components.data_gate.component import DataGate
-from components.evaluator.component import DetectionEvaluator
-from components.example_gen.component import DetectionExampleGen
-from components.pusher.component import DetectionPusher
-from components.schema_gen.component import DetectionSchemaGen
-from components.trainer.component import DetectionTrainer
-from pipeline import run_parameters
-from pipeline.config import PipelineConfig, Stage
+from detx.components.data_gate.component import DataGate
+from detx.components.evaluator.component import DetectionEvaluator
+from detx.components.example_gen.component import DetectionExampleGen
+from detx.components.pusher.component import DetectionPusher
+from detx.components.schema_gen.component import DetectionSchemaGen
+from detx.components.trainer.component import DetectionTrainer
+from detx.pipeline import run_parameters
+from detx.pipeline.config import PipelineConfig, Stage
 
 
 def create_pipeline(

@@ -15,7 +15,7 @@ from typing import Any
 
 from tfx.v1.dsl.experimental import RuntimeParameter
 
-from pipeline.config import PipelineConfig
+from detx.pipeline.config import PipelineConfig
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,8 +12,8 @@ import tensorflow_data_validation as tfdv
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from components.data import features as F
-from components.example_gen.report import QUARANTINE_FILENAME, SUMMARY_FILENAME, IngestSummary
+from detx.components.data import features as F
+from detx.components.example_gen.report import QUARANTINE_FILENAME, SUMMARY_FILENAME, IngestSummary
 
 _STATES = {v: k.lower() for k, v in metadata_store_pb2.Execution.State.items()}
 
@@ -114,8 +114,8 @@ def _output(runs: Sequence[ComponentRun], node: str, key: str) -> str | None:
 
 def _evaluation_lines(runs: Sequence[ComponentRun]) -> list[str]:
     """Evaluation numbers, the verdict and its reasons, and what the Pusher did."""
-    from components.evaluator.report import REPORT_FILENAME, EvaluationReport
-    from components.pusher.executor import PUSH_REPORT_FILENAME
+    from detx.components.evaluator.report import REPORT_FILENAME, EvaluationReport
+    from detx.components.pusher.executor import PUSH_REPORT_FILENAME
 
     lines = []
     blessing_uri = _output(runs, "DetectionEvaluator", "blessing")

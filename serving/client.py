@@ -223,7 +223,7 @@ class DetectionClient:
 
 def read_label_names(base_path: str, version: int) -> dict[int, str]:
     """Class names from a pushed version's label map asset; {} when it cannot be read from here."""
-    from components.data.label_map import LABEL_MAP_FILENAME, LabelMap, LabelMapError
+    from detx.components.data.label_map import LABEL_MAP_FILENAME, LabelMap, LabelMapError
 
     try:
         return dict(LabelMap.read(os.path.join(base_path, str(version), "assets", LABEL_MAP_FILENAME)).items())

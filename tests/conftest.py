@@ -25,7 +25,8 @@ TRAINED_PROJECT_USERS = (
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
-    """Every test is its own unit of work, except TRAINED_PROJECT_USERS, which are one.
+    """Each test module is one unit of work (its module-scoped fixtures and test order hold, as
+    in a serial run), and TRAINED_PROJECT_USERS together are one.
 
     (xdist's own `xdist_group` marks do not group under pytest 9, whose node ids
     no longer come from the attribute xdist rewrites.)
@@ -34,7 +35,8 @@ def pytest_xdist_make_scheduler(config, log):
 
     class _Scheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return "trained_project" if nodeid.split("::", 1)[0] in TRAINED_PROJECT_USERS else nodeid
+            path = nodeid.split("::", 1)[0]
+            return "trained_project" if path in TRAINED_PROJECT_USERS else super()._split_scope(nodeid)
 
     return _Scheduling(config, log)
 
@@ -42,7 +44,7 @@ def pytest_xdist_make_scheduler(config, log):
 @pytest.fixture(scope="session")
 def small_datasets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The same 40-image synthetic dataset in COCO, VOC and TFRecord form."""
-    from components.data.synth import FORMATS, SynthConfig, write_dataset
+    from detx.components.data.synth import FORMATS, SynthConfig, write_dataset
 
     root = tmp_path_factory.mktemp("synth")
     config = SynthConfig(num_images=SMALL_IMAGES, seed=7)
@@ -52,7 +54,7 @@ def small_datasets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 @pytest.fixture
 def fake_saved_model():
     """Writes a directory shaped like a SavedModel (the model store copies files, it never loads them)."""
-    from components.pusher.model_store import SAVED_MODEL_FILE
+    from detx.components.pusher.model_store import SAVED_MODEL_FILE
 
     def _fake_saved_model(path, files=20, payload=b"x" * 1000):
         os.makedirs(os.path.join(path, "variables"))
@@ -88,11 +90,11 @@ def trained_project(tmp_path_factory: pytest.TempPathFactory) -> TrainedProject:
     minutes on 2 CPU cores, once per session. The notebooks and the web page
     only read the project; the main-job test's later runs push nothing.
     """
-    from components.data.synth import SynthConfig, write_dataset
-    from components.evaluator.options import EvaluatorOptions
-    from components.trainer.options import TrainerOptions
-    from pipeline.config import DataConfig, PipelineConfig
-    from pipeline.local_runner import ProjectPaths, run_local
+    from detx.components.data.synth import SynthConfig, write_dataset
+    from detx.components.evaluator.options import EvaluatorOptions
+    from detx.components.trainer.options import TrainerOptions
+    from detx.pipeline.config import DataConfig, PipelineConfig
+    from detx.pipeline.local_runner import ProjectPaths, run_local
 
     root = tmp_path_factory.mktemp("trained")
     data_dir = write_dataset(str(root / "coco"), SynthConfig(num_images=800, seed=3, min_size=48), "coco").out_dir

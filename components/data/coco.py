@@ -9,9 +9,9 @@ from typing import Any
 
 import tensorflow as tf
 
-from components.data.label_map import LabelMap
-from components.data.records import Reject, RejectReason, SourceBox, SourceRecord
-from components.data.scan import DatasetError, Scan, split_duplicates
+from detx.components.data.label_map import LabelMap
+from detx.components.data.records import Reject, RejectReason, SourceBox, SourceRecord
+from detx.components.data.scan import DatasetError, Scan, split_duplicates
 
 
 def _load_json(path: str) -> dict[str, Any]:

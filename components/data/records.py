@@ -22,8 +22,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from components.data import features as F
-from components.data.label_map import LabelMap
+from detx.components.data import features as F
+from detx.components.data.label_map import LabelMap
 
 # Pillow refuses images over 2x this many pixels before detx can name the limit;
 # detx applies its own, configurable limit instead (DataLimits.max_pixels).

@@ -6,8 +6,8 @@ import dataclasses
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
-from components.data.label_map import LabelMap
-from components.data.records import Reject, RejectReason, SourceRecord
+from detx.components.data.label_map import LabelMap
+from detx.components.data.records import Reject, RejectReason, SourceRecord
 
 
 class DatasetError(ValueError):

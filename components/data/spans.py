@@ -27,10 +27,10 @@ from collections.abc import Callable, Sequence
 
 import tensorflow as tf
 
-from components import storage
-from components.data.label_map import LabelMap
-from components.data.records import Reject, SourceRecord
-from components.data.scan import DatasetError, Scan
+from detx.components import storage
+from detx.components.data.label_map import LabelMap
+from detx.components.data.records import Reject, SourceRecord
+from detx.components.data.scan import DatasetError, Scan
 
 SPAN_PREFIX = "span-"
 # TFX's span placeholder inside the ExampleGen pattern: `span-{SPAN}/annotations.json`.

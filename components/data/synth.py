@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from PIL import Image, ImageDraw
 
-from components.data.label_map import LABEL_MAP_FILENAME, LabelMap
+from detx.components.data.label_map import LABEL_MAP_FILENAME, LabelMap
 
 if TYPE_CHECKING:
-    from components.data.records import SourceRecord
+    from detx.components.data.records import SourceRecord
 
 CLASSES: tuple[str, ...] = ("circle", "square", "triangle")
 # Every shape the generator can draw: a dataset uses CLASSES unless its config
@@ -229,7 +229,7 @@ def generate(config: SynthConfig) -> Iterator[SynthImage]:
 
 def source_record(image: SynthImage) -> SourceRecord:
     """The image as a source record with label ids (circle=1, square=2, triangle=3, cross=4), for `build_example`."""
-    from components.data.records import SourceBox, SourceRecord
+    from detx.components.data.records import SourceBox, SourceRecord
 
     boxes = tuple(
         SourceBox(SHAPES.index(o.name) + 1, float(o.box[0]), float(o.box[1]), float(o.box[2]), float(o.box[3]))
@@ -319,7 +319,7 @@ def _write_tfrecord(out: str, images: Iterator[SynthImage], classes: tuple[str, 
     # Imported here: TensorFlow costs seconds to import and the other formats do not need it.
     import tensorflow as tf
 
-    from components.data.tfrecord_source import od_api_example
+    from detx.components.data.tfrecord_source import od_api_example
 
     os.makedirs(out)
     with tf.io.TFRecordWriter(os.path.join(out, TFRECORD_FILENAME)) as writer:

@@ -132,8 +132,8 @@ def add_crowded_tfrecord(dataset_dir: str, num_boxes: int = 101, image_id: str =
     """
     import tensorflow as tf
 
-    from components.data.label_map import LabelMap
-    from components.data.records import Converted, DataLimits, SourceBox, SourceRecord, build_example
+    from detx.components.data.label_map import LabelMap
+    from detx.components.data.records import Converted, DataLimits, SourceBox, SourceRecord, build_example
 
     side = int(np.ceil(np.sqrt(num_boxes)))
     cell = 640 // side
@@ -176,9 +176,9 @@ def write_examples(
     """
     import tensorflow as tf
 
-    from components.data.label_map import LABEL_MAP_FILENAME
-    from components.data.records import Converted, DataLimits, build_example
-    from components.data.synth import SynthConfig, generate, label_map, source_record
+    from detx.components.data.label_map import LABEL_MAP_FILENAME
+    from detx.components.data.records import Converted, DataLimits, build_example
+    from detx.components.data.synth import SynthConfig, generate, label_map, source_record
 
     config = SynthConfig(num_images=num_images, seed=seed, **synth)  # type: ignore[arg-type]
     train = int(num_images * 0.8)

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING
 
 import tensorflow as tf
 
-from components.data import features as F
-from components.data.label_map import LABEL_MAP_FILENAME, LabelMap
-from components.data.records import DataLimits, Reject, RejectReason, SourceBox, SourceRecord, build_example
-from components.data.scan import DatasetError, Scan
+from detx.components.data import features as F
+from detx.components.data.label_map import LABEL_MAP_FILENAME, LabelMap
+from detx.components.data.records import DataLimits, Reject, RejectReason, SourceBox, SourceRecord, build_example
+from detx.components.data.scan import DatasetError, Scan
 
 if TYPE_CHECKING:
-    from components.data.synth import SynthImage
+    from detx.components.data.synth import SynthImage
 
 DEFAULT_PATTERN = "*.*record*"
 
@@ -159,7 +159,7 @@ def scan_tfrecords(input_dir: str, pattern: str = DEFAULT_PATTERN) -> Scan:
 
 def od_api_example(image: SynthImage) -> tf.train.Example:
     """The OD API tf.Example of a synthetic image, as the OD API's own dataset tools would write it."""
-    from components.data.synth import SHAPES, label_map, source_record
+    from detx.components.data.synth import SHAPES, label_map, source_record
 
     lm = label_map(SHAPES)  # label ids follow SHAPES whatever a dataset draws
     converted = build_example(source_record(image), {i: i for i, _ in lm.items()}, lm, DataLimits())

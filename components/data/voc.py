@@ -7,9 +7,9 @@ import xml.etree.ElementTree as ET
 
 import tensorflow as tf
 
-from components.data.label_map import LABEL_MAP_FILENAME, LabelMap, label_map_from_names
-from components.data.records import Reject, RejectReason, SourceBox, SourceRecord
-from components.data.scan import DatasetError, Scan, split_duplicates
+from detx.components.data.label_map import LABEL_MAP_FILENAME, LabelMap, label_map_from_names
+from detx.components.data.records import Reject, RejectReason, SourceBox, SourceRecord
+from detx.components.data.scan import DatasetError, Scan, split_duplicates
 
 
 class _XmlError(Exception):

@@ -8,14 +8,14 @@ from tfx.types import standard_artifacts
 from tfx.types.artifact import Artifact
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from components.data_gate.executor import Executor
+from detx.components.data_gate.executor import Executor
 
 
 class DataGateResult(Artifact):
     """The gate's verdict: `gate_report.json` with the anomalies and their example counts."""
 
-    # Importable as components.DataGateResult (see components/__init__.py): KFP needs that.
-    TYPE_NAME = "components.DataGateResult"
+    # Importable as detx.DataGateResult (see detx/__init__.py): KFP needs that.
+    TYPE_NAME = "detx.DataGateResult"
 
 
 class DataGateSpec(ComponentSpec):

@@ -16,7 +16,7 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
-from components.data import features as F
+from detx.components.data import features as F
 
 REPORT_FILENAME = "gate_report.json"
 _SAMPLES_PER_ANOMALY = 3

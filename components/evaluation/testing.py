@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from components.data import features as F
-from components.trainer.data import OBJECT_FEATURES, objects
+from detx.components.data import features as F
+from detx.components.trainer.data import OBJECT_FEATURES, objects
 
 MAX_DETECTIONS = 100
 

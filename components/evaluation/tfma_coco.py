@@ -26,8 +26,8 @@ from tensorflow_model_analysis import constants as tfma_constants
 from tensorflow_model_analysis.metrics import metric_types
 from tensorflow_model_analysis.utils import util as tfma_util
 
-from components.data import features as F
-from components.evaluation import score_profile
+from detx.components.data import features as F
+from detx.components.evaluation import score_profile
 
 # Metric names, as they appear in TFMA's results and thresholds.
 MAP = "map"  # AP at IoU .50:.95, COCO's primary metric

@@ -10,8 +10,8 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from components.evaluator import executor
-from components.evaluator.options import EvaluatorOptions
+from detx.components.evaluator import executor
+from detx.components.evaluator.options import EvaluatorOptions
 
 
 class DetectionEvaluatorSpec(ComponentSpec):

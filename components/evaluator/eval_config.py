@@ -8,8 +8,8 @@ from typing import Any
 
 import tensorflow_model_analysis as tfma
 
-from components.evaluation import tfma_coco
-from components.evaluator.options import EvaluatorOptions
+from detx.components.evaluation import tfma_coco
+from detx.components.evaluator.options import EvaluatorOptions
 
 CANDIDATE = "candidate"
 BASELINE = "baseline"

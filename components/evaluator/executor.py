@@ -17,12 +17,12 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils, json_utils, path_utils
 from tfx_bsl.public import tfxio
 
-from components.data.label_map import LABEL_MAP_FILENAME, LabelMap
-from components.evaluation import tfma_coco
-from components.evaluator import baseline as baseline_lib
-from components.evaluator.eval_config import BASELINE, BLESSING_METRIC, CANDIDATE, SIGNATURE, eval_config
-from components.evaluator.options import EvaluatorOptions
-from components.evaluator.report import EvaluationReport
+from detx.components.data.label_map import LABEL_MAP_FILENAME, LabelMap
+from detx.components.evaluation import tfma_coco
+from detx.components.evaluator import baseline as baseline_lib
+from detx.components.evaluator.eval_config import BASELINE, BLESSING_METRIC, CANDIDATE, SIGNATURE, eval_config
+from detx.components.evaluator.options import EvaluatorOptions
+from detx.components.evaluator.report import EvaluationReport
 
 PROGRESS = logging.getLogger("detx.progress")
 

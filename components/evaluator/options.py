@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from components.data import features as F
+from detx.components.data import features as F
 
 
 @dataclasses.dataclass(frozen=True)

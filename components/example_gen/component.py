@@ -20,10 +20,10 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ExecutionParameter
 from tfx.types.standard_component_specs import FileBasedExampleGenSpec
 
-from components.data import features
-from components.data.spans import SPAN_DIR_PATTERN
-from components.example_gen.executor import DATA_SPAN_KEY, Executor
-from components.example_gen.options import DEFAULT_PATTERNS, IngestOptions
+from detx.components.data import features
+from detx.components.data.spans import SPAN_DIR_PATTERN
+from detx.components.example_gen.executor import DATA_SPAN_KEY, Executor
+from detx.components.example_gen.options import DEFAULT_PATTERNS, IngestOptions
 
 
 def split_config(splits: Mapping[str, int]) -> example_gen_pb2.Output:

@@ -20,17 +20,17 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from components.data import features as F
-from components.data import spans as spans_lib
-from components.data.coco import scan_coco
-from components.data.label_map import LABEL_MAP_FILENAME
-from components.data.records import Converted, DataLimits, Reject, RejectReason, SourceRecord, build_example
-from components.data.scan import DatasetError, Scan
-from components.data.spans import qualified_id
-from components.data.tfrecord_source import parse_od_example, scan_tfrecords
-from components.data.voc import scan_voc
-from components.example_gen.options import IngestOptions
-from components.example_gen.report import (
+from detx.components.data import features as F
+from detx.components.data import spans as spans_lib
+from detx.components.data.coco import scan_coco
+from detx.components.data.label_map import LABEL_MAP_FILENAME
+from detx.components.data.records import Converted, DataLimits, Reject, RejectReason, SourceRecord, build_example
+from detx.components.data.scan import DatasetError, Scan
+from detx.components.data.spans import qualified_id
+from detx.components.data.tfrecord_source import parse_od_example, scan_tfrecords
+from detx.components.data.voc import scan_voc
+from detx.components.example_gen.options import IngestOptions
+from detx.components.example_gen.report import (
     QUARANTINE_FILENAME,
     SUMMARY_FILENAME,
     IngestSummary,

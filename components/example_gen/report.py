@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from components.data.records import Reject
+from detx.components.data.records import Reject
 
 QUARANTINE_FILENAME = "quarantine.jsonl"
 SUMMARY_FILENAME = "ingest_summary.json"

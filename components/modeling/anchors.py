@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from components.modeling.config import ModelConfig
+from detx.components.modeling.config import ModelConfig
 
 
 def level_anchors(

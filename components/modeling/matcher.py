@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from components.modeling import box_coder, box_ops
+from detx.components.modeling import box_coder, box_ops
 
 
 def argmax_match(iou: tf.Tensor, threshold: float) -> tf.Tensor:

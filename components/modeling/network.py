@@ -19,7 +19,7 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-from components.modeling.config import ModelConfig
+from detx.components.modeling.config import ModelConfig
 
 _TAPS = ("block_5_add", "block_12_add", "out_relu")  # C3, C4, C5
 

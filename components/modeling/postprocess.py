@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from components.modeling import box_coder
-from components.modeling.config import ModelConfig
+from detx.components.modeling import box_coder
+from detx.components.modeling.config import ModelConfig
 
 
 def postprocess(codes: tf.Tensor, logits: tf.Tensor, anchors: tf.Tensor, config: ModelConfig) -> dict[str, tf.Tensor]:

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 import keras
 import tensorflow as tf
 
-from components.modeling.network import DetectorNetwork
+from detx.components.modeling.network import DetectorNetwork
 
 SCOPES = ("detection", "detection+box", "full")
 _SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"

@@ -7,7 +7,7 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from components.pusher import executor
+from detx.components.pusher import executor
 
 
 class DetectionPusherSpec(ComponentSpec):

@@ -14,9 +14,9 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
-from components.evaluator.report import EvaluationReport
-from components.example_gen.report import SUMMARY_FILENAME
-from components.pusher.model_store import ModelStore, ModelStoreError
+from detx.components.evaluator.report import EvaluationReport
+from detx.components.example_gen.report import SUMMARY_FILENAME
+from detx.components.pusher.model_store import ModelStore, ModelStoreError
 
 PROGRESS = logging.getLogger("detx.progress")
 

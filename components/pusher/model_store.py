@@ -31,9 +31,9 @@ from typing import Any
 
 import tensorflow as tf
 
-from components.storage import copy_tree as _copy_tree
-from components.storage import is_local
-from components.storage import strip_file_scheme as _strip_file_scheme
+from detx.components.storage import copy_tree as _copy_tree
+from detx.components.storage import is_local
+from detx.components.storage import strip_file_scheme as _strip_file_scheme
 
 SAVED_MODEL_FILE = "saved_model.pb"
 LINEAGE_FILE = "detx_lineage.json"
@@ -79,7 +79,7 @@ class RollbackResult:
 
 
 def copy_tree(src: str, dst: str, on_file: Callable[[str], None] | None = None) -> int:
-    """Copies a SavedModel directory with `saved_model.pb` last (see `components.storage.copy_tree`)."""
+    """Copies a SavedModel directory with `saved_model.pb` last (see `detx.components.storage.copy_tree`)."""
     return _copy_tree(src, dst, SAVED_MODEL_FILE, on_file)
 
 

@@ -6,7 +6,7 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from components.schema_gen.executor import Executor
+from detx.components.schema_gen.executor import Executor
 
 
 class DetectionSchemaGenSpec(ComponentSpec):

@@ -12,15 +12,15 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
-from components.data import features as F
-from components.data.label_map import LABEL_MAP_FILENAME, LabelMap
+from detx.components.data import features as F
+from detx.components.data.label_map import LABEL_MAP_FILENAME, LabelMap
 
 SCHEMA_FILENAME = "schema.pbtxt"
 
 
 def default_schema_text() -> str:
     """The schema template shipped with detx."""
-    return importlib.resources.files("components.schema_gen").joinpath(SCHEMA_FILENAME).read_text()
+    return importlib.resources.files("detx.components.schema_gen").joinpath(SCHEMA_FILENAME).read_text()
 
 
 def specialise(template: schema_pb2.Schema, label_map: LabelMap) -> schema_pb2.Schema:

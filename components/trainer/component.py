@@ -20,12 +20,12 @@ from tfx.types import Channel, standard_artifacts
 from tfx.types.component_spec import ExecutionParameter
 from tfx.types.standard_component_specs import TrainerSpec
 
-from components.trainer.executor import PRETRAINED_KEY, TRAIN_STEPS_KEY, Executor
-from components.trainer.options import TrainerOptions
+from detx.components.trainer.executor import PRETRAINED_KEY, TRAIN_STEPS_KEY, Executor
+from detx.components.trainer.options import TrainerOptions
 
 # The Trainer's entry point, by import path: the pipeline image installs detx,
 # so no module file has to be copied next to the pipeline.
-RUN_FN = "components.trainer.run_fn.run_fn"
+RUN_FN = "detx.components.trainer.run_fn.run_fn"
 
 
 class DetectionTrainerSpec(TrainerSpec):

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from components.data import features as F
-from components.modeling import anchors as anchor_lib
-from components.modeling.config import ModelConfig, TrainConfig
-from components.modeling.matcher import assign_targets
+from detx.components.data import features as F
+from detx.components.modeling import anchors as anchor_lib
+from detx.components.modeling.config import ModelConfig, TrainConfig
+from detx.components.modeling.matcher import assign_targets
 
 # The per-object features of an OD API tf.Example, as training and evaluation read them.
 OBJECT_FEATURES = {

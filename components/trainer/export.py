@@ -16,13 +16,13 @@ from typing import Any
 
 import tensorflow as tf
 
-from components.data import features as F
-from components.data.label_map import LABEL_MAP_FILENAME
-from components.modeling import anchors as anchor_lib
-from components.modeling.config import ModelConfig
-from components.modeling.network import DetectorNetwork
-from components.modeling.postprocess import postprocess
-from components.trainer.data import preprocess
+from detx.components.data import features as F
+from detx.components.data.label_map import LABEL_MAP_FILENAME
+from detx.components.modeling import anchors as anchor_lib
+from detx.components.modeling.config import ModelConfig
+from detx.components.modeling.network import DetectorNetwork
+from detx.components.modeling.postprocess import postprocess
+from detx.components.trainer.data import preprocess
 
 SERVING_DEFAULT = "serving_default"
 ENCODED_IMAGE = "encoded_image"

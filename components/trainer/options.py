@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from components.modeling.config import ModelConfig, TrainConfig, preset
-from components.modeling.zoo_checkpoint import SCOPES
+from detx.components.modeling.config import ModelConfig, TrainConfig, preset
+from detx.components.modeling.zoo_checkpoint import SCOPES
 
 
 @dataclasses.dataclass(frozen=True)

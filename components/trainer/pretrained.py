@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from components.modeling import zoo_checkpoint
-from components.modeling.network import DetectorNetwork
+from detx.components.modeling import zoo_checkpoint
+from detx.components.modeling.network import DetectorNetwork
 
 
 def initializer(pretrained: str, scope: str, log: Callable[[str], None] = print) -> Callable[[DetectorNetwork], None]:

@@ -6,16 +6,16 @@ import logging
 import os
 from typing import Any
 
-from components.data.label_map import LABEL_MAP_FILENAME, LabelMap
-from components.trainer import data, export, train
-from components.trainer.options import TrainerOptions
-from components.trainer.pretrained import initializer
+from detx.components.data.label_map import LABEL_MAP_FILENAME, LabelMap
+from detx.components.trainer import data, export, train
+from detx.components.trainer.options import TrainerOptions
+from detx.components.trainer.pretrained import initializer
 
 # Progress lines for people: `detx run` shows this logger's messages on the terminal.
 PROGRESS = logging.getLogger("detx.progress")
 
 
-# Called by the TFX Trainer (run_fn="components.trainer.run_fn.run_fn").
+# Called by the TFX Trainer (run_fn="detx.components.trainer.run_fn.run_fn").
 def run_fn(fn_args: Any) -> None:
     """Trains on the train split and exports the SavedModel to `fn_args.serving_model_dir`."""
     options = TrainerOptions.from_custom_config(fn_args.custom_config)

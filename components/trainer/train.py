@@ -12,9 +12,9 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from components.modeling.config import ModelConfig, TrainConfig
-from components.modeling.losses import ssd_losses
-from components.modeling.network import DetectorNetwork, build_network, l2_loss
+from detx.components.modeling.config import ModelConfig, TrainConfig
+from detx.components.modeling.losses import ssd_losses
+from detx.components.modeling.network import DetectorNetwork, build_network, l2_loss
 
 HISTORY_FILENAME = "history.json"
 

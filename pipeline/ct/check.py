@@ -30,17 +30,17 @@ from typing import Any
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
-from components.data import spans as spans_lib
-from components.data.label_map import LABEL_MAP_FILENAME, LabelMap
-from components.data.scan import Scan
-from components.evaluation import score_profile
-from components.example_gen.executor import scan_window
-from components.example_gen.options import IngestOptions
-from components.example_gen.report import describe_spans
-from components.pusher.model_store import ModelStore
-from pipeline.config import ContinuousTrainingConfig
-from pipeline.ct import drift, stats
-from serving.model_server import request_log
+from detx.components.data import spans as spans_lib
+from detx.components.data.label_map import LABEL_MAP_FILENAME, LabelMap
+from detx.components.data.scan import Scan
+from detx.components.evaluation import score_profile
+from detx.components.example_gen.executor import scan_window
+from detx.components.example_gen.options import IngestOptions
+from detx.components.example_gen.report import describe_spans
+from detx.components.pusher.model_store import ModelStore
+from detx.pipeline.config import ContinuousTrainingConfig
+from detx.pipeline.ct import drift, stats
+from detx.serving.model_server import request_log
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,7 +149,7 @@ def check(
         echo: progress lines.
 
     Raises:
-        components.data.scan.DatasetError: the data root has no spans, or a span cannot be read.
+        detx.components.data.scan.DatasetError: the data root has no spans, or a span cannot be read.
     """
     now = now or datetime.datetime.now(datetime.UTC)
     window_size = max(options.span_window, 1)

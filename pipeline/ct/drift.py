@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
-from components.data import features as F
+from detx.components.data import features as F
 
 L_INFINITY = "L-infinity"
 JENSEN_SHANNON = "Jensen-Shannon"

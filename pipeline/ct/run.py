@@ -20,13 +20,13 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from components.example_gen.options import IngestOptions
-from components.example_gen.report import describe_spans
-from components.pusher.model_store import ModelStore
-from pipeline.config import PipelineConfig
-from pipeline.ct import state as state_lib
-from pipeline.ct.check import Decision, check
-from pipeline.local_runner import ProjectPaths
+from detx.components.example_gen.options import IngestOptions
+from detx.components.example_gen.report import describe_spans
+from detx.components.pusher.model_store import ModelStore
+from detx.pipeline.config import PipelineConfig
+from detx.pipeline.ct import state as state_lib
+from detx.pipeline.ct.check import Decision, check
+from detx.pipeline.local_runner import ProjectPaths
 
 # KFP v2 run states that mean a run is still going.
 _ACTIVE_STATES = {"PENDING", "RUNNING", "CANCELING", "PAUSED"}
@@ -37,7 +37,7 @@ class KubeflowTarget:
     """Where `detx ct run --kubeflow` submits.
 
     Attributes:
-        connection: a `pipeline.kfp_client.Connection`.
+        connection: a `detx.pipeline.kfp_client.Connection`.
         package: the compiled pipeline (detx compile).
         experiment: the KFP experiment.
     """
@@ -91,8 +91,8 @@ def run_once(
 
     Raises:
         state_lib.Busy: another `detx ct run` holds the lock, or a KFP run of the pipeline is active.
-        pipeline.local_runner.PipelineRunFailed: the local retraining failed (recorded as failed).
-        pipeline.kfp_client.KfpError: Kubeflow refused the run.
+        detx.pipeline.local_runner.PipelineRunFailed: the local retraining failed (recorded as failed).
+        detx.pipeline.kfp_client.KfpError: Kubeflow refused the run.
     """
     directory = state_dir(config, project_dir)
     with state_lib.exclusive(directory):
@@ -132,8 +132,8 @@ def _run_local(
     echo: Callable[[str], None],
     verbose: bool,
 ) -> CtResult:
-    from pipeline.local_runner import PipelineRunFailed, run_local
-    from pipeline.run_report import format_summary, latest_run
+    from detx.pipeline.local_runner import PipelineRunFailed, run_local
+    from detx.pipeline.run_report import format_summary, latest_run
 
     attempt = records.start(decision.key, reasons)
     echo(f"retraining on {describe_spans(decision.window)}: {'; '.join(reasons)}")
@@ -163,7 +163,7 @@ def _submit(
     reasons: list[str],
     target: KubeflowTarget,
 ) -> CtResult:
-    from pipeline.kfp_client import recent_runs, submit
+    from detx.pipeline.kfp_client import recent_runs, submit
 
     runs = recent_runs(target.connection, target.experiment, 20, missing_ok=True)
     active = [r for r in runs if r.state.upper() in _ACTIVE_STATES]

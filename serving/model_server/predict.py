@@ -12,9 +12,9 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2
 
-from serving.model_server.batching import Batcher
-from serving.model_server.request_log import RequestLog
-from serving.model_server.versions import VersionManager
+from detx.serving.model_server.batching import Batcher
+from detx.serving.model_server.request_log import RequestLog
+from detx.serving.model_server.versions import VersionManager
 
 DEFAULT_SIGNATURE = "serving_default"
 

@@ -33,9 +33,9 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 import tensorflow as tf
 
-from components.data import features as F
-from components.data.records import array_brightness, image_statistics
-from components.evaluation import score_profile
+from detx.components.data import features as F
+from detx.components.data.records import array_brightness, image_statistics
+from detx.components.evaluation import score_profile
 
 LOG = logging.getLogger(__name__)
 _FILE_PREFIX = "requests-"

@@ -20,12 +20,12 @@ import grpc
 from prometheus_client import start_http_server
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
-from serving.model_server.batching import Batcher
-from serving.model_server.metrics import ServerMetrics
-from serving.model_server.predict import Limits
-from serving.model_server.request_log import RequestLog, RequestLogConfig
-from serving.model_server.servicers import ModelServicer, PredictionServicer
-from serving.model_server.versions import VersionManager, VersionPolicy, load_saved_model
+from detx.serving.model_server.batching import Batcher
+from detx.serving.model_server.metrics import ServerMetrics
+from detx.serving.model_server.predict import Limits
+from detx.serving.model_server.request_log import RequestLog, RequestLogConfig
+from detx.serving.model_server.servicers import ModelServicer, PredictionServicer
+from detx.serving.model_server.versions import VersionManager, VersionPolicy, load_saved_model
 
 LOG = logging.getLogger(__name__)
 
@@ -139,7 +139,11 @@ class ModelServer:
 
         signal.signal(signal.SIGTERM, handle)
         signal.signal(signal.SIGINT, handle)
-        self._stopped.wait()
+        # Python runs signal handlers in the main thread, and only when it runs bytecode: the
+        # kernel may deliver SIGTERM to one of gRPC's threads, which does not wake a main thread
+        # blocked in an untimed wait. Waking every half second bounds how late the handler runs.
+        while not self._stopped.wait(0.5):
+            pass
 
 
 def _credentials(config: ServerConfig) -> grpc.ServerCredentials:

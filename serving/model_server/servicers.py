@@ -13,11 +13,11 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from serving.model_server import predict as predict_lib
-from serving.model_server.batching import Batcher
-from serving.model_server.metrics import ServerMetrics
-from serving.model_server.request_log import RequestLog
-from serving.model_server.versions import VersionManager
+from detx.serving.model_server import predict as predict_lib
+from detx.serving.model_server.batching import Batcher
+from detx.serving.model_server.metrics import ServerMetrics
+from detx.serving.model_server.request_log import RequestLog
+from detx.serving.model_server.versions import VersionManager
 
 
 def _unimplemented(method: str) -> Callable[..., Any]:

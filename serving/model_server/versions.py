@@ -1,7 +1,7 @@
 """Which versions of a model are loaded, kept in step with its base path the way TF Serving does it.
 
 - Only complete numeric version directories are candidates (see
-  `components.pusher.model_store`): a push in progress is invisible.
+  `detx.components.pusher.model_store`): a push in progress is invisible.
 - Policy: the newest version (TF Serving's default `latest {num_versions: 1}`),
   or the versions pinned with `specific` (roll back or canary by config).
 - Availability-preserving swaps: a version that is no longer wanted is
@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from components.pusher.model_store import ModelStore
+from detx.components.pusher.model_store import ModelStore
 
 LOG = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 The browser uploads one image to `POST /api/detect`; the app checks it (size,
 that it is an image at all), calls TF Serving's Predict (detx serve or a real
-TF Serving) through `serving.client.DetectionClient`, and answers JSON: the
+TF Serving) through `detx.serving.client.DetectionClient`, and answers JSON: the
 model name and version that answered, the image size and the detections with
 label names. The page (`page.html`) draws the boxes on the image.
 """
@@ -19,7 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from serving.client import ENCODED_IMAGE, DetectionClient, PredictionError, read_label_names
+from detx.serving.client import ENCODED_IMAGE, DetectionClient, PredictionError, read_label_names
 
 PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "page.html")
 # gRPC status -> HTTP status for the page's error messages.

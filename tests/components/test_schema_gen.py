@@ -2,9 +2,9 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from components.data import features as F
-from components.data.label_map import LabelMap
-from components.schema_gen.executor import default_schema_text, specialise
+from detx.components.data import features as F
+from detx.components.data.label_map import LabelMap
+from detx.components.schema_gen.executor import default_schema_text, specialise
 
 
 def _template():

@@ -92,7 +92,7 @@ def test_prediction_client(trained_project, monkeypatch, tmp_path):
 
 
 def _available(server: Server) -> bool:
-    from serving.client import DetectionClient, PredictionError
+    from detx.serving.client import DetectionClient, PredictionError
 
     try:
         with DetectionClient(f"127.0.0.1:{server.port}", retries=0, timeout=5) as client:

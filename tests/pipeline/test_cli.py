@@ -3,8 +3,8 @@ import os
 import pytest
 from click.testing import CliRunner
 
-from components.pusher.model_store import ModelStore
-from pipeline.cli import main
+from detx.components.pusher.model_store import ModelStore
+from detx.pipeline.cli import main
 
 COMMANDS = [
     [],
@@ -90,7 +90,7 @@ def test_config_file_errors_name_the_key_and_exit_2(tmp_path):
 
 
 def test_config_file_values_and_command_line_overrides(tmp_path):
-    from pipeline.config_file import build_config, merge, read_config_file
+    from detx.pipeline.config_file import build_config, merge, read_config_file
 
     (tmp_path / "data").mkdir()
     path = tmp_path / "detx.yaml"

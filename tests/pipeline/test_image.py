@@ -10,8 +10,8 @@ import re
 
 import pytest
 
-from pipeline.config import DataConfig, PipelineConfig
-from pipeline.kfp_compile import cluster_beam_args
+from detx.pipeline.config import DataConfig, PipelineConfig
+from detx.pipeline.kfp_compile import cluster_beam_args
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -76,9 +76,9 @@ def test_python_and_beam_versions_match_the_lock(docker):
 
 def test_every_package_is_copied_and_setup_py_is_where_the_spec_says(docker):
     copies = [rest for keyword, rest in docker if keyword == "COPY"]
-    packages = re.findall(r'"(\w+)", "\w+\.\*"', _read("setup.py"))
+    packages = re.findall(r'"(\w+)"', re.search(r"FOLDERS = \(([^)]*)\)", _read("setup.py")).group(1))
     assert sorted(packages) == ["components", "pipeline", "serving"]
-    for package in packages:
+    for package in ["detx", *packages]:
         assert f"{package} {package}" in copies
     assert any(c.startswith("setup.py") for c in copies)
     workdir = [rest for keyword, rest in docker if keyword == "WORKDIR"][-1]
@@ -87,7 +87,7 @@ def test_every_package_is_copied_and_setup_py_is_where_the_spec_says(docker):
     )
     assert setup_arg == f"--setup_file={workdir}/setup.py"
     ignored = _read(".dockerignore").split()
-    assert not set(ignored) & {"pipeline", "components", "serving", "setup.py", "requirements"}
+    assert not set(ignored) & {"detx", "pipeline", "components", "serving", "setup.py", "requirements"}
 
 
 def test_python_on_path_is_the_detx_virtualenv(docker):

@@ -9,9 +9,9 @@ from click.testing import CliRunner
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from pipeline import kfp_compile, run_parameters
-from pipeline.cli import main
-from pipeline.config_file import build_config, layered_values
+from detx.pipeline import kfp_compile, run_parameters
+from detx.pipeline.cli import main
+from detx.pipeline.config_file import build_config, layered_values
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = os.path.join(ROOT, "kfp_manifests", "detx_config.yaml")
@@ -69,7 +69,7 @@ def test_every_step_runs_the_detx_image_through_tfx_v2_entrypoint(spec):
         assert container["image"] == config.kubeflow.image, name
         assert container["command"] == ENTRYPOINT, name
         assert "--executor_class_path" in container["args"], name
-    assert "components.trainer.executor.Executor" in executors["Trainer_executor"]["container"]["args"]
+    assert "detx.components.trainer.executor.Executor" in executors["Trainer_executor"]["container"]["args"]
 
 
 def test_the_trainer_alone_asks_for_a_gpu(spec):
@@ -182,7 +182,7 @@ def test_every_artifact_type_can_be_recreated_by_tfx_container_entrypoint(spec):
             for artifact in definitions.artifacts.values():
                 titles.add(yaml.safe_load(artifact.artifact_type.instance_schema)["title"])
     custom = {t for t in titles if t not in compiler_utils.TITLE_TO_CLASS_PATH}
-    assert custom == {"components.DataGateResult"}
+    assert custom == {"detx.DataGateResult"}
     for title in titles:
         path = compiler_utils.TITLE_TO_CLASS_PATH.get(title, title)
         assert import_utils.import_class_by_path(path).TYPE_NAME in (title, title.split(".", 1)[1]), title

@@ -14,10 +14,10 @@ import pytest
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from components.data.synth import SynthConfig, write_dataset
-from pipeline import kfp_compile
-from pipeline.config import with_setup_file
-from pipeline.config_file import build_config
+from detx.components.data.synth import SynthConfig, write_dataset
+from detx.pipeline import kfp_compile
+from detx.pipeline.config import with_setup_file
+from detx.pipeline.config_file import build_config
 from tests.pipeline import kfp_launcher
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -15,14 +15,14 @@ import os
 import pytest
 from click.testing import CliRunner
 
-from components.evaluation.coco_metrics import evaluate, read_examples, serving_default_predictor
-from components.evaluator.report import EvaluationReport
-from components.modeling.config import preset
-from components.pusher.model_store import ModelStore
-from components.trainer import export
-from pipeline.cli import main
-from pipeline.local_runner import ProjectPaths
-from pipeline.run_report import latest_run
+from detx.components.evaluation.coco_metrics import evaluate, read_examples, serving_default_predictor
+from detx.components.evaluator.report import EvaluationReport
+from detx.components.modeling.config import preset
+from detx.components.pusher.model_store import ModelStore
+from detx.components.trainer import export
+from detx.pipeline.cli import main
+from detx.pipeline.local_runner import ProjectPaths
+from detx.pipeline.run_report import latest_run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from pipeline.config import DataConfig, PipelineConfig, Stage
-from pipeline.pipeline import create_pipeline
+from detx.pipeline.config import DataConfig, PipelineConfig, Stage
+from detx.pipeline.pipeline import create_pipeline
 
 ALL = [
     "DetectionExampleGen",
@@ -72,4 +72,4 @@ def test_compiles_to_kfp_v2_without_resolver_nodes(tmp_path):
     assert not any("resolver" in name.lower() for name in spec["deploymentSpec"]["executors"])
     gate = spec["deploymentSpec"]["executors"]["DataGate_executor"]["container"]
     assert gate["image"] == "detx:test"
-    assert "components.data_gate.executor.Executor" in json.dumps(gate)
+    assert "detx.components.data_gate.executor.Executor" in json.dumps(gate)

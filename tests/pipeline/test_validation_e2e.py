@@ -9,21 +9,21 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-from components.data.records import Reject
-from components.data.synth import SynthConfig, write_dataset
-from components.data.testing import (
+from detx.components.data.records import Reject
+from detx.components.data.synth import SynthConfig, write_dataset
+from detx.components.data.testing import (
     CONVERTED_FAULTS,
     FAULT_MAX_PIXELS,
     REJECTED_FAULTS,
     add_crowded_tfrecord,
     inject_coco_faults,
 )
-from components.data_gate.executor import DataGateFailed
-from components.example_gen.report import QUARANTINE_FILENAME, SUMMARY_FILENAME, QuarantineLimitExceeded
-from pipeline.cli import main
-from pipeline.config import DataConfig, PipelineConfig, Stage
-from pipeline.local_runner import PipelineRunFailed, ProjectPaths, run_local
-from pipeline.run_report import latest_run, split_counts
+from detx.components.data_gate.executor import DataGateFailed
+from detx.components.example_gen.report import QUARANTINE_FILENAME, SUMMARY_FILENAME, QuarantineLimitExceeded
+from detx.pipeline.cli import main
+from detx.pipeline.config import DataConfig, PipelineConfig, Stage
+from detx.pipeline.local_runner import PipelineRunFailed, ProjectPaths, run_local
+from detx.pipeline.run_report import latest_run, split_counts
 
 pytestmark = pytest.mark.e2e
 

@@ -11,10 +11,10 @@ def export_tiny(export_dir: str, seed: int = 0) -> str:
     """Exports the tiny preset with random weights (serving does not care how well it detects)."""
     import keras
 
-    from components.data.synth import label_map
-    from components.modeling.config import preset
-    from components.modeling.network import build_network
-    from components.trainer import export
+    from detx.components.data.synth import label_map
+    from detx.components.modeling.config import preset
+    from detx.components.modeling.network import build_network
+    from detx.components.trainer import export
 
     keras.utils.set_random_seed(seed)
     model_config, _ = preset("tiny")

@@ -25,7 +25,7 @@ class Server:
             [
                 sys.executable,
                 "-m",
-                "pipeline.cli",
+                "detx.pipeline.cli",
                 "serve",
                 "--model-base-path",
                 base_path,

@@ -5,7 +5,7 @@ import threading
 import numpy as np
 import pytest
 
-from serving.model_server.batching import Batcher
+from detx.serving.model_server.batching import Batcher
 
 
 def _concurrently(n, target):

@@ -23,7 +23,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from components.pusher.model_store import ModelStore
+from detx.components.pusher.model_store import ModelStore
 from tests.serving.conftest import export_tiny
 from tests.serving.server_process import Server
 
@@ -201,8 +201,8 @@ def test_detx_predict_prints_labelled_json_draws_boxes_and_explains_errors(serve
 
     from click.testing import CliRunner
 
-    from pipeline.cli import main
-    from serving.client import encode_png
+    from detx.pipeline.cli import main
+    from detx.serving.client import encode_png
 
     image = tmp_path / "shapes.png"
     image.write_bytes(encode_png(_image(96, 128)[0]))

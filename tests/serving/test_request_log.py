@@ -16,10 +16,10 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from components.data.records import array_brightness, image_statistics
-from components.evaluation import score_profile
-from components.pusher.model_store import ModelStore
-from serving.model_server.request_log import read_log, stats_examples
+from detx.components.data.records import array_brightness, image_statistics
+from detx.components.evaluation import score_profile
+from detx.components.pusher.model_store import ModelStore
+from detx.serving.model_server.request_log import read_log, stats_examples
 from tests.serving.server_process import Server
 
 pytestmark = pytest.mark.e2e
@@ -89,7 +89,7 @@ def test_every_sampled_request_is_logged_with_ingestion_statistics_and_its_score
 
 
 def test_unsampled_requests_are_not_logged_and_a_bad_sample_rate_is_refused(tmp_path):
-    from serving.model_server.request_log import RequestLog, RequestLogConfig
+    from detx.serving.model_server.request_log import RequestLog, RequestLogConfig
 
     with pytest.raises(ValueError, match="sample must be in"):
         RequestLogConfig(str(tmp_path), sample=0.0)

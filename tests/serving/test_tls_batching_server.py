@@ -15,9 +15,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from components.data.synth import SynthConfig, generate
-from components.pusher.model_store import ModelStore
-from serving.client import DetectionClient, PredictionError
+from detx.components.data.synth import SynthConfig, generate
+from detx.components.pusher.model_store import ModelStore
+from detx.serving.client import DetectionClient, PredictionError
 from tests.serving.server_process import Server
 
 pytestmark = pytest.mark.e2e

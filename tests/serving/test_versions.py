@@ -2,8 +2,8 @@
 
 import os
 
-from components.pusher.model_store import ModelStore
-from serving.model_server.versions import State, VersionManager, VersionPolicy
+from detx.components.pusher.model_store import ModelStore
+from detx.serving.model_server.versions import State, VersionManager, VersionPolicy
 
 
 def _manager(dest, broken=(), **kwargs):

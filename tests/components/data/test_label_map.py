@@ -1,6 +1,6 @@
 import pytest
 
-from components.data.label_map import LabelMap, LabelMapError, label_map_from_names
+from detx.components.data.label_map import LabelMap, LabelMapError, label_map_from_names
 
 
 def test_pbtxt_round_trip_keeps_ids_and_names():

@@ -7,9 +7,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from components.data import features as F
-from components.data.label_map import LabelMap
-from components.data.records import (
+from detx.components.data import features as F
+from detx.components.data.label_map import LabelMap
+from detx.components.data.records import (
     Converted,
     DataLimits,
     Reject,

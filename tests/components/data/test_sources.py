@@ -7,11 +7,11 @@ import shutil
 import pytest
 import tensorflow as tf
 
-from components.data.coco import scan_coco
-from components.data.records import RejectReason
-from components.data.scan import DatasetError
-from components.data.tfrecord_source import iter_records, parse_od_example, scan_tfrecords
-from components.data.voc import scan_voc
+from detx.components.data.coco import scan_coco
+from detx.components.data.records import RejectReason
+from detx.components.data.scan import DatasetError
+from detx.components.data.tfrecord_source import iter_records, parse_od_example, scan_tfrecords
+from detx.components.data.voc import scan_voc
 
 
 def _coco(tmp_path, doc):

@@ -8,12 +8,12 @@ import os
 import pytest
 from click.testing import CliRunner
 
-from components import storage
-from components.data import spans
-from components.data.coco import scan_coco
-from components.data.scan import DatasetError
-from components.data.synth import SynthConfig, write_dataset
-from components.data.tfrecord_source import scan_tfrecords
+from detx.components import storage
+from detx.components.data import spans
+from detx.components.data.coco import scan_coco
+from detx.components.data.scan import DatasetError
+from detx.components.data.synth import SynthConfig, write_dataset
+from detx.components.data.tfrecord_source import scan_tfrecords
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def test_tfrecord_spans_with_renumbered_classes_are_refused(tmp_path):
 
 
 def test_add_span_command_checks_reports_new_classes_and_refuses_incompatible_data(tmp_path, deliveries):
-    from pipeline.cli import main
+    from detx.pipeline.cli import main
 
     root = str(tmp_path / "root")
     runner = CliRunner()

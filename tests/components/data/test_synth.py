@@ -5,10 +5,10 @@ import os
 import pytest
 from PIL import Image
 
-from components.data.coco import scan_coco
-from components.data.synth import CLASSES, SynthConfig, generate, generate_image, write_dataset
-from components.data.tfrecord_source import iter_records, parse_od_example
-from components.data.voc import scan_voc
+from detx.components.data.coco import scan_coco
+from detx.components.data.synth import CLASSES, SynthConfig, generate, generate_image, write_dataset
+from detx.components.data.tfrecord_source import iter_records, parse_od_example
+from detx.components.data.voc import scan_voc
 
 
 def _tree_digest(root: str) -> str:

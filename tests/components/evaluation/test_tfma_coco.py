@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from tensorflow_model_analysis.metrics import metric_types
 
-from components.data import features as F
-from components.evaluation import tfma_coco
-from components.evaluation.coco_metrics import coco_eval
+from detx.components.data import features as F
+from detx.components.evaluation import tfma_coco
+from detx.components.evaluation.coco_metrics import coco_eval
 
 CLASSES = [1, 2, 3]
 SIZE = 100.0  # pixel size given to pycocotools (IoU does not depend on it)
@@ -137,7 +137,7 @@ def test_perfect_detections_score_one_and_a_split_without_boxes_is_nan():
 
 def test_score_profile_is_the_mean_top_score_and_confident_count_per_image():
     """The live-quality reference: the same numbers the model server logs per request (score_profile.py)."""
-    from components.evaluation import score_profile
+    from detx.components.evaluation import score_profile
 
     rng = np.random.default_rng(8)
     images = [_random_image(rng, 3, int(rng.integers(0, 12))) for _ in range(20)]

@@ -1,7 +1,7 @@
 """The Evaluator's baseline comes from the push destination, without a Resolver node."""
 
-from components.evaluator.baseline import Baseline, find_baseline, resolve
-from components.pusher.model_store import ModelStore
+from detx.components.evaluator.baseline import Baseline, find_baseline, resolve
+from detx.components.pusher.model_store import ModelStore
 
 
 def test_baseline_is_the_served_version_and_follows_production(tmp_path, fake_saved_model):
@@ -24,7 +24,7 @@ def test_baseline_is_the_served_version_and_follows_production(tmp_path, fake_sa
 def test_threshold_parameters_override_the_options_json():
     import json
 
-    from components.evaluator.executor import read_options
+    from detx.components.evaluator.executor import read_options
 
     props = {"options": json.dumps({"min_map_50": 0.3, "max_map_50_drop": 0.01, "slice_features": ["a"]})}
     assert read_options(props).min_map_50 == 0.3

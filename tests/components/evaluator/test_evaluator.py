@@ -10,15 +10,15 @@ from tfx.components.evaluator import constants as tfx_constants
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils, standard_artifacts
 
-from components.data.testing import write_examples
-from components.evaluation.coco_metrics import evaluate, read_examples
-from components.evaluation.testing import OracleDetector, write_oracle_model
-from components.evaluator import executor
-from components.evaluator.baseline import BaselineError
-from components.evaluator.options import EvaluatorOptions
-from components.evaluator.report import EvaluationReport
-from components.pusher.model_store import ModelStore
-from pipeline.config import local_beam_args
+from detx.components.data.testing import write_examples
+from detx.components.evaluation.coco_metrics import evaluate, read_examples
+from detx.components.evaluation.testing import OracleDetector, write_oracle_model
+from detx.components.evaluator import executor
+from detx.components.evaluator.baseline import BaselineError
+from detx.components.evaluator.options import EvaluatorOptions
+from detx.components.evaluator.report import EvaluationReport
+from detx.components.pusher.model_store import ModelStore
+from detx.pipeline.config import local_beam_args
 
 NOISY = {"jitter": 0.03, "keep": 0.8, "false_positives": 3}
 

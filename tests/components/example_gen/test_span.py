@@ -2,7 +2,7 @@
 
 import pytest
 
-from components.example_gen.executor import with_span
+from detx.components.example_gen.executor import with_span
 
 
 @pytest.mark.parametrize(

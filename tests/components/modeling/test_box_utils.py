@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.modeling import anchors, box_coder, box_ops
-from components.modeling.config import ModelConfig, TrainConfig, preset
-from components.modeling.losses import sigmoid_focal_loss, smooth_l1, ssd_losses
-from components.modeling.matcher import argmax_match, assign_targets
+from detx.components.modeling import anchors, box_coder, box_ops
+from detx.components.modeling.config import ModelConfig, TrainConfig, preset
+from detx.components.modeling.losses import sigmoid_focal_loss, smooth_l1, ssd_losses
+from detx.components.modeling.matcher import argmax_match, assign_targets
 
 SCALES = (10.0, 10.0, 5.0, 5.0)
 

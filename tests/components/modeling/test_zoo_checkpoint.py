@@ -9,9 +9,9 @@ import os
 import numpy as np
 import pytest
 
-from components.modeling.config import ModelConfig
-from components.modeling.network import build_network
-from components.modeling.zoo_checkpoint import (
+from detx.components.modeling.config import ModelConfig
+from detx.components.modeling.network import build_network
+from detx.components.modeling.zoo_checkpoint import (
     CheckpointMismatchError,
     checkpoint_prefix,
     restore,

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from components.pusher.model_store import LINEAGE_FILE, SAVED_MODEL_FILE, ModelStore, ModelStoreError, copy_tree
+from detx.components.pusher.model_store import LINEAGE_FILE, SAVED_MODEL_FILE, ModelStore, ModelStoreError, copy_tree
 
 
 @pytest.fixture
@@ -72,7 +72,7 @@ def test_ordered_copy_writes_saved_model_pb_last(tmp_path, model):
 
 _KILLED_PUSH = """
 import os, sys, time
-from components.pusher import model_store
+from detx.components.pusher import model_store
 store = model_store.ModelStore(sys.argv[1])
 if sys.argv[4] == "ordered":  # what a push to gs:// does: straight into the numbered directory
     push = store._push_ordered

@@ -6,14 +6,14 @@ import pytest
 from tfx.proto import trainer_pb2
 from tfx.utils import proto_utils
 
-from components.trainer.executor import fold_run_settings
+from detx.components.trainer.executor import fold_run_settings
 
 
 def _props(**extra):
     return {
         "train_args": proto_utils.proto_to_json(trainer_pb2.TrainArgs(splits=["train"], num_steps=7)),
         "custom_config": json.dumps({"preset": "tiny", "pretrained": "/old/ckpt", "seed": 3}),
-        "run_fn": "components.trainer.run_fn.run_fn",
+        "run_fn": "detx.components.trainer.run_fn.run_fn",
         **extra,
     }
 

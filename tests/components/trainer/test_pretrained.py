@@ -4,10 +4,10 @@ import keras
 import numpy as np
 import pytest
 
-from components.modeling.config import preset
-from components.modeling.network import build_network
-from components.trainer.options import TrainerOptions
-from components.trainer.pretrained import initializer
+from detx.components.modeling.config import preset
+from detx.components.modeling.network import build_network
+from detx.components.trainer.options import TrainerOptions
+from detx.components.trainer.pretrained import initializer
 
 MODEL, _ = preset("tiny")
 

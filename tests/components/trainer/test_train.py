@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.data.label_map import LABEL_MAP_FILENAME
-from components.data.synth import SynthConfig, generate
-from components.data.testing import write_examples
-from components.modeling import anchors
-from components.modeling.config import preset
-from components.trainer import data, export, train
+from detx.components.data.label_map import LABEL_MAP_FILENAME
+from detx.components.data.synth import SynthConfig, generate
+from detx.components.data.testing import write_examples
+from detx.components.modeling import anchors
+from detx.components.modeling.config import preset
+from detx.components.trainer import data, export, train
 
 MODEL, TRAIN = preset("tiny")
 TRAIN = dataclasses.replace(TRAIN, batch_size=4, steps=4, checkpoint_every=2, shuffle_buffer=16)

@@ -9,15 +9,15 @@ import os
 
 import pytest
 
-from components.data import spans
-from components.data.synth import SynthConfig, label_map, write_dataset
-from components.evaluation import score_profile
-from components.example_gen.options import IngestOptions
-from components.pusher.executor import TRAIN_STATS_FILENAME
-from components.pusher.model_store import ModelStore
-from pipeline.config import ContinuousTrainingConfig
-from pipeline.ct import stats
-from pipeline.ct.check import check
+from detx.components.data import spans
+from detx.components.data.synth import SynthConfig, label_map, write_dataset
+from detx.components.evaluation import score_profile
+from detx.components.example_gen.options import IngestOptions
+from detx.components.pusher.executor import TRAIN_STATS_FILENAME
+from detx.components.pusher.model_store import ModelStore
+from detx.pipeline.config import ContinuousTrainingConfig
+from detx.pipeline.ct import stats
+from detx.pipeline.ct.check import check
 
 OPTIONS = IngestOptions(data_format="coco", span_window=2)
 # The generator settings of the served model's training data, and of each later delivery.
@@ -128,8 +128,8 @@ def test_nothing_served_age_and_no_new_span(tmp_path, sources, fake_saved_model)
 
 
 def test_live_confidence_fall_triggers_and_serving_skew_is_reported(tmp_path, sources, fake_saved_model):
-    from components.data.records import image_statistics
-    from serving.model_server.request_log import LoggedImage
+    from detx.components.data.records import image_statistics
+    from detx.serving.model_server.request_log import LoggedImage
 
     images = os.path.join(sources["base"], "images")
     brightness = [image_statistics(open(os.path.join(images, f), "rb").read())[2] for f in sorted(os.listdir(images))]

@@ -16,15 +16,15 @@ import os
 import pytest
 from click.testing import CliRunner
 
-from components.data import spans
-from components.data.synth import SynthConfig, write_dataset
-from components.evaluation import score_profile
-from components.example_gen.options import IngestOptions
-from components.pusher.executor import TRAIN_STATS_FILENAME
-from components.pusher.model_store import ModelStore
-from pipeline.cli import main
-from pipeline.ct import stats
-from pipeline.ct.state import State
+from detx.components.data import spans
+from detx.components.data.synth import SynthConfig, write_dataset
+from detx.components.evaluation import score_profile
+from detx.components.example_gen.options import IngestOptions
+from detx.components.pusher.executor import TRAIN_STATS_FILENAME
+from detx.components.pusher.model_store import ModelStore
+from detx.pipeline.cli import main
+from detx.pipeline.ct import stats
+from detx.pipeline.ct.state import State
 from tests.serving.conftest import export_tiny
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

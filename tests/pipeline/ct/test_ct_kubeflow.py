@@ -11,11 +11,11 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from components.data import spans
-from components.data.synth import SynthConfig, write_dataset
-from pipeline.cli import main
-from pipeline.ct.run import run_once
-from pipeline.ct.state import Busy
+from detx.components.data import spans
+from detx.components.data.synth import SynthConfig, write_dataset
+from detx.pipeline.cli import main
+from detx.pipeline.ct.run import run_once
+from detx.pipeline.ct.state import Busy
 from tests.pipeline import fake_kfp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -71,7 +71,7 @@ def test_ct_run_submits_one_run_for_the_newest_span_and_never_a_second_while_it_
 
 
 def test_a_second_ct_run_while_one_holds_the_lock_starts_nothing(span_root, tmp_path):
-    from pipeline.config import DataConfig, PipelineConfig
+    from detx.pipeline.config import DataConfig, PipelineConfig
 
     project = str(tmp_path / "project")
     state_dir = os.path.join(project, "ct")
@@ -129,7 +129,7 @@ def test_the_cronjob_is_valid_kubernetes_and_runs_detx_ct_run_with_options_that_
     container = pod["containers"][0]
     assert container["command"] == ["detx", "ct", "run"]
     # The arguments parse as `detx ct run` options, and the files they name ship in the image (/detx = this repo).
-    from pipeline.ct_cli import run_command
+    from detx.pipeline.ct_cli import run_command
 
     mount = container["volumeMounts"][0]["mountPath"]
     (tmp_path / "token").write_text("a projected token")
@@ -146,7 +146,7 @@ def test_the_cronjob_is_valid_kubernetes_and_runs_detx_ct_run_with_options_that_
 
 
 def test_the_ct_section_of_a_config_file_is_read_and_checked(tmp_path):
-    from pipeline.config_file import ConfigError, build_config, layered_values
+    from detx.pipeline.config_file import ConfigError, build_config, layered_values
 
     config = build_config(layered_values([os.path.join(ROOT, "kfp_manifests", "detx_config.yaml")], {}))
     assert config.ct.state_dir.startswith("gs://") and config.ct.min_new_images == 500
