@@ -44,8 +44,8 @@ def run_data_steps(data_dir: str, project: str, mode: str) -> float:
     """Runs the three data steps once in `mode`; returns wall seconds."""
     from tfx import v1 as tfx
 
+    from detx.components.data.ingest_options import IngestOptions
     from detx.components.example_gen.component import DetectionExampleGen
-    from detx.components.example_gen.options import IngestOptions
     from detx.components.schema_gen.component import DetectionSchemaGen
     from detx.pipeline.config import local_beam_args
 

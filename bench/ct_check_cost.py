@@ -46,7 +46,7 @@ def span_root(num_images: int, work: str) -> str:
 
 def served_version(root: str, work: str) -> str:
     """A push destination whose version 1 was trained on span 1 (its statistics stored as the Pusher does)."""
-    from detx.components.example_gen.options import IngestOptions
+    from detx.components.data.ingest_options import IngestOptions
     from detx.components.pusher.executor import TRAIN_STATS_FILENAME
     from detx.components.pusher.model_store import ModelStore
     from detx.pipeline.ct import stats
@@ -66,7 +66,7 @@ def served_version(root: str, work: str) -> str:
 
 
 def time_check(root: str, dest: str) -> tuple[float, bool]:
-    from detx.components.example_gen.options import IngestOptions
+    from detx.components.data.ingest_options import IngestOptions
     from detx.pipeline.config import ContinuousTrainingConfig
     from detx.pipeline.ct.check import check
 

@@ -48,8 +48,8 @@ def run_example_gen(data_dir: str, project: str) -> float:
     """Runs DetectionExampleGen alone with LocalDagRunner; returns wall seconds."""
     from tfx import v1 as tfx
 
+    from detx.components.data.ingest_options import IngestOptions
     from detx.components.example_gen.component import DetectionExampleGen
-    from detx.components.example_gen.options import IngestOptions
     from detx.pipeline.config import local_beam_args
 
     example_gen = DetectionExampleGen(data_dir, IngestOptions("coco"), {"train": 4, "eval": 1})

@@ -12,8 +12,8 @@ import os
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from detx.components.data.ingest_options import IngestOptions
 from detx.components.evaluator.options import EvaluatorOptions
-from detx.components.example_gen.options import IngestOptions
 from detx.components.trainer.options import TrainerOptions
 
 

@@ -21,9 +21,9 @@ from tfx.types.component_spec import ExecutionParameter
 from tfx.types.standard_component_specs import FileBasedExampleGenSpec
 
 from detx.components.data import features
+from detx.components.data.ingest_options import DEFAULT_PATTERNS, IngestOptions
 from detx.components.data.spans import SPAN_DIR_PATTERN
 from detx.components.example_gen.executor import DATA_SPAN_KEY, Executor
-from detx.components.example_gen.options import DEFAULT_PATTERNS, IngestOptions
 
 
 def split_config(splits: Mapping[str, int]) -> example_gen_pb2.Output:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-import re
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import apache_beam as beam
@@ -22,14 +20,11 @@ from tfx.utils import proto_utils
 
 from detx.components.data import features as F
 from detx.components.data import spans as spans_lib
-from detx.components.data.coco import scan_coco
+from detx.components.data.ingest_options import IngestOptions
 from detx.components.data.label_map import LABEL_MAP_FILENAME
 from detx.components.data.records import Converted, DataLimits, Reject, RejectReason, SourceRecord, build_example
-from detx.components.data.scan import DatasetError, Scan
-from detx.components.data.spans import qualified_id
-from detx.components.data.tfrecord_source import parse_od_example, scan_tfrecords
-from detx.components.data.voc import scan_voc
-from detx.components.example_gen.options import IngestOptions
+from detx.components.data.scan import Scan
+from detx.components.data.sources import parse_streamed_record, scan_source, scan_window, with_span
 from detx.components.example_gen.report import (
     QUARANTINE_FILENAME,
     SUMMARY_FILENAME,
@@ -42,41 +37,6 @@ _NOTES = "notes"
 _PARTS_DIR = ".detx-parts"
 # The span a run without TFX's driver reads (an exec property of DetectionExampleGen).
 DATA_SPAN_KEY = "data_span"
-
-
-def with_span(pattern: str, span: int) -> str:
-    """The pattern with TFX's `{SPAN}` / `{SPAN:width}` replaced by the span number.
-
-    Raises:
-        ValueError: a `{SPAN:width}` whose width is not a number.
-    """
-
-    def number(match: re.Match[str]) -> str:
-        width = match.group("width")
-        if width is not None and not width.isdigit():
-            raise ValueError(f"{{SPAN:{width}}} in {pattern!r}: the width must be a number, as in {{SPAN:4}}")
-        return str(span).zfill(int(width or 0))
-
-    return re.sub(r"\{SPAN(?::(?P<width>[^}]*))?\}", number, pattern)
-
-
-def scan_source(options: IngestOptions, input_base: str, pattern: str) -> Scan:
-    """Reads the annotations of a dataset in any of the three formats.
-
-    Raises:
-        DatasetError: the dataset cannot be read at all.
-    """
-    if options.data_format == "coco":
-        matches = sorted(tf.io.gfile.glob(os.path.join(input_base, pattern)))
-        if len(matches) != 1:
-            raise DatasetError(
-                f"expected exactly one COCO annotation file matching {os.path.join(input_base, pattern)}, "
-                f"found {len(matches)}{': ' + ', '.join(matches) if matches else ''}"
-            )
-        return scan_coco(matches[0], os.path.join(input_base, options.resolved_image_dir))
-    if options.data_format == "voc":
-        return scan_voc(input_base, pattern, options.resolved_image_dir)
-    return scan_tfrecords(input_base, pattern)
 
 
 class _ConvertFn(beam.DoFn):
@@ -103,25 +63,6 @@ class _ConvertFn(beam.DoFn):
             yield result.example
         else:
             yield beam.pvalue.TaggedOutput(_REJECTS, result.to_json())
-
-
-def scan_window(options: IngestOptions, root: str, spans: list[int]) -> Scan:
-    """The window's spans of a span root read as one dataset (`spans.merge_scans`).
-
-    Raises:
-        DatasetError: a span cannot be read, or the spans cannot be read together.
-    """
-    return spans_lib.merge_scans(
-        [(n, scan_source(options, spans_lib.span_dir(root, n), options.inner_pattern)) for n in spans]
-    )
-
-
-def parse_streamed_record(filename: str, raw: bytes, file_spans: Mapping[str, int]) -> SourceRecord | Reject:
-    """One record of a scan's TFRecord files, its image id qualified by span when the scan merged spans."""
-    record = parse_od_example(raw, filename, f"{os.path.basename(filename)}:?")
-    if filename in file_spans:  # a span root: ids are qualified by span, as for COCO and VOC
-        record = dataclasses.replace(record, image_id=qualified_id(file_spans[filename], record.image_id))
-    return record
 
 
 class Executor(BaseExampleGenExecutor):

@@ -31,11 +31,11 @@ import tensorflow as tf
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from detx.components.data import spans as spans_lib
+from detx.components.data.ingest_options import IngestOptions
 from detx.components.data.label_map import LABEL_MAP_FILENAME, LabelMap
 from detx.components.data.scan import Scan
+from detx.components.data.sources import scan_window
 from detx.components.evaluation import score_profile
-from detx.components.example_gen.executor import scan_window
-from detx.components.example_gen.options import IngestOptions
 from detx.components.example_gen.report import describe_spans
 from detx.components.pusher.model_store import ModelStore
 from detx.pipeline.config import ContinuousTrainingConfig

@@ -22,11 +22,11 @@ from tensorflow_metadata.proto.v0 import statistics_pb2
 from tfx_bsl.coders import example_coder
 
 from detx.components.data import features as F
+from detx.components.data.ingest_options import IngestOptions
 from detx.components.data.records import Converted, DataLimits, Reject, SourceRecord, build_example
 from detx.components.data.scan import Scan
+from detx.components.data.sources import parse_streamed_record, scan_window
 from detx.components.data.tfrecord_source import iter_records
-from detx.components.example_gen.executor import parse_streamed_record, scan_window
-from detx.components.example_gen.options import IngestOptions
 from detx.components.pusher.executor import TRAIN_STATS_FILENAME
 
 # The features drift and skew are measured on (image bytes are never summarised).

@@ -1,4 +1,4 @@
-"""COCO, VOC and TFRecord readers: whole-dataset errors and record-level rejects."""
+"""COCO, VOC and TFRecord readers: whole-dataset errors and record-level rejects; span patterns."""
 
 import json
 import os
@@ -10,6 +10,7 @@ import tensorflow as tf
 from detx.components.data.coco import scan_coco
 from detx.components.data.records import RejectReason
 from detx.components.data.scan import DatasetError
+from detx.components.data.sources import with_span
 from detx.components.data.tfrecord_source import iter_records, parse_od_example, scan_tfrecords
 from detx.components.data.voc import scan_voc
 
@@ -185,3 +186,21 @@ def test_tfrecord_errors(tmp_path):
     with pytest.raises(DatasetError, match="not a readable TFRecord file"):
         scan_tfrecords(str(tmp_path))
     assert parse_od_example(b"\xff\xff\xff", "f", "f:1").reason is RejectReason.BAD_ANNOTATION
+
+
+# Without TFX's driver (open-source KFP), the run's span parameter fills `{SPAN}`.
+@pytest.mark.parametrize(
+    "pattern,span,expected",
+    [
+        ("span-{SPAN}/annotations.json", 3, "span-3/annotations.json"),
+        ("span-{SPAN:4}/Annotations/*.xml", 12, "span-0012/Annotations/*.xml"),
+        ("annotations.json", 9, "annotations.json"),
+    ],
+)
+def test_span_placeholders_are_filled(pattern, span, expected):
+    assert with_span(pattern, span) == expected
+
+
+def test_a_bad_width_names_the_fix():
+    with pytest.raises(ValueError, match=r"must be a number, as in \{SPAN:4\}"):
+        with_span("span-{SPAN:x}/a.json", 1)

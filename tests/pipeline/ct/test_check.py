@@ -10,9 +10,9 @@ import os
 import pytest
 
 from detx.components.data import spans
+from detx.components.data.ingest_options import IngestOptions
 from detx.components.data.synth import SynthConfig, label_map, write_dataset
 from detx.components.evaluation import score_profile
-from detx.components.example_gen.options import IngestOptions
 from detx.components.pusher.executor import TRAIN_STATS_FILENAME
 from detx.components.pusher.model_store import ModelStore
 from detx.pipeline.config import ContinuousTrainingConfig

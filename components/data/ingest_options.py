@@ -1,4 +1,8 @@
-"""DetectionExampleGen's settings, and how they travel through TFX's `custom_config` proto."""
+"""How a dataset is read and checked (DetectionExampleGen's settings), and how they travel in TFX's `custom_config`.
+
+Plain data code (no TFX import): `detx ct check` reads datasets with the same
+options as the ExampleGen, without loading TFX or Beam.
+"""
 
 from __future__ import annotations
 
