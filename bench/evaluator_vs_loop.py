@@ -37,9 +37,9 @@ from detx.components.data.testing import write_examples
 from detx.components.evaluation.coco_metrics import evaluate, read_examples
 from detx.components.evaluator import executor
 from detx.components.evaluator.options import EvaluatorOptions
+from detx.components.model_store import ModelStore
 from detx.components.modeling.config import preset
 from detx.components.modeling.network import build_network
-from detx.components.pusher.model_store import ModelStore
 from detx.components.trainer import export
 from detx.pipeline.config import local_beam_args
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from detx.components.pusher.model_store import ModelStore
+from detx.components.model_store import ModelStore
 
 # `baseline` settings besides a path.
 AUTO = "auto"  # the serving version of the push destination, looked up when the Evaluator runs

@@ -1,1 +1,1 @@
-"""DetectionPusher and the push destination (model store) it writes."""
+"""DetectionPusher: publishes blessed models to the push destination (`detx.components.model_store`)."""

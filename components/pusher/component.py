@@ -27,7 +27,7 @@ class DetectionPusher(base_component.BaseComponent):
     """Publishes blessed models to a TF Serving model base path.
 
     Unlike TFX's Pusher (which copies into a timestamp-named directory in
-    place), a version never appears half-written: see `model_store.ModelStore.push`.
+    place), a version never appears half-written: see `detx.components.model_store.ModelStore.push`.
     Versions are 1, 2, 3...; each records its lineage (data, metrics, the
     baseline it beat) in `detx_lineage.json`. A model already served is not
     pushed again.

@@ -16,7 +16,7 @@ from tfx.utils import path_utils
 
 from detx.components.evaluator.report import EvaluationReport
 from detx.components.example_gen.report import SUMMARY_FILENAME
-from detx.components.pusher.model_store import ModelStore, ModelStoreError
+from detx.components.model_store import ModelStore, ModelStoreError
 
 PROGRESS = logging.getLogger("detx.progress")
 

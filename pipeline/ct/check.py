@@ -37,7 +37,7 @@ from detx.components.data.scan import Scan
 from detx.components.data.sources import scan_window
 from detx.components.evaluation import score_profile
 from detx.components.example_gen.report import describe_spans
-from detx.components.pusher.model_store import ModelStore
+from detx.components.model_store import ModelStore
 from detx.pipeline.config import ContinuousTrainingConfig
 from detx.pipeline.ct import drift, stats
 from detx.serving.model_server import request_log

@@ -3,7 +3,7 @@ import os
 import pytest
 from click.testing import CliRunner
 
-from detx.components.pusher.model_store import ModelStore
+from detx.components.model_store import ModelStore
 from detx.pipeline.cli import main
 
 COMMANDS = [

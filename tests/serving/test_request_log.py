@@ -18,7 +18,7 @@ from tensorflow_serving.apis import (
 
 from detx.components.data.records import array_brightness, image_statistics
 from detx.components.evaluation import score_profile
-from detx.components.pusher.model_store import ModelStore
+from detx.components.model_store import ModelStore
 from detx.serving.model_server.request_log import read_log, stats_examples
 from tests.serving.server_process import Server
 

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from detx.components.data.synth import SynthConfig, generate
-from detx.components.pusher.model_store import ModelStore
+from detx.components.model_store import ModelStore
 from detx.serving.client import DetectionClient, PredictionError
 from tests.serving.server_process import Server
 

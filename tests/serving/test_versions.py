@@ -2,7 +2,7 @@
 
 import os
 
-from detx.components.pusher.model_store import ModelStore
+from detx.components.model_store import ModelStore
 from detx.serving.model_server.versions import State, VersionManager, VersionPolicy
 
 

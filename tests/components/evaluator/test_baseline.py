@@ -1,7 +1,7 @@
 """The Evaluator's baseline comes from the push destination, without a Resolver node."""
 
 from detx.components.evaluator.baseline import Baseline, find_baseline, resolve
-from detx.components.pusher.model_store import ModelStore
+from detx.components.model_store import ModelStore
 
 
 def test_baseline_is_the_served_version_and_follows_production(tmp_path, fake_saved_model):

@@ -17,7 +17,7 @@ from detx.components.evaluator import executor
 from detx.components.evaluator.baseline import BaselineError
 from detx.components.evaluator.options import EvaluatorOptions
 from detx.components.evaluator.report import EvaluationReport
-from detx.components.pusher.model_store import ModelStore
+from detx.components.model_store import ModelStore
 from detx.pipeline.config import local_beam_args
 
 NOISY = {"jitter": 0.03, "keep": 0.8, "false_positives": 3}

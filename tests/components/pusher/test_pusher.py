@@ -8,8 +8,8 @@ from tfx.components.evaluator import constants as tfx_constants
 from tfx.types import standard_artifacts
 
 from detx.components.evaluator.report import EvaluationReport
+from detx.components.model_store import ModelStore, ModelStoreError
 from detx.components.pusher import executor
-from detx.components.pusher.model_store import ModelStore, ModelStoreError
 
 
 def _artifacts(tmp_path, blessed, fake_saved_model, model_uri=None):

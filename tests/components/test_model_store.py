@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from detx.components.pusher.model_store import LINEAGE_FILE, SAVED_MODEL_FILE, ModelStore, ModelStoreError, copy_tree
+from detx.components.model_store import LINEAGE_FILE, SAVED_MODEL_FILE, ModelStore, ModelStoreError, copy_tree
 
 
 @pytest.fixture
@@ -72,7 +72,7 @@ def test_ordered_copy_writes_saved_model_pb_last(tmp_path, model):
 
 _KILLED_PUSH = """
 import os, sys, time
-from detx.components.pusher import model_store
+from detx.components import model_store
 store = model_store.ModelStore(sys.argv[1])
 if sys.argv[4] == "ordered":  # what a push to gs:// does: straight into the numbered directory
     push = store._push_ordered
@@ -94,7 +94,7 @@ def test_a_push_killed_midway_leaves_the_served_version_unchanged(tmp_path, mode
     store = ModelStore(dest)
     store.push(model, {"note": "good"})
     marker = tmp_path / "midway"
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     proc = subprocess.Popen(
         [sys.executable, "-c", _KILLED_PUSH, dest, model, str(marker), mode],
         env={**os.environ, "PYTHONPATH": repo, "TF_CPP_MIN_LOG_LEVEL": "3"},
