@@ -14,7 +14,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from detx.components.data import features as F
-from detx.components.trainer.data import OBJECT_FEATURES, objects
+from detx.components.data.decode import OBJECT_FEATURES, objects
 
 # Image size and objects of an OD API tf.Example (what COCO scoring needs).
 PARSE_SPEC = {

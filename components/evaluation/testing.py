@@ -13,7 +13,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from detx.components.data import features as F
-from detx.components.trainer.data import OBJECT_FEATURES, objects
+from detx.components.data.decode import OBJECT_FEATURES, objects
 
 MAX_DETECTIONS = 100
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from detx.components.data.decode import OBJECT_FEATURES, objects
 from detx.components.data.testing import write_examples
 from detx.components.evaluation.coco_metrics import evaluate, read_examples
-from detx.components.trainer.data import OBJECT_FEATURES, objects
 
 
 @pytest.fixture(scope="module")
