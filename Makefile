@@ -86,14 +86,14 @@ CT_RUN := $(BIN)/detx ct run $(CT_ARGS) --preset tiny --train-steps 400
 ct-demo: install  ## one drift-triggered retraining on synthetic spans (README, "Continuous training")
 	rm -rf $(CT_DIR)
 	$(BIN)/detx data synth --out $(CT_DIR)/deliveries/1 --images 400 --seed 1
-	$(BIN)/detx data add-span --root $(CT_DIR)/spans --data $(CT_DIR)/deliveries/1
+	$(BIN)/detx data add-span $(CT_DIR)/deliveries/1 --data $(CT_DIR)/spans
 	$(CT_RUN)
 	$(BIN)/detx data synth --out $(CT_DIR)/deliveries/2 --images 100 --seed 2 --first-id 401
-	$(BIN)/detx data add-span --root $(CT_DIR)/spans --data $(CT_DIR)/deliveries/2
+	$(BIN)/detx data add-span $(CT_DIR)/deliveries/2 --data $(CT_DIR)/spans
 	$(BIN)/detx ct check $(CT_ARGS)
 	$(BIN)/detx data synth --out $(CT_DIR)/deliveries/3 --images 300 --seed 3 --first-id 501 \
 		--brightness 0.5 --class-weights 4,1,1
-	$(BIN)/detx data add-span --root $(CT_DIR)/spans --data $(CT_DIR)/deliveries/3
+	$(BIN)/detx data add-span $(CT_DIR)/deliveries/3 --data $(CT_DIR)/spans
 	$(BIN)/detx ct check $(CT_ARGS)
 	$(CT_RUN)
 	$(CT_RUN)

@@ -15,7 +15,7 @@ import os
 import platform
 import time
 
-from detx.pipeline.local_runner import ProjectPaths
+from detx.pipeline.project import ProjectPaths
 from detx.pipeline.run_report import latest_run
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("--project", default=".detx/demo/project")
     parser.add_argument("--name", default="detx")
     args = parser.parse_args()
-    runs = latest_run(ProjectPaths(os.path.abspath(args.project)).metadata_path, args.name)
+    runs = latest_run(ProjectPaths(args.project).metadata_path, args.name)
     total = sum(r.seconds for r in runs)
     for r in runs:
         print(f"| {r.node} | {r.state} | {r.seconds:.1f} s | {100 * r.seconds / total:.0f}% |")

@@ -32,9 +32,9 @@ import tensorflow as tf
 
 from detx.components.data.label_map import LABEL_MAP_FILENAME
 from detx.components.data.synth import SynthConfig, generate, label_map
+from detx.components.model_store import ModelStore
 from detx.components.modeling.config import preset
 from detx.components.modeling.network import build_network
-from detx.components.pusher.model_store import ModelStore
 from detx.components.trainer import export
 from detx.serving.client import DetectionClient
 
@@ -100,7 +100,7 @@ def main() -> None:
                 "-m",
                 "detx.pipeline.cli",
                 "serve",
-                "--model-base-path",
+                "--push-destination",
                 dest,
                 "--port",
                 str(port),

@@ -21,7 +21,8 @@ from detx.components.evaluation.coco_metrics import evaluate, read_examples
 from detx.components.modeling.config import preset
 from detx.components.trainer import data, export, train
 from detx.pipeline.config import DataConfig, PipelineConfig, Stage
-from detx.pipeline.local_runner import ProjectPaths, run_local
+from detx.pipeline.local_runner import run_local
+from detx.pipeline.project import ProjectPaths
 from detx.pipeline.run_report import latest_run
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")

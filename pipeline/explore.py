@@ -25,7 +25,7 @@ from detx.components.evaluation.coco_metrics import (
     serving_default_predictor,
 )
 from detx.components.evaluator.report import EvaluationReport
-from detx.pipeline.local_runner import ProjectPaths
+from detx.pipeline.project import ProjectPaths
 from detx.pipeline.run_report import latest_run
 
 
@@ -59,7 +59,7 @@ class RunArtifacts:
 
 def latest_artifacts(project_dir: str, pipeline: str = "detx") -> RunArtifacts:
     """The latest run's artifacts (cached components point at the artifacts they reused)."""
-    paths = ProjectPaths(os.path.abspath(project_dir))
+    paths = ProjectPaths(project_dir)
     if not os.path.exists(paths.metadata_path):
         raise FileNotFoundError(
             f"no ML Metadata at {paths.metadata_path}: run `detx run --project {project_dir}` first"
@@ -104,7 +104,7 @@ def box_table(run: RunArtifacts, split: str = "train") -> Any:
     import pandas as pd
     import tensorflow as tf
 
-    from detx.components.trainer.data import objects
+    from detx.components.data.decode import objects
 
     names = run.label_names()
     rows = []
@@ -159,7 +159,7 @@ def example_grid(run: RunArtifacts, split: str = "train", count: int = 8, column
     from matplotlib import patches
     from PIL import Image
 
-    from detx.components.trainer.data import OBJECT_FEATURES, objects
+    from detx.components.data.decode import OBJECT_FEATURES, objects
 
     names = run.label_names()
     spec = {F.ENCODED: tf.io.FixedLenFeature([], tf.string), **OBJECT_FEATURES}

@@ -1,11 +1,6 @@
 """Runs the pipeline on the embedded default: LocalDagRunner, Beam DirectRunner, SQLite ML Metadata.
 
-Paths are resolved here, under one project directory:
-
-    <project>/pipeline_root/   artifacts
-    <project>/metadata.sqlite  ML Metadata
-    <project>/logs/            full logs of each run
-    <project>/models/<name>/   the default push destination (a TF Serving model base path)
+Its paths are a project's (`detx.pipeline.project.ProjectPaths`).
 """
 
 from __future__ import annotations
@@ -19,32 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from detx.pipeline.config import PipelineConfig, local_beam_args, with_setup_file
-
-
-@dataclasses.dataclass(frozen=True)
-class ProjectPaths:
-    """Where a local project keeps its artifacts, metadata and logs."""
-
-    project_dir: str
-
-    @property
-    def pipeline_root(self) -> str:
-        """Root of the pipeline's artifacts."""
-        return os.path.join(self.project_dir, "pipeline_root")
-
-    @property
-    def metadata_path(self) -> str:
-        """The SQLite ML Metadata database."""
-        return os.path.join(self.project_dir, "metadata.sqlite")
-
-    @property
-    def log_dir(self) -> str:
-        """Where run logs go."""
-        return os.path.join(self.project_dir, "logs")
-
-    def push_destination(self, pipeline_name: str) -> str:
-        """The default push destination of a pipeline: `<project>/models/<name>`."""
-        return os.path.join(self.project_dir, "models", pipeline_name)
+from detx.pipeline.project import ProjectPaths
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +39,7 @@ def resolve_local(config: PipelineConfig, paths: ProjectPaths) -> PipelineConfig
     """
     from detx.components.evaluator.baseline import AUTO, NONE, find_baseline
 
-    destination = config.push_destination or paths.push_destination(config.name)
+    destination = paths.push_destination(config.name, config.push_destination)
     baseline = config.baseline
     if baseline == AUTO:
         found = find_baseline(destination)
@@ -189,7 +159,7 @@ def run_local(
 
     from detx.pipeline.pipeline import create_pipeline
 
-    paths = ProjectPaths(os.path.abspath(project_dir))
+    paths = ProjectPaths(project_dir)
     os.makedirs(paths.log_dir, exist_ok=True)
     log_path = os.path.join(paths.log_dir, time.strftime("run-%Y%m%d-%H%M%S.log"))
     config = resolve_local(config, paths)

@@ -221,12 +221,12 @@ class DetectionClient:
         return [(v.version, names(v.state), v.status.error_message) for v in response.model_version_status]
 
 
-def read_label_names(base_path: str, version: int) -> dict[int, str]:
+def read_label_names(push_destination: str, version: int) -> dict[int, str]:
     """Class names from a pushed version's label map asset; {} when it cannot be read from here."""
     from detx.components.data.label_map import LABEL_MAP_FILENAME, LabelMap, LabelMapError
 
     try:
-        return dict(LabelMap.read(os.path.join(base_path, str(version), "assets", LABEL_MAP_FILENAME)).items())
+        return dict(LabelMap.read(os.path.join(push_destination, str(version), "assets", LABEL_MAP_FILENAME)).items())
     except (LabelMapError, OSError):
         return {}
 

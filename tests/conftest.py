@@ -14,8 +14,8 @@ warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")
 SMALL_IMAGES = 40
 
 # The tests that use the session's `trained_project`. With pytest-xdist (`make test` runs two
-# workers) they all go to one worker, so the 800-step model is trained once, and the
-# main-job test's later runs never overlap the notebooks reading the project.
+# workers) they all go to one worker, so the 800-step model is trained once. That saves time
+# only: every test passes alone and in any order (pytest-randomly shuffles them), on any worker.
 TRAINED_PROJECT_USERS = (
     "tests/pipeline/test_main_job_e2e.py",
     "tests/notebooks/test_notebooks.py",
@@ -25,8 +25,8 @@ TRAINED_PROJECT_USERS = (
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
-    """Each test module is one unit of work (its module-scoped fixtures and test order hold, as
-    in a serial run), and TRAINED_PROJECT_USERS together are one.
+    """Each test module is one unit of work (its module-scoped fixtures are set up once), and
+    TRAINED_PROJECT_USERS together are one.
 
     (xdist's own `xdist_group` marks do not group under pytest 9, whose node ids
     no longer come from the attribute xdist rewrites.)
@@ -54,7 +54,7 @@ def small_datasets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 @pytest.fixture
 def fake_saved_model():
     """Writes a directory shaped like a SavedModel (the model store copies files, it never loads them)."""
-    from detx.components.pusher.model_store import SAVED_MODEL_FILE
+    from detx.components.model_store import SAVED_MODEL_FILE
 
     def _fake_saved_model(path, files=20, payload=b"x" * 1000):
         os.makedirs(os.path.join(path, "variables"))
@@ -87,14 +87,15 @@ def trained_project(tmp_path_factory: pytest.TempPathFactory) -> TrainedProject:
     """Run 1 of the main job (tests/pipeline/test_main_job_e2e.py checks it), shared by the tests that need a real run.
 
     The tiny preset's 800 steps on 640 synthetic training images: about 7
-    minutes on 2 CPU cores, once per session. The notebooks and the web page
-    only read the project; the main-job test's later runs push nothing.
+    minutes on 2 CPU cores, once per session (per xdist worker that runs a
+    user). Its users only read it: the main-job test's later runs go to a copy.
     """
     from detx.components.data.synth import SynthConfig, write_dataset
     from detx.components.evaluator.options import EvaluatorOptions
     from detx.components.trainer.options import TrainerOptions
     from detx.pipeline.config import DataConfig, PipelineConfig
-    from detx.pipeline.local_runner import ProjectPaths, run_local
+    from detx.pipeline.local_runner import run_local
+    from detx.pipeline.project import ProjectPaths
 
     root = tmp_path_factory.mktemp("trained")
     data_dir = write_dataset(str(root / "coco"), SynthConfig(num_images=800, seed=3, min_size=48), "coco").out_dir

@@ -142,6 +142,10 @@ PRESETS: dict[str, tuple[ModelConfig, TrainConfig]] = {
     ),
 }
 
+# What a Model Zoo checkpoint restores (components/modeling/zoo_checkpoint.py): the backbone and
+# FPN, also the box head, or everything (the class head too, for the same classes).
+RESTORE_SCOPES = ("detection", "detection+box", "full")
+
 
 def preset(name: str) -> tuple[ModelConfig, TrainConfig]:
     """Looks up a preset by name."""

@@ -24,9 +24,9 @@ from collections.abc import Mapping
 import keras
 import tensorflow as tf
 
+from detx.components.modeling.config import RESTORE_SCOPES
 from detx.components.modeling.network import DetectorNetwork
 
-SCOPES = ("detection", "detection+box", "full")
 _SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 _FE = "model/_feature_extractor"
 _BP = "model/_box_predictor"
@@ -62,8 +62,8 @@ def zoo_variable_map(network: DetectorNetwork, scope: str = "full") -> dict[str,
     weights, in layer order (`layer_with_weights-N`); detx builds the same
     Keras application, so the numbering carries over.
     """
-    if scope not in SCOPES:
-        raise ValueError(f"unknown restore scope {scope!r}; choose one of {', '.join(SCOPES)}")
+    if scope not in RESTORE_SCOPES:
+        raise ValueError(f"unknown restore scope {scope!r}; choose one of {', '.join(RESTORE_SCOPES)}")
     out: dict[str, keras.Variable] = {}
     weighted = [layer for layer in network.backbone.layers if layer.weights]
     for n, layer in enumerate(weighted):

@@ -5,8 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from detx.components.modeling.config import ModelConfig, TrainConfig, preset
-from detx.components.modeling.zoo_checkpoint import SCOPES
+from detx.components.modeling.config import RESTORE_SCOPES, ModelConfig, TrainConfig, preset
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,8 +34,8 @@ class TrainerOptions:
 
     def __post_init__(self) -> None:
         preset(self.preset)  # raises on an unknown name
-        if self.restore_scope not in SCOPES:
-            raise ValueError(f"unknown restore scope {self.restore_scope!r}; choose one of {', '.join(SCOPES)}")
+        if self.restore_scope not in RESTORE_SCOPES:
+            raise ValueError(f"unknown restore scope {self.restore_scope!r}; choose one of {', '.join(RESTORE_SCOPES)}")
 
     def configs(self, steps: int) -> tuple[ModelConfig, TrainConfig]:
         """The preset's configs with this run's overrides."""

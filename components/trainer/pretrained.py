@@ -16,7 +16,7 @@ def initializer(pretrained: str, scope: str, log: Callable[[str], None] = print)
     Args:
         pretrained: a Model Zoo model directory, a `.h5` Keras MobileNetV2
             weights file (include_top=False, same alpha), or "" to train from scratch.
-        scope: what a Zoo checkpoint restores (see zoo_checkpoint.SCOPES).
+        scope: what a Zoo checkpoint restores (see modeling.config.RESTORE_SCOPES).
         log: where to say what was loaded.
 
     Raises:

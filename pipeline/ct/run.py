@@ -16,17 +16,16 @@ Safe from cron or a Kubernetes CronJob:
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable
 from typing import Any
 
-from detx.components.example_gen.options import IngestOptions
+from detx.components.data.ingest_options import IngestOptions
 from detx.components.example_gen.report import describe_spans
-from detx.components.pusher.model_store import ModelStore
+from detx.components.model_store import ModelStore
 from detx.pipeline.config import PipelineConfig
 from detx.pipeline.ct import state as state_lib
 from detx.pipeline.ct.check import Decision, check
-from detx.pipeline.local_runner import ProjectPaths
+from detx.pipeline.project import ProjectPaths
 
 # KFP v2 run states that mean a run is still going.
 _ACTIVE_STATES = {"PENDING", "RUNNING", "CANCELING", "PAUSED"}
@@ -71,12 +70,12 @@ def ingest_options(config: PipelineConfig) -> IngestOptions:
 
 def state_dir(config: PipelineConfig, project_dir: str) -> str:
     """Where the lock and the record of retrainings are."""
-    return config.ct.state_dir or os.path.join(os.path.abspath(project_dir), "ct")
+    return config.ct.state_dir or ProjectPaths(project_dir).ct_state_dir
 
 
 def push_destination(config: PipelineConfig, project_dir: str) -> str:
     """The model base path in production."""
-    return config.push_destination or ProjectPaths(os.path.abspath(project_dir)).push_destination(config.name)
+    return ProjectPaths(project_dir).push_destination(config.name, config.push_destination)
 
 
 def run_once(
@@ -143,7 +142,7 @@ def _run_local(
         records.finish(attempt, f"failed at {e.node or 'start-up'}: {e.cause}")
         raise
     echo("")
-    echo(format_summary(latest_run(ProjectPaths(os.path.abspath(project_dir)).metadata_path, config.name)))
+    echo(format_summary(latest_run(ProjectPaths(project_dir).metadata_path, config.name)))
     serving = ModelStore(config.push_destination).serving_version()
     if serving is not None and serving != decision.served_version:
         outcome = f"pushed version {serving}"

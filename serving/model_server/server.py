@@ -36,7 +36,7 @@ class ServerConfig:
 
     Attributes:
         model_name: the name clients put in ModelSpec.
-        base_path: the model base path (the push destination).
+        push_destination: the model base path (the push destination).
         host: the address to bind (localhost by default: no authentication here).
         port: gRPC port (TF Serving's convention: 8500).
         metrics_port: Prometheus metrics over HTTP (0: off).
@@ -55,7 +55,7 @@ class ServerConfig:
     """
 
     model_name: str
-    base_path: str
+    push_destination: str
     host: str = "127.0.0.1"
     port: int = 8500
     metrics_port: int = 0
@@ -81,7 +81,11 @@ class ModelServer:
         self.config = config
         self.metrics = ServerMetrics(config.model_name)
         self.manager = VersionManager(
-            config.model_name, config.base_path, config.policy, loader=loader, on_change=self.metrics.update_versions
+            config.model_name,
+            config.push_destination,
+            config.policy,
+            loader=loader,
+            on_change=self.metrics.update_versions,
         )
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="predict"),
@@ -117,7 +121,11 @@ class ModelServer:
             start_http_server(self.config.metrics_port, addr=self.config.host, registry=self.metrics.registry)
         self._server.start()
         LOG.info(
-            "serving %s from %s on %s:%d", self.config.model_name, self.config.base_path, self.config.host, self.port
+            "serving %s from %s on %s:%d",
+            self.config.model_name,
+            self.config.push_destination,
+            self.config.host,
+            self.port,
         )
 
     def stop(self, grace: float | None = None) -> None:

@@ -1,7 +1,7 @@
 """Which versions of a model are loaded, kept in step with its base path the way TF Serving does it.
 
 - Only complete numeric version directories are candidates (see
-  `detx.components.pusher.model_store`): a push in progress is invisible.
+  `detx.components.model_store`): a push in progress is invisible.
 - Policy: the newest version (TF Serving's default `latest {num_versions: 1}`),
   or the versions pinned with `specific` (roll back or canary by config).
 - Availability-preserving swaps: a version that is no longer wanted is
@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from detx.components.pusher.model_store import ModelStore
+from detx.components.model_store import ModelStore
 
 LOG = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class VersionManager:
 
     Args:
         name: the model name clients use.
-        base_path: the model base path (push destination).
+        push_destination: the model base path (push destination).
         policy: which versions to serve.
         loader: loads one version directory (tests pass a failing one).
         max_load_attempts: tries per version before giving up (TF Serving: 5).
@@ -96,7 +96,7 @@ class VersionManager:
     def __init__(
         self,
         name: str,
-        base_path: str,
+        push_destination: str,
         policy: VersionPolicy | None = None,
         loader: Callable[[str], Any] = load_saved_model,
         max_load_attempts: int = 5,
@@ -104,7 +104,7 @@ class VersionManager:
         on_change: Callable[[VersionManager], None] | None = None,
     ) -> None:
         self.name = name
-        self.store = ModelStore(base_path)
+        self.store = ModelStore(push_destination)
         self.policy = policy or VersionPolicy()
         self._loader = loader
         self._max_attempts = max_load_attempts

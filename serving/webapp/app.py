@@ -40,7 +40,7 @@ class WebConfig:
     Attributes:
         server: HOST:PORT of the model server's gRPC API.
         model: the model name.
-        model_base_path: the push destination, to read each version's label map ("" : ids only).
+        push_destination: the push destination, to read each version's label map ("" : ids only).
         max_upload_mb: larger uploads are refused with 413.
         min_score: detections below this score are not shown.
         timeout: seconds per Predict call.
@@ -49,7 +49,7 @@ class WebConfig:
 
     server: str = "127.0.0.1:8500"
     model: str = "detx"
-    model_base_path: str = ""
+    push_destination: str = ""
     max_upload_mb: float = 10.0
     min_score: float = 0.3
     timeout: float = 10.0
@@ -126,8 +126,8 @@ def create_app(config: WebConfig) -> FastAPI:
         except PredictionError as e:
             return _error(_HTTP_STATUS.get(e.code.name, 502), str(e))
         elapsed_ms = (time.perf_counter() - start) * 1000
-        if result.version not in names_by_version and config.model_base_path:
-            names_by_version[result.version] = read_label_names(config.model_base_path, result.version)
+        if result.version not in names_by_version and config.push_destination:
+            names_by_version[result.version] = read_label_names(config.push_destination, result.version)
         result = dataclasses.replace(result, label_names=names_by_version.get(result.version, {}))
         body: dict[str, Any] = {
             "model": result.model,

@@ -42,13 +42,21 @@ def _detx(*args):
 def test_submit_uploads_once_then_reuses_the_version_and_passes_typed_parameters(kfp):
     fake, url = kfp()
     first = _detx(
-        "submit", "--host", url, "--package", PACKAGE, "--param", "train_steps=20000", "--param", "min_map_50=0.45"
+        "submit",
+        "--kubeflow-host",
+        url,
+        "--package",
+        PACKAGE,
+        "--param",
+        "train_steps=20000",
+        "--param",
+        "min_map_50=0.45",
     )
     assert first.exit_code == 0, first.output
     assert "(uploaded)" in first.output and "Run run-" in first.output and "#/runs/details/run-" in first.output
     second = _detx(
         "submit",
-        "--host",
+        "--kubeflow-host",
         url,
         "--package",
         PACKAGE,
@@ -73,12 +81,12 @@ def test_submit_uploads_once_then_reuses_the_version_and_passes_typed_parameters
 
 def test_a_changed_package_becomes_a_new_version_of_the_same_pipeline(kfp, tmp_path):
     fake, url = kfp()
-    assert _detx("submit", "--host", url, "--package", PACKAGE).exit_code == 0
+    assert _detx("submit", "--kubeflow-host", url, "--package", PACKAGE).exit_code == 0
     spec = yaml.safe_load(open(PACKAGE))
     spec["root"]["inputDefinitions"]["parameters"]["train_steps"]["defaultValue"] = 100.0
     changed = tmp_path / "changed.yaml"
     changed.write_text(yaml.safe_dump(spec))
-    result = _detx("submit", "--host", url, "--package", changed)
+    result = _detx("submit", "--kubeflow-host", url, "--package", changed)
     assert result.exit_code == 0, result.output
     assert "(uploaded)" in result.output
     assert len(fake.pipelines) == 1 and len(fake.versions) == 2
@@ -89,7 +97,15 @@ def test_a_changed_package_becomes_a_new_version_of_the_same_pipeline(kfp, tmp_p
 def test_schedule_creates_an_enabled_recurring_run_without_backfill(kfp):
     fake, url = kfp()
     result = _detx(
-        "schedule", "--host", url, "--package", PACKAGE, "--cron", "0 0 3 * * *", "--param", "train_steps=30000"
+        "schedule",
+        "--kubeflow-host",
+        url,
+        "--package",
+        PACKAGE,
+        "--cron",
+        "0 0 3 * * *",
+        "--param",
+        "train_steps=30000",
     )
     assert result.exit_code == 0, result.output
     assert fake.errors == []
@@ -102,7 +118,7 @@ def test_schedule_creates_an_enabled_recurring_run_without_backfill(kfp):
 
 def test_a_five_field_cron_is_refused_with_the_six_field_form_before_any_request(kfp):
     fake, url = kfp()
-    result = _detx("schedule", "--host", url, "--package", PACKAGE, "--cron", "0 3 * * *")
+    result = _detx("schedule", "--kubeflow-host", url, "--package", PACKAGE, "--cron", "0 3 * * *")
     assert result.exit_code == 1
     assert "'0 0 3 * * *'" in result.output
     assert fake.requests == []
@@ -110,29 +126,29 @@ def test_a_five_field_cron_is_refused_with_the_six_field_form_before_any_request
 
 def test_unknown_or_mistyped_parameters_are_refused_before_any_request(kfp):
     fake, url = kfp()
-    unknown = _detx("submit", "--host", url, "--package", PACKAGE, "--param", "epochs=3")
+    unknown = _detx("submit", "--kubeflow-host", url, "--package", PACKAGE, "--param", "epochs=3")
     assert unknown.exit_code == 2 and "train_steps" in unknown.output
-    mistyped = _detx("submit", "--host", url, "--package", PACKAGE, "--param", "train_steps=many")
+    mistyped = _detx("submit", "--kubeflow-host", url, "--package", PACKAGE, "--param", "train_steps=many")
     assert mistyped.exit_code == 2 and "expected a int" in mistyped.output
     assert fake.requests == []
 
 
 def test_bearer_token_is_required_when_the_server_wants_one(kfp, tmp_path):
     fake, url = kfp(token="s3cret")
-    refused = _detx("submit", "--host", url, "--package", PACKAGE)
+    refused = _detx("submit", "--kubeflow-host", url, "--package", PACKAGE)
     assert refused.exit_code == 1
     assert "--token" in refused.output and "401" in refused.output
     assert fake.runs == []
     token_file = tmp_path / "token"
     token_file.write_text("s3cret\n")
-    accepted = _detx("submit", "--host", url, "--package", PACKAGE, "--token-file", token_file)
+    accepted = _detx("submit", "--kubeflow-host", url, "--package", PACKAGE, "--token-file", token_file)
     assert accepted.exit_code == 0, accepted.output
     assert len(fake.runs) == 1
 
 
 def test_multi_user_kubeflow_with_a_session_cookie_and_a_namespace(kfp):
     fake, url = kfp(cookie="authservice_session=abc123", multi_user=True)
-    args = ["--host", url, "--cookie", "authservice_session=abc123", "--namespace", "team-vision"]
+    args = ["--kubeflow-host", url, "--cookie", "authservice_session=abc123", "--namespace", "team-vision"]
     result = _detx("submit", *args, "--package", PACKAGE, "--experiment", "nightly")
     assert result.exit_code == 0, result.output
     assert fake.errors == []
@@ -149,9 +165,9 @@ def test_multi_user_kubeflow_with_a_session_cookie_and_a_namespace(kfp):
 def test_runs_lists_newest_first_with_state(kfp):
     fake, url = kfp()
     for name in ("first", "second"):
-        assert _detx("submit", "--host", url, "--package", PACKAGE, "--run-name", name).exit_code == 0
+        assert _detx("submit", "--kubeflow-host", url, "--package", PACKAGE, "--run-name", name).exit_code == 0
     fake.runs[0].update(state="SUCCEEDED", finished_at="2026-11-22T10:00:00Z")
-    result = _detx("runs", "--host", url)
+    result = _detx("runs", "--kubeflow-host", url)
     assert result.exit_code == 0, result.output
     body = result.output.splitlines()[1:]
     assert body[0].endswith("second") and "PENDING" in body[0] and " - " in body[0]
@@ -160,7 +176,7 @@ def test_runs_lists_newest_first_with_state(kfp):
 
 def test_unknown_experiment_and_unreachable_host_name_the_fix(kfp):
     _, url = kfp()
-    missing = _detx("runs", "--host", url, "--experiment", "nope")
+    missing = _detx("runs", "--kubeflow-host", url, "--experiment", "nope")
     assert missing.exit_code == 1 and "no experiment named 'nope'" in missing.output
     dead = _detx("runs", "--host", "http://127.0.0.1:9")
     assert dead.exit_code == 1 and "cannot reach KFP at http://127.0.0.1:9" in dead.output
@@ -168,17 +184,17 @@ def test_unknown_experiment_and_unreachable_host_name_the_fix(kfp):
 
 def test_a_missing_package_says_to_compile_first(kfp, tmp_path):
     fake, url = kfp()
-    result = _detx("submit", "--host", url, "--package", tmp_path / "none.yaml")
+    result = _detx("submit", "--kubeflow-host", url, "--package", tmp_path / "none.yaml")
     assert result.exit_code == 1 and "run `detx compile` first" in result.output
     not_spec = tmp_path / "x.yaml"
     shutil.copy(os.path.join(ROOT, "kfp_manifests", "detx_config.yaml"), not_spec)
-    result = _detx("submit", "--host", url, "--package", not_spec)
+    result = _detx("submit", "--kubeflow-host", url, "--package", not_spec)
     assert result.exit_code == 1 and "not a compiled pipeline spec" in result.output
     assert fake.requests == []
 
 
 def test_multi_user_kubeflow_without_a_namespace_says_to_pass_one(kfp):
     fake, url = kfp(multi_user=True)
-    result = _detx("submit", "--host", url, "--package", PACKAGE)
+    result = _detx("submit", "--kubeflow-host", url, "--package", PACKAGE)
     assert result.exit_code == 1 and "multi-user: pass --namespace" in result.output
     assert fake.runs == [] and fake.pipelines == {}

@@ -4,30 +4,32 @@ Run 1 (the session fixture `trained_project` in tests/conftest.py, which the
 notebook and web page tests read too) is also the test that fails if the model
 stops learning: the tiny preset's 800 steps on 640 synthetic training images,
 about 7 minutes on 2 CPU cores, must reach mAP@0.5 0.5 (pycocotools on
-`serving_default`).
+`serving_default`). Runs 2 and 3 go to a copy of that project, so that its
+latest run stays run 1 for the tests that read it, before or after this one.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import pytest
 from click.testing import CliRunner
 
 from detx.components.evaluation.coco_metrics import evaluate, read_examples, serving_default_predictor
 from detx.components.evaluator.report import EvaluationReport
+from detx.components.model_store import ModelStore
 from detx.components.modeling.config import preset
-from detx.components.pusher.model_store import ModelStore
 from detx.components.trainer import export
 from detx.pipeline.cli import main
-from detx.pipeline.local_runner import ProjectPaths
+from detx.pipeline.project import ProjectPaths
 from detx.pipeline.run_report import latest_run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
-def test_push_then_refuse_a_worse_model_then_serve_from_cache(trained_project):
+def test_push_then_refuse_a_worse_model_then_serve_from_cache(trained_project, tmp_path):
     data_dir, project = trained_project.data_dir, trained_project.project
     paths = ProjectPaths(project)
     store = ModelStore(paths.push_destination("detx"))
@@ -57,8 +59,13 @@ def test_push_then_refuse_a_worse_model_then_serve_from_cache(trained_project):
     assert lineage["data"]["source"] == data_dir and lineage["metrics"]["map_50"] == report.metrics["map_50"]
     assert lineage["model"]["uri"] == runs["Trainer"].outputs["model"][0]
 
+    # Runs 2 and 3 in a copy of the project (the notebooks read the shared project's latest run: run 1's).
+    copy = ProjectPaths(str(tmp_path / "project"))
+    shutil.copytree(project, copy.project_dir)
+    store = ModelStore(copy.push_destination("detx"))
+
     # Run 2: a handful of steps gives a clearly worse model: not blessed, nothing pushed, and the summary says why.
-    args = ["run", "--data", data_dir, "--project", project, "--preset", "tiny", "--train-steps", "5"]
+    args = ["run", "--data", data_dir, "--project", copy.project_dir, "--preset", "tiny", "--train-steps", "5"]
     result = CliRunner().invoke(main, [*args, "--min-map50", "0.5"])
     assert result.exit_code == 0, result.output
     assert "Not blessed: mAP@0.5" in result.output and "below production version 1" in result.output, result.output
@@ -68,6 +75,8 @@ def test_push_then_refuse_a_worse_model_then_serve_from_cache(trained_project):
     # Run 3: nothing changed (same data, config and model in production): every component comes from the cache.
     result = CliRunner().invoke(main, [*args, "--min-map50", "0.5"])
     assert result.exit_code == 0, result.output
-    states = {r.node: r.state for r in latest_run(paths.metadata_path, "detx")}
+    states = {r.node: r.state for r in latest_run(copy.metadata_path, "detx")}
     assert set(states.values()) == {"cached"} and len(states) == 8, states
     assert store.complete_versions() == [1]
+    # The shared project is as run 1 left it.
+    assert {r.state for r in latest_run(paths.metadata_path, "detx")} == {"complete"}

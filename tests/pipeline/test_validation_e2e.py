@@ -22,7 +22,8 @@ from detx.components.data_gate.executor import DataGateFailed
 from detx.components.example_gen.report import QUARANTINE_FILENAME, SUMMARY_FILENAME, QuarantineLimitExceeded
 from detx.pipeline.cli import main
 from detx.pipeline.config import DataConfig, PipelineConfig, Stage
-from detx.pipeline.local_runner import PipelineRunFailed, ProjectPaths, run_local
+from detx.pipeline.local_runner import PipelineRunFailed, run_local
+from detx.pipeline.project import ProjectPaths
 from detx.pipeline.run_report import latest_run, split_counts
 
 pytestmark = pytest.mark.e2e

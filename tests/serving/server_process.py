@@ -14,11 +14,11 @@ import portpicker
 class Server:
     """A `detx serve` subprocess and a channel to it."""
 
-    def __init__(self, base_path: str, *args: str, tls_ca: str = "") -> None:
+    def __init__(self, push_destination: str, *args: str, tls_ca: str = "") -> None:
         self.port = portpicker.pick_unused_port()
         self.metrics_port = portpicker.pick_unused_port()
-        self.base_path = base_path
-        self.log_path = base_path + f".serve-{self.port}.log"
+        self.push_destination = push_destination
+        self.log_path = push_destination + f".serve-{self.port}.log"
         self._log = open(self.log_path, "w")
         repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         self.proc = subprocess.Popen(
@@ -27,8 +27,8 @@ class Server:
                 "-m",
                 "detx.pipeline.cli",
                 "serve",
-                "--model-base-path",
-                base_path,
+                "--push-destination",
+                push_destination,
                 "--port",
                 str(self.port),
                 "--metrics-port",

@@ -23,7 +23,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from detx.components.pusher.model_store import ModelStore
+from detx.components.model_store import ModelStore
 from tests.serving.conftest import export_tiny
 from tests.serving.server_process import Server
 
@@ -53,18 +53,40 @@ def _status(channel, name="detx"):
     return model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, timeout=10)
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory, tiny_model):
-    dest = str(tmp_path_factory.mktemp("serve") / "models" / "detx")
+def _serve(dest, tiny_model):
+    """`detx serve` of a push destination holding the tiny model as version 1, once version 1 is loaded."""
     ModelStore(dest).push(tiny_model, {})
     server = Server(dest, "--max-pixels", "10000000")
-    server.wait_for(
-        lambda: any(v.state == AVAILABLE for v in _status(server.channel).model_version_status),
-        what="version 1 to load",
-    )
-    yield server
+    try:
+        server.wait_for(
+            lambda: any(v.state == AVAILABLE for v in _status(server.channel).model_version_status),
+            what="version 1 to load",
+        )
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def _stop(server):
     assert server.stop() == 0  # SIGTERM: graceful, exit status 0
     assert "detx serve: stopped" in server.log()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, tiny_model):
+    """The module's server: it serves version 1 only (no test that uses it pushes or removes versions)."""
+    server = _serve(str(tmp_path_factory.mktemp("serve") / "models" / "detx"), tiny_model)
+    yield server
+    _stop(server)
+
+
+@pytest.fixture
+def own_server(tmp_path, tiny_model):
+    """A server for one test that changes its versions, so that the module's server stays at version 1."""
+    server = _serve(str(tmp_path / "models" / "detx"), tiny_model)
+    yield server
+    _stop(server)
 
 
 def test_predict_serving_default_gives_zoo_format_outputs(served):
@@ -126,6 +148,11 @@ def test_bad_requests_get_tf_serving_codes_and_the_server_stays_up(served, make_
 
 def test_unimplemented_methods_and_metrics(served):
     stub = prediction_service_pb2_grpc.PredictionServiceStub(served.channel)
+    # The requests whose counters are checked below are this test's own: one answered, one refused.
+    assert stub.Predict(_request(), timeout=30).model_spec.version.value == 1
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.Predict(_request(signature="nope"), timeout=30)
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     with pytest.raises(grpc.RpcError) as err:
         stub.Classify(classification_pb2.ClassificationRequest(), timeout=10)
     assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
@@ -136,9 +163,9 @@ def test_unimplemented_methods_and_metrics(served):
     assert 'detx_serving_model_version_state{model="detx",state="AVAILABLE",version="1"} 1.0' in text
 
 
-def test_new_version_swaps_in_without_failed_requests_and_corrupt_ones_never_serve(served, tmp_path):
-    stub = prediction_service_pb2_grpc.PredictionServiceStub(served.channel)
-    store = ModelStore(served.base_path)
+def test_new_version_swaps_in_without_failed_requests_and_corrupt_ones_never_serve(own_server, tmp_path):
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(own_server.channel)
+    store = ModelStore(own_server.push_destination)
     seen, failures, stop = set(), [], threading.Event()
 
     def client_loop():
@@ -153,15 +180,16 @@ def test_new_version_swaps_in_without_failed_requests_and_corrupt_ones_never_ser
         t.start()
     try:
         new = store.push(export_tiny(str(tmp_path / "v2"), seed=1), {})
-        served.wait_for(lambda: new.version in seen, what="the new version to answer")
+        own_server.wait_for(lambda: new.version in seen, what="the new version to answer")
     finally:
         stop.set()
         for t in threads:
             t.join()
     assert failures == [] and new.version in seen
-    served.wait_for(
+    own_server.wait_for(
         lambda: (
-            [v.version for v in _status(served.channel).model_version_status if v.state == AVAILABLE] == [new.version]
+            [v.version for v in _status(own_server.channel).model_version_status if v.state == AVAILABLE]
+            == [new.version]
         ),
         what="the old version to unload",
     )
@@ -173,7 +201,7 @@ def test_new_version_swaps_in_without_failed_requests_and_corrupt_ones_never_ser
     def errors():
         return {
             v.version: v.status.error_message
-            for v in _status(served.channel).model_version_status
+            for v in _status(own_server.channel).model_version_status
             if v.status.error_message
         }
 
@@ -182,18 +210,18 @@ def test_new_version_swaps_in_without_failed_requests_and_corrupt_ones_never_ser
     for name in os.listdir(variables):
         with open(os.path.join(variables, name), "r+b") as f:
             f.truncate(10)
-    served.wait_for(lambda: truncated.version in errors(), what="the truncated version's error")
+    own_server.wait_for(lambda: truncated.version in errors(), what="the truncated version's error")
     garbage = store.push(new.path, {})
     with open(os.path.join(garbage.path, "saved_model.pb"), "wb") as f:
         f.write(b"this is not a protobuf")
-    served.wait_for(lambda: garbage.version in errors(), what="the garbage version's error")
+    own_server.wait_for(lambda: garbage.version in errors(), what="the garbage version's error")
     empty = store.next_version()
-    os.makedirs(os.path.join(served.base_path, str(empty)))
-    served.wait_for(lambda: empty in errors(), what="the empty version's status")
+    os.makedirs(os.path.join(own_server.push_destination, str(empty)))
+    own_server.wait_for(lambda: empty in errors(), what="the empty version's status")
     assert "no saved_model.pb" in errors()[empty] and "Error parsing message" in errors()[garbage.version]
     response = stub.Predict(_request(), timeout=30)
     assert response.model_spec.version.value == good  # the last good version still answers
-    shutil.rmtree(os.path.join(served.base_path, str(empty)))
+    shutil.rmtree(os.path.join(own_server.push_destination, str(empty)))
 
 
 def test_detx_predict_prints_labelled_json_draws_boxes_and_explains_errors(served, tmp_path):
@@ -207,7 +235,16 @@ def test_detx_predict_prints_labelled_json_draws_boxes_and_explains_errors(serve
     image = tmp_path / "shapes.png"
     image.write_bytes(encode_png(_image(96, 128)[0]))
     target = f"127.0.0.1:{served.port}"
-    base = ["predict", str(image), "--server", target, "--model-base-path", served.base_path, "--min-score", "0"]
+    base = [
+        "predict",
+        str(image),
+        "--server",
+        target,
+        "--push-destination",
+        served.push_destination,
+        "--min-score",
+        "0",
+    ]
     for extra in ([], ["--raw"]):
         result = CliRunner().invoke(main, [*base, *extra, "--draw", str(tmp_path / "drawn")])
         assert result.exit_code == 0, result.output

@@ -103,15 +103,16 @@ def test_add_span_command_checks_reports_new_classes_and_refuses_incompatible_da
 
     root = str(tmp_path / "root")
     runner = CliRunner()
-    result = runner.invoke(main, ["data", "add-span", "--root", root, "--data", deliveries[0]])
+    result = runner.invoke(main, ["data", "add-span", deliveries[0], "--data", root])
     assert result.exit_code == 0, result.output
     assert "Added span 1" in result.output and "12 images" in result.output
-    result = runner.invoke(main, ["data", "add-span", "--root", root, "--data", deliveries[1]])
+    result = runner.invoke(main, ["data", "add-span", deliveries[1], "--data", root])
     assert result.exit_code == 0, result.output
     assert "Added span 2" in result.output and "(new: cross)" in result.output
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "annotations.json").write_text(json.dumps({"images": "not a list"}))
+    # The form from before one name per idea (--root ROOT --data DELIVERY) still works.
     result = runner.invoke(main, ["data", "add-span", "--root", root, "--data", str(broken)])
     assert result.exit_code != 0 and "Nothing was added" in result.output
     assert spans.list_spans(root) == [1, 2]

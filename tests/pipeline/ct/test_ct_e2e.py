@@ -55,13 +55,13 @@ def test_drift_triggers_one_retraining_that_is_pushed_only_when_it_beats_product
 
     # A delivery from the same generator is no reason to retrain.
     same = write_dataset(f"{source}/same", SynthConfig(num_images=50, seed=22, min_size=48), "coco").out_dir
-    _cli("data", "add-span", "--root", data, "--data", same)
+    _cli("data", "add-span", same, "--data", data)
     out = _cli("ct", "check", *common)
     assert "no retraining needed" in out and "span 2: 50 new images" in out
 
     # A darker delivery with mostly circles drifts.
     shifted = SynthConfig(num_images=140, seed=23, min_size=48, brightness=0.5, class_weights=(4, 1, 1))
-    _cli("data", "add-span", "--root", data, "--data", write_dataset(f"{source}/3", shifted, "coco").out_dir)
+    _cli("data", "add-span", write_dataset(f"{source}/3", shifted, "coco").out_dir, "--data", data)
     out = _cli("ct", "check", *common)
     assert "TRIGGER drift: brightness: Jensen-Shannon" in out and "TRIGGER drift: class mix" in out
     assert "retrain on spans 2-3" in out
@@ -84,7 +84,7 @@ def test_drift_triggers_one_retraining_that_is_pushed_only_when_it_beats_product
 
     # Darker still: drift against version 2's own training data fires again ...
     darker = SynthConfig(num_images=60, seed=24, min_size=48, brightness=0.25, class_weights=(4, 1, 1))
-    _cli("data", "add-span", "--root", data, "--data", write_dataset(f"{source}/4", darker, "coco").out_dir)
+    _cli("data", "add-span", write_dataset(f"{source}/4", darker, "coco").out_dir, "--data", data)
     out = _cli(*run, "--train-steps", "3")
     assert "TRIGGER drift: brightness" in out
     # ... but a 3-step model does not beat version 2 on the new eval split: not pushed.

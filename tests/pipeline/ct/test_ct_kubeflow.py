@@ -129,7 +129,7 @@ def test_the_cronjob_is_valid_kubernetes_and_runs_detx_ct_run_with_options_that_
     container = pod["containers"][0]
     assert container["command"] == ["detx", "ct", "run"]
     # The arguments parse as `detx ct run` options, and the files they name ship in the image (/detx = this repo).
-    from detx.pipeline.ct_cli import run_command
+    from detx.pipeline.cli.ct import run_command
 
     mount = container["volumeMounts"][0]["mountPath"]
     (tmp_path / "token").write_text("a projected token")

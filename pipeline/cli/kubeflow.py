@@ -1,91 +1,49 @@
-"""The Kubeflow commands of the `detx` CLI: compile, submit, schedule, runs."""
+"""`detx compile`, `submit`, `schedule`, `runs`: the pipeline on Kubeflow Pipelines (v2, open-source backend)."""
 
 from __future__ import annotations
 
-import os
 import sys
 import time
-from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
-DEFAULT_PACKAGE = os.path.join("kfp_manifests", "detx_pipeline.yaml")
+from detx.pipeline.cli.options import (
+    DEFAULT_PACKAGE,
+    build_config,
+    config_option,
+    experiment_option,
+    kubeflow_connection,
+    kubeflow_options,
+    package_option,
+)
+
+# Before one name per idea, `--host` named the KFP API URL here (it is the bind address of serve/web).
+_CONNECTION = kubeflow_options(required=True, hidden_aliases=("--host",))
+_PARAM = click.option(
+    "--param", "params", multiple=True, metavar="NAME=VALUE", help="A run parameter; repeat for more."
+)
 
 
-def _connection_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
-        click.option(
-            "--host", required=True, envvar="KF_PIPELINES_ENDPOINT", help="KFP API URL [env KF_PIPELINES_ENDPOINT]."
-        ),
-        click.option("--token", envvar="DETX_KFP_TOKEN", help="Bearer token [env DETX_KFP_TOKEN]."),
-        click.option(
-            "--token-file",
-            type=click.Path(exists=True, dir_okay=False),
-            help="Read the bearer token from a file (e.g. a projected service account token).",
-        ),
-        click.option(
-            "--cookie",
-            envvar="DETX_KFP_COOKIE",
-            help="Cookie header, e.g. authservice_session=... [env DETX_KFP_COOKIE].",
-        ),
-        click.option("--namespace", help="Kubeflow profile namespace (multi-user Kubeflow)."),
-        click.option("--insecure", is_flag=True, help="Skip TLS certificate checks (test clusters only)."),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
-
-
-def _connection(
-    host: str, token: str | None, token_file: str | None, cookie: str | None, namespace: str | None, insecure: bool
-) -> Any:
-    from detx.pipeline.kfp_client import Connection
-
-    if token_file:
-        with open(token_file) as f:
-            token = f.read().strip()
-    return Connection(host=host, token=token, cookie=cookie, namespace=namespace, verify_ssl=not insecure)
-
-
-def _fail(error: Exception) -> None:
+def _fail(error: Exception) -> NoReturn:
     click.echo(f"error: {error}", err=True)
     sys.exit(1)
 
 
-def _config(config_files: tuple[str, ...], overrides: dict[str, Any]) -> Any:
-    from detx.pipeline.config_file import ConfigError, build_config, layered_values
-
-    try:
-        return build_config(layered_values(config_files, overrides))
-    except ConfigError as e:
-        raise click.UsageError(str(e)) from e
-
-
 @click.command("compile")
-@click.option(
-    "--config",
-    "config_files",
-    multiple=True,
-    type=click.Path(exists=True, dir_okay=False),
-    help="Pipeline config (YAML); repeat to layer files, e.g. a Beam runner config on top.",
-)
+@config_option
 @click.option("--output", default=DEFAULT_PACKAGE, show_default=True, type=click.Path(dir_okay=False))
 @click.option("--image", help="The detx pipeline image every step runs (overrides kubeflow.image).")
 @click.option("--pipeline-root", help="gs:// (or other) artifact root (overrides kubeflow.pipeline_root).")
-def compile_command(config_files: tuple[str, ...], output: str, image: str | None, pipeline_root: str | None) -> None:
+@click.pass_context
+def compile_command(ctx: click.Context, output: str, image: str | None, pipeline_root: str | None, **_: Any) -> None:
     """Compile the pipeline to a Kubeflow Pipelines v2 spec (the file the KFP UI uploads).
 
     The same create_pipeline `detx run` uses, with data_root, data_span,
     train_steps, pretrained, push_destination, min_map_50 and max_map_50_drop
     as run parameters, and the Trainer on a GPU.
     """
-    overrides: dict[str, Any] = {}
-    if image:
-        overrides.setdefault("kubeflow", {})["image"] = image
-    if pipeline_root:
-        overrides.setdefault("kubeflow", {})["pipeline_root"] = pipeline_root
-    config = _config(config_files, overrides)
+    config = build_config(ctx, {"image": ("kubeflow", "image"), "pipeline_root": ("kubeflow", "pipeline_root")})
     from detx.pipeline import kfp_compile, run_parameters
 
     if not config.push_destination:
@@ -108,17 +66,17 @@ def _params(pairs: tuple[str, ...]) -> dict[str, Any]:
 
 
 @click.command("submit")
-@_connection_options
-@click.option("--package", default=DEFAULT_PACKAGE, show_default=True, type=click.Path(dir_okay=False))
-@click.option("--experiment", default="detx", show_default=True)
-@click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="A run parameter; repeat for more.")
+@_CONNECTION
+@package_option
+@experiment_option
+@_PARAM
 @click.option("--run-name", help="[default: <pipeline> <date time>]")
 def submit_command(package: str, experiment: str, params: tuple[str, ...], run_name: str | None, **conn: Any) -> None:
     """Upload the pipeline (or reuse the same version) and start a run on Kubeflow Pipelines."""
     from detx.pipeline.kfp_client import KfpError, submit
 
     values = _params(params)
-    connection = _connection(**conn)
+    connection = kubeflow_connection(conn)
     name = run_name or f"detx {time.strftime('%Y-%m-%d %H:%M:%S')}"
     try:
         ref, run_id = submit(connection, package, experiment, values, name)
@@ -131,14 +89,14 @@ def submit_command(package: str, experiment: str, params: tuple[str, ...], run_n
 
 
 @click.command("schedule")
-@_connection_options
+@_CONNECTION
 @click.option("--cron", required=True, help="Six fields, seconds first: '0 0 3 * * *' = every day at 03:00.")
 @click.option("--max-concurrency", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option("--catchup/--no-catchup", default=False, show_default=True, help="Back-fill missed intervals.")
-@click.option("--package", default=DEFAULT_PACKAGE, show_default=True, type=click.Path(dir_okay=False))
-@click.option("--experiment", default="detx", show_default=True)
-@click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="A run parameter; repeat for more.")
-@click.option("--name", "schedule_name", default="detx continuous training", show_default=True)
+@package_option
+@experiment_option
+@_PARAM
+@click.option("--schedule-name", default="detx continuous training", show_default=True)
 def schedule_command(
     cron: str,
     max_concurrency: int,
@@ -153,7 +111,7 @@ def schedule_command(
     from detx.pipeline.kfp_client import KfpError, schedule
 
     values = _params(params)
-    connection = _connection(**conn)
+    connection = kubeflow_connection(conn)
     try:
         ref, job_id = schedule(
             connection,
@@ -175,14 +133,14 @@ def schedule_command(
 
 
 @click.command("runs")
-@_connection_options
+@_CONNECTION
 @click.option("--experiment", help="Only this experiment's runs.")
 @click.option("--limit", default=10, show_default=True, type=click.IntRange(1, 200))
 def runs_command(experiment: str | None, limit: int, **conn: Any) -> None:
     """List recent Kubeflow Pipelines runs with their state."""
     from detx.pipeline.kfp_client import KfpError, recent_runs
 
-    connection = _connection(**conn)
+    connection = kubeflow_connection(conn)
     try:
         rows = recent_runs(connection, experiment, limit)
     except KfpError as e:

@@ -1,0 +1,45 @@
+"""The `detx` command line: one module per command group, options shared through `options`.
+
+data      synth, add-span              (cli/data.py)
+run                                    (cli/run.py)
+models, rollback                       (cli/models.py)
+serve, predict, web                    (cli/serving.py)
+compile, submit, schedule, runs        (cli/kubeflow.py)
+ct        check, run                   (cli/ct.py)
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import click
+
+# TensorFlow's C++ start-up messages (CUDA plugin registration, CPU features) are
+# noise on a terminal and say nothing actionable; TF reads this at import time.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# google-cloud packages (imported by TFX) warn about their own future versions and
+# Python 3.11's end of life on every import; nothing a detx user can act on.
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")
+
+from detx.pipeline.cli import ct, data, kubeflow, models, run, serving  # noqa: E402 (after the settings above)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def main() -> None:
+    """detx: object detection MLOps on TFX, Kubeflow Pipelines and TensorFlow Serving."""
+
+
+for _command in (
+    data.data_group,
+    run.run_command,
+    *models.COMMANDS,
+    *serving.COMMANDS,
+    *kubeflow.COMMANDS,
+    ct.ct_group,
+):
+    main.add_command(_command)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,274 @@
+"""`detx serve`, `detx predict`, `detx web`: serve the pushed models, call them, show them on a page."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import click
+
+from detx.pipeline.cli.options import (
+    bind_host_option,
+    min_score_option,
+    model_place,
+    models_options,
+    server_option,
+    tls_ca_option,
+)
+from detx.pipeline.project import absolute
+
+# The names these options had before one name per idea (`--model-name` on serve, `--model` on
+# predict and web, `--model-base-path` on all three) still work, hidden from --help.
+_SERVE_ALIASES = {"name_aliases": ("--model-name",), "destination_aliases": ("--model-base-path",)}
+_CLIENT_ALIASES = {"name_aliases": ("--model",), "destination_aliases": ("--model-base-path",)}
+# `detx serve` options that go to ServerConfig under their own names.
+_SERVER_SETTINGS = (
+    "workers",
+    "poll_seconds",
+    "tls_cert",
+    "tls_key",
+    "tls_client_ca",
+    "batching",
+    "max_batch_size",
+    "batch_timeout_ms",
+)
+
+
+@click.command("serve")
+@models_options(**_SERVE_ALIASES)
+@bind_host_option
+@click.option("--port", default=8500, show_default=True, type=click.IntRange(0, 65535), help="gRPC port (0: any).")
+@click.option("--metrics-port", default=8502, show_default=True, type=click.IntRange(0, 65535), help="0: off.")
+@click.option("--version", "versions", multiple=True, type=click.IntRange(min=1), help="Serve these versions only.")
+@click.option("--label", "labels", multiple=True, help="LABEL=VERSION, e.g. stable=3 (repeatable).")
+@click.option("--max-request-mb", default=64, show_default=True, type=click.IntRange(min=1))
+@click.option("--max-pixels", default=50_000_000, show_default=True, type=click.IntRange(min=1))
+@click.option("--workers", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--poll-seconds", default=1.0, show_default=True, type=click.FloatRange(min=0.05))
+@click.option("--tls-cert", default="", help="PEM certificate: serve over TLS.")
+@click.option("--tls-key", default="", help="PEM private key of --tls-cert.")
+@click.option("--tls-client-ca", default="", help="PEM CA of client certificates (mutual TLS).")
+@click.option("--batching", is_flag=True, help="Batch concurrent requests (same signature and image size).")
+@click.option("--max-batch-size", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-timeout-ms", default=2.0, show_default=True, type=click.FloatRange(min=0))
+@click.option("--request-log", default="", help="Log a sample of requests (image statistics, scores) to this dir.")
+@click.option("--request-log-sample", default=0.1, show_default=True, type=click.FloatRange(0, 1, min_open=True))
+@click.option("--request-log-images", is_flag=True, help="Also keep the sampled images (off: statistics only).")
+@click.option("--web", is_flag=True, help="Also serve the web page (upload an image, see its detections).")
+@click.option("--web-port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.pass_context
+def serve_command(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    metrics_port: int,
+    versions: tuple[int, ...],
+    labels: tuple[str, ...],
+    max_request_mb: int,
+    max_pixels: int,
+    request_log: str,
+    request_log_sample: float,
+    request_log_images: bool,
+    web: bool,
+    web_port: int,
+    **settings: Any,
+) -> None:
+    """Serve the pushed model over TF Serving's gRPC API (Predict, GetModelMetadata, GetModelStatus).
+
+    Watches the push destination: new complete versions are loaded and served
+    once ready, the old one until then; a version that fails to load leaves the
+    previous one serving. SIGTERM stops it after running requests finish.
+    With --web, the web page runs beside it and calls it over gRPC.
+    """
+    import logging
+
+    from detx.serving.model_server.batching import describe
+    from detx.serving.model_server.predict import Limits
+    from detx.serving.model_server.request_log import RequestLogConfig
+    from detx.serving.model_server.server import ModelServer, ServerConfig
+    from detx.serving.model_server.versions import VersionPolicy
+    from detx.serving.webapp.app import WebConfig
+
+    if web and settings["tls_cert"]:
+        raise click.UsageError("--web talks plaintext gRPC to this server: start `detx web --tls-ca ...` separately")
+    label_map: dict[str, int] = {}
+    for item in labels:
+        label, _, number = item.partition("=")
+        if not label or not number.isdigit():
+            raise click.BadParameter(f"expected LABEL=VERSION, got {item!r}", param_hint="--label")
+        label_map[label] = int(number)
+    place = model_place(ctx)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    server_settings = {k: settings[k] for k in _SERVER_SETTINGS}
+    config = ServerConfig(
+        model_name=place.name,
+        push_destination=place.push_destination,
+        host=host,
+        port=port,
+        metrics_port=metrics_port,
+        policy=VersionPolicy(specific=tuple(versions), labels=label_map),
+        max_request_bytes=max_request_mb * 1024 * 1024,
+        limits=Limits(max_pixels=max_pixels),
+        request_log=(
+            RequestLogConfig(absolute(request_log), request_log_sample, request_log_images) if request_log else None
+        ),
+        **server_settings,
+    )
+    try:
+        server = ModelServer(config)
+    except (OSError, ValueError, RuntimeError) as e:
+        raise click.ClickException(f"cannot start the server: {e}") from e
+    server.start()
+    loaded = ", ".join(f"{v.version} {v.state.name}" for v in server.manager.snapshot()) or "none yet"
+    metrics = f"; metrics on http://{host}:{metrics_port}/metrics" if metrics_port else ""
+    if config.request_log:
+        metrics += f"; logging {config.request_log.sample:.0%} of requests to {config.request_log.directory}"
+    click.echo(
+        f"detx serve: model {place.name!r} from {config.push_destination} on {host}:{server.port} "
+        f"({'TLS' if config.tls_cert else 'plaintext'}; batching {describe(server.batcher)}); "
+        f"versions: {loaded}{metrics}",
+        err=True,
+    )
+    web_server = None
+    if web:
+        target = f"{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{server.port}"
+        web_server = _start_web(WebConfig(target, place.name, config.push_destination), host, web_port)
+        click.echo(f"detx serve: web page on http://{host}:{web_port}/", err=True)
+    server.wait()
+    if web_server is not None:
+        web_server.should_exit = True
+    click.echo("detx serve: stopped", err=True)
+
+
+def _start_web(config: Any, host: str, port: int, background: bool = True) -> Any:
+    """Starts the web app (a `WebConfig`) with uvicorn: in a thread (beside detx serve) or in this one."""
+    import threading
+
+    import uvicorn
+
+    from detx.serving.webapp.app import create_app
+
+    web_server = uvicorn.Server(uvicorn.Config(create_app(config), host=host, port=port, log_level="warning"))
+    if not background:
+        web_server.run()
+        return web_server
+    threading.Thread(target=web_server.run, name="detx-web", daemon=True).start()
+    return web_server
+
+
+def _label_names(label_map: str | None, push_destination: str, version: int) -> dict[int, str]:
+    """Class names: from --label-map, else from the answering version's SavedModel assets if readable here."""
+    from detx.components.data.label_map import LabelMap, LabelMapError
+    from detx.serving.client import read_label_names
+
+    if label_map:
+        try:
+            return dict(LabelMap.read(label_map).items())
+        except (LabelMapError, OSError):
+            raise click.BadParameter(f"cannot read the label map {label_map}", param_hint="--label-map") from None
+    return read_label_names(push_destination, version)
+
+
+@click.command("predict")
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@server_option
+@models_options(**_CLIENT_ALIASES)
+@click.option("--version", type=click.IntRange(min=1), help="A specific version (default: the served one).")
+@click.option("--label", default="", help="A version label, e.g. stable or canary.")
+@click.option("--raw", is_flag=True, help="Send a uint8 tensor to serving_default instead of the encoded image.")
+@min_score_option
+@click.option("--timeout", default=10.0, show_default=True, type=click.FloatRange(min=0.1), help="Seconds per call.")
+@click.option("--retries", default=3, show_default=True, type=click.IntRange(min=0), help="When UNAVAILABLE.")
+@tls_ca_option
+@click.option("--label-map", help="label_map.pbtxt for class names (default: the model's, if readable locally).")
+@click.option("--draw", "draw_dir", type=click.Path(file_okay=False), help="Write each image with its boxes here.")
+@click.pass_context
+def predict_command(
+    ctx: click.Context,
+    images: tuple[str, ...],
+    server: str,
+    version: int | None,
+    label: str,
+    raw: bool,
+    min_score: float,
+    timeout: float,
+    retries: int,
+    tls_ca: str,
+    label_map: str | None,
+    draw_dir: str | None,
+    **_: Any,
+) -> None:
+    """Send images to a model server and print their detections as JSON (one object per image)."""
+    from detx.serving.client import ENCODED_IMAGE, SERVING_DEFAULT, DetectionClient, PredictionError, draw
+
+    place = model_place(ctx)
+    failed = 0
+    names: dict[int, dict[int, str]] = {}
+    with DetectionClient(server, place.name, version, label, timeout=timeout, retries=retries, tls_ca=tls_ca) as client:
+        for path in images:
+            with open(path, "rb") as f:
+                data = f.read()
+            try:
+                result = client.predict(data, SERVING_DEFAULT if raw else ENCODED_IMAGE)
+            except PredictionError as e:
+                click.echo(f"{path}: {e}", err=True)
+                failed += 1
+                if e.code.name in ("UNAVAILABLE", "NOT_FOUND", "UNAUTHENTICATED"):
+                    break  # the next image would fail the same way
+                continue
+            except (OSError, ValueError) as e:
+                click.echo(f"{path}: not an image detx can send: {e}", err=True)
+                failed += 1
+                continue
+            if result.version not in names:  # one label map read per answering version, not per image
+                names[result.version] = _label_names(label_map, place.push_destination, result.version)
+            result = dataclasses.replace(result, label_names=names[result.version])
+            detections = result.detections(min_score)
+            record = {
+                "image": path,
+                "model": result.model,
+                "version": result.version,
+                "detections": [d.to_dict() for d in detections],
+            }
+            if draw_dir:
+                os.makedirs(draw_dir, exist_ok=True)
+                out = os.path.join(draw_dir, os.path.splitext(os.path.basename(path))[0] + ".boxes.png")
+                with open(out, "wb") as f:
+                    f.write(draw(data, detections))
+                record["drawn"] = out
+            click.echo(json.dumps(record))
+    if failed:
+        raise click.ClickException(f"{failed} of {len(images)} image(s) failed")
+
+
+@click.command("web")
+@server_option
+@models_options(**_CLIENT_ALIASES)
+@bind_host_option
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@min_score_option
+@click.option("--max-upload-mb", default=10.0, show_default=True, type=click.FloatRange(min=0.01))
+@tls_ca_option
+@click.pass_context
+def web_command(
+    ctx: click.Context,
+    server: str,
+    host: str,
+    port: int,
+    min_score: float,
+    max_upload_mb: float,
+    tls_ca: str,
+    **_: Any,
+) -> None:
+    """Serve the web page: upload an image, see its detections from a model server (gRPC)."""
+    from detx.serving.webapp.app import WebConfig
+
+    place = model_place(ctx)
+    click.echo(f"detx web: http://{host}:{port}/ -> model {place.name!r} at {server}", err=True)
+    config = WebConfig(server, place.name, place.push_destination, max_upload_mb, min_score, tls_ca=tls_ca)
+    _start_web(config, host, port, background=False)
+
+
+COMMANDS = (serve_command, predict_command, web_command)
