@@ -13,7 +13,6 @@ hold the same examples and the same boxes.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import io
 import json
 import os
@@ -27,9 +26,12 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from PIL import Image, ImageDraw
 
+from detx.components.data import synth_draw
 from detx.components.data.label_map import LABEL_MAP_FILENAME, LabelMap
 
 if TYPE_CHECKING:
+    import tensorflow as tf
+
     from detx.components.data.records import SourceRecord
 
 CLASSES: tuple[str, ...] = ("circle", "square", "triangle")
@@ -132,66 +134,11 @@ class SynthSummary:
     boxes_per_class: dict[str, int]
 
 
-@functools.lru_cache(maxsize=4)
-def _grid(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    return xx / width - 0.5, yy / height - 0.5
-
-
-def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
-    """A smooth gradient with one of three textures: plain, stripes, or blotches."""
-    gx, gy = _grid(width, height)
-    base = rng.uniform(40, 215, size=3).astype(np.float32)
-    slope_x, slope_y = rng.uniform(-70, 70, size=(2, 3)).astype(np.float32)
-    img = base + gx[..., None] * slope_x + gy[..., None] * slope_y
-    kind = int(rng.integers(3))
-    if kind == 1:
-        fx, fy = rng.uniform(-12, 12, size=2)
-        amp = rng.uniform(8, 30, size=3).astype(np.float32)
-        img += np.sin(2 * np.pi * (fx * gx + fy * gy) + rng.uniform(0, 2 * np.pi))[..., None] * amp
-    elif kind == 2:
-        small = rng.normal(0, 28, size=(height // 40 + 2, width // 40 + 2, 3)).astype(np.float32)
-        blotches = Image.fromarray(np.clip(small + 128, 0, 255).astype(np.uint8)).resize(
-            (width, height), Image.Resampling.BILINEAR
-        )
-        img += np.asarray(blotches, dtype=np.float32) - 128
-    return img
-
-
-def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
-    iw = min(a[2], b[2]) - max(a[0], b[0])
-    ih = min(a[3], b[3]) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    inter = iw * ih
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
-def _draw(
-    draw: ImageDraw.ImageDraw, name: str, box: tuple[int, int, int, int], colour: tuple[int, ...], up: bool
-) -> None:
-    # Pillow's shape coordinates are inclusive pixel indices, hence the -1s.
-    x0, y0, x1, y1 = box
-    if name == "circle":
-        draw.ellipse([x0, y0, x1 - 1, y1 - 1], fill=colour)
-    elif name == "square":
-        draw.rectangle([x0, y0, x1 - 1, y1 - 1], fill=colour)
-    elif name == "cross":
-        # A plus sign: two bars a third of the box thick.
-        tx, ty = (x1 - x0) // 3, (y1 - y0) // 3
-        draw.rectangle([x0 + tx, y0, x1 - 1 - tx, y1 - 1], fill=colour)
-        draw.rectangle([x0, y0 + ty, x1 - 1, y1 - 1 - ty], fill=colour)
-    else:
-        apex = (x0 + x1 - 1) / 2
-        pts = [(x0, y1 - 1), (x1 - 1, y1 - 1), (apex, y0)] if up else [(x0, y0), (x1 - 1, y0), (apex, y1 - 1)]
-        draw.polygon(pts, fill=colour)
-
-
 def generate_image(config: SynthConfig, image_id: int) -> SynthImage:
     """Draws image `image_id` of the dataset described by `config`."""
     rng = np.random.default_rng([config.seed, image_id])
     w, h = config.width, config.height
-    background = _background(rng, w, h)
+    background = synth_draw.background(rng, w, h)
     canvas = Image.fromarray(np.clip(background, 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(canvas)
     weights = np.asarray(config.class_weights, dtype=np.float64)
@@ -205,14 +152,14 @@ def generate_image(config: SynthConfig, image_id: int) -> SynthImage:
             x0, y0 = int(rng.integers(0, w - bw + 1)), int(rng.integers(0, h - bh + 1))
             box = (x0, y0, x0 + bw, y0 + bh)
             # Shapes may overlap, but never so much that one is mostly hidden.
-            if all(_iou(box, o.box) < 0.3 for o in objects):
+            if all(synth_draw.iou(box, o.box) < 0.3 for o in objects):
                 break
         else:
             continue
         local = background[y0 : y0 + bh, x0 : x0 + bw].reshape(-1, 3).mean(axis=0)
         candidates = rng.integers(0, 256, size=(8, 3))
         colour = candidates[int(np.argmax(np.linalg.norm(candidates - local, axis=1)))]
-        _draw(draw, name, box, tuple(int(c) for c in colour), up=bool(rng.integers(2)))
+        synth_draw.draw_shape(draw, name, box, tuple(int(c) for c in colour), up=bool(rng.integers(2)))
         objects.append(SynthObject(name, box))
     pixels = np.asarray(canvas, dtype=np.float32) * config.brightness
     pixels += rng.standard_normal(size=pixels.shape, dtype=np.float32) * float(rng.uniform(3, 14))
@@ -243,6 +190,21 @@ def source_record(image: SynthImage) -> SourceRecord:
 def label_map(classes: tuple[str, ...] = CLASSES) -> LabelMap:
     """The synthetic dataset's label map (circle=1, square=2, triangle=3, then cross=4 if drawn)."""
     return LabelMap(tuple(c for c in SHAPES if c in classes))
+
+
+def od_api_example(image: SynthImage) -> tf.train.Example:
+    """The OD API tf.Example of a synthetic image, as the OD API's own dataset tools would write it."""
+    from detx.components.data.records import DataLimits, Reject, build_example
+
+    lm = label_map(SHAPES)  # label ids follow SHAPES whatever a dataset draws
+    converted = build_example(source_record(image), {i: i for i, _ in lm.items()}, lm, DataLimits())
+    if isinstance(converted, Reject):  # The generator only draws valid boxes; this would be a bug.
+        raise AssertionError(converted.detail)
+    example = converted.example
+    for key in list(example.features.feature):
+        if key.startswith("detx/"):
+            del example.features.feature[key]
+    return example
 
 
 def _write_coco(out: str, images: Iterator[SynthImage], classes: tuple[str, ...]) -> Iterator[SynthImage]:
@@ -318,8 +280,6 @@ def _write_voc(out: str, images: Iterator[SynthImage], classes: tuple[str, ...])
 def _write_tfrecord(out: str, images: Iterator[SynthImage], classes: tuple[str, ...]) -> Iterator[SynthImage]:
     # Imported here: TensorFlow costs seconds to import and the other formats do not need it.
     import tensorflow as tf
-
-    from detx.components.data.tfrecord_source import od_api_example
 
     os.makedirs(out)
     with tf.io.TFRecordWriter(os.path.join(out, TFRECORD_FILENAME)) as writer:

@@ -10,17 +10,13 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import tensorflow as tf
 
 from detx.components.data import features as F
 from detx.components.data.label_map import LABEL_MAP_FILENAME, LabelMap
-from detx.components.data.records import DataLimits, Reject, RejectReason, SourceBox, SourceRecord, build_example
+from detx.components.data.records import Reject, RejectReason, SourceBox, SourceRecord
 from detx.components.data.scan import DatasetError, Scan
-
-if TYPE_CHECKING:
-    from detx.components.data.synth import SynthImage
 
 DEFAULT_PATTERN = "*.*record*"
 
@@ -155,18 +151,3 @@ def scan_tfrecords(input_dir: str, pattern: str = DEFAULT_PATTERN) -> Scan:
         duplicate_ids=frozenset(i for i, c in ids.items() if c > 1),
         category_ids={str(k): v for k, v in resolve.items()},
     )
-
-
-def od_api_example(image: SynthImage) -> tf.train.Example:
-    """The OD API tf.Example of a synthetic image, as the OD API's own dataset tools would write it."""
-    from detx.components.data.synth import SHAPES, label_map, source_record
-
-    lm = label_map(SHAPES)  # label ids follow SHAPES whatever a dataset draws
-    converted = build_example(source_record(image), {i: i for i, _ in lm.items()}, lm, DataLimits())
-    if isinstance(converted, Reject):  # The generator only draws valid boxes; this would be a bug.
-        raise AssertionError(converted.detail)
-    example = converted.example
-    for key in list(example.features.feature):
-        if key.startswith("detx/"):
-            del example.features.feature[key]
-    return example
