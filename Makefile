@@ -15,7 +15,7 @@ DEMO_DIR ?= .detx/demo
 DEMO_PORT ?= 8500
 WEB_PORT ?= 8080
 
-.PHONY: install lock lint typecheck test test-fast manifests demo ct-demo web bench clean
+.PHONY: install lock lint typecheck test test-fast manifests cli-reference demo ct-demo web bench clean
 
 install: $(STAMP) $(KUSTOMIZE) $(CHROMIUM)
 
@@ -62,6 +62,9 @@ test: install lint typecheck
 manifests: install  ## recompile kfp_manifests/detx_pipeline.yaml (a test keeps it equal to a fresh compile)
 	$(BIN)/detx compile --config kfp_manifests/detx_config.yaml --output kfp_manifests/detx_pipeline.yaml
 
+cli-reference: install  ## rewrite docs/cli.md from the commands' --help (a test keeps it current)
+	$(BIN)/python -m detx.pipeline.cli.reference docs/cli.md
+
 test-fast: install
 	$(BIN)/pytest -m "not slow and not e2e"
 
@@ -83,7 +86,7 @@ CT_DIR := .detx/ct
 CT_ARGS := --data $(CT_DIR)/spans --project $(CT_DIR)/project --span-window 2
 CT_RUN := $(BIN)/detx ct run $(CT_ARGS) --preset tiny --train-steps 400
 
-ct-demo: install  ## one drift-triggered retraining on synthetic spans (README, "Continuous training")
+ct-demo: install  ## one drift-triggered retraining on synthetic spans (docs/continuous-training.md)
 	rm -rf $(CT_DIR)
 	$(BIN)/detx data synth --out $(CT_DIR)/deliveries/1 --images 400 --seed 1
 	$(BIN)/detx data add-span $(CT_DIR)/deliveries/1 --data $(CT_DIR)/spans

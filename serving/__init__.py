@@ -1,1 +1,1 @@
-"""Serving detx models: TF Serving manifests, the local model server and clients (not built yet)."""
+"""Serving detx models: the local model server (`detx serve`), the gRPC client, the web page; TF Serving manifests in k8s/."""

@@ -1,5 +1,6 @@
 import os
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -126,3 +127,52 @@ def test_models_and_rollback(tmp_path, fake_saved_model):
     assert store.serving_version() == 1
     result = CliRunner().invoke(main, ["models", "--push-destination", dest])
     assert "retired by rollbacks: 2" in result.output
+
+
+def _params(*args):
+    command = main
+    parent = main.make_context("detx", [], resilient_parsing=True)
+    args = list(args)
+    while isinstance(command, click.Group):
+        command = command.commands[args.pop(0)]
+    return command.make_context(command.name, args, parent=parent).params
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (
+            ["serve", "--model-name", "m", "--model-base-path", "/m"],
+            ["serve", "--name", "m", "--push-destination", "/m"],
+        ),
+        (
+            ["predict", "x.jpg", "--model", "m", "--model-base-path", "/m"],
+            ["predict", "x.jpg", "--name", "m", "--push-destination", "/m"],
+        ),
+        (["web", "--model", "m", "--model-base-path", "/m"], ["web", "--name", "m", "--push-destination", "/m"]),
+        (["runs", "--host", "http://kfp"], ["runs", "--kubeflow-host", "http://kfp"]),
+    ],
+)
+def test_documented_old_flags_still_work_as_hidden_aliases(old, new, monkeypatch):
+    monkeypatch.setattr(click.Path, "convert", lambda self, value, param, ctx: value)
+    assert _params(*old) == _params(*new)
+
+
+def test_one_resolver_gives_every_command_the_same_push_destination(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"name: cars\ndata: {{path: {tmp_path}}}\npush_destination: {tmp_path / 'served'}\n")
+    project = str(tmp_path / "p")
+    from detx.pipeline.cli.options import model_place
+
+    for args in (["models"], ["rollback"], ["serve"], ["web"], ["ct", "check"]):
+        command = main
+        rest = list(args)
+        while isinstance(command, click.Group):
+            command = command.commands[rest.pop(0)]
+        with command.make_context(command.name, ["--project", project, *rest]) as ctx:
+            assert model_place(ctx).push_destination == os.path.join(project, "models", "detx")
+        with command.make_context(command.name, ["--project", project, "--config", str(config), *rest]) as ctx:
+            place = model_place(ctx)
+            assert (place.name, place.push_destination) == ("cars", str(tmp_path / "served"))
+        with command.make_context(command.name, ["--project", project, "--name", "bikes", *rest]) as ctx:
+            assert model_place(ctx).push_destination == os.path.join(project, "models", "bikes")

@@ -1,7 +1,7 @@
 """Contract tests: `detx submit`, `schedule` and `runs` against a loopback fake of KFP's v2beta1 REST API.
 
 No KFP backend runs here (see tests/pipeline/fake_kfp.py for what the fake
-checks); README "Run on Kubeflow" gives the steps on a real cluster.
+checks); docs/kubeflow.md gives the steps on a real cluster.
 """
 
 import os

@@ -1,0 +1,50 @@
+"""Writes docs/cli.md, the CLI reference, from the commands' own `--help` (a test keeps it current).
+
+    python -m detx.pipeline.cli.reference docs/cli.md      (or: make cli-reference)
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+
+import click
+
+# A fixed width, so the page does not depend on the terminal it was made in.
+WIDTH = 100
+
+
+def _contexts(command: click.Command, name: str, parent: click.Context | None) -> Iterator[click.Context]:
+    # resilient_parsing: a context as `--help` sees it, with no required option or argument checked.
+    ctx = command.make_context(name, [], parent=parent, resilient_parsing=True, terminal_width=WIDTH)
+    yield ctx
+    if isinstance(command, click.Group):
+        for sub in sorted(command.commands):
+            yield from _contexts(command.commands[sub], sub, ctx)
+
+
+def render(main: click.Command) -> str:
+    """The reference page: every command's help, as `detx <command> --help` prints it."""
+    lines = [
+        "# CLI reference",
+        "",
+        "Generated from `--help` by `make cli-reference` (pipeline/cli/reference.py);",
+        "tests/pipeline/test_cli_reference.py fails when it is out of date. Options shared by",
+        "several commands are declared once, in pipeline/cli/options.py.",
+        "",
+    ]
+    for ctx in _contexts(main, "detx", None):
+        lines += [f"## {ctx.command_path}", "", "```text", ctx.get_help().rstrip(), "```", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Writes the reference to the file named on the command line."""
+    from detx.pipeline.cli import main as detx
+
+    with open(sys.argv[1], "w") as f:
+        f.write(render(detx))
+
+
+if __name__ == "__main__":
+    main()
