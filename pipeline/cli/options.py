@@ -163,26 +163,26 @@ config_option = click.option(
 )
 
 
+def _aliased(flag: str, dest: str, hidden_aliases: Sequence[str], **kwargs: Any) -> Callable[[F], F]:
+    return click.option(flag, *hidden_aliases, dest, cls=AliasedOption, hidden_aliases=hidden_aliases, **kwargs)
+
+
 def name_option(*hidden_aliases: str) -> Callable[[F], F]:
     """`--name`: the pipeline's name, which is also the model's (ML Metadata context, ModelSpec name)."""
-    return click.option(
+    return _aliased(
         "--name",
-        *hidden_aliases,
         "name",
-        cls=AliasedOption,
-        hidden_aliases=hidden_aliases,
+        hidden_aliases,
         help=f"Pipeline and model name. [default: {default_of(PipelineConfig, 'name')}]",
     )
 
 
 def push_destination_option(*hidden_aliases: str) -> Callable[[F], F]:
     """`--push-destination`: the TF Serving model base path the Pusher writes and servers read."""
-    return click.option(
+    return _aliased(
         "--push-destination",
-        *hidden_aliases,
         "push_destination",
-        cls=AliasedOption,
-        hidden_aliases=hidden_aliases,
+        hidden_aliases,
         callback=_absolute,
         help="TF Serving model base path. [default: <project>/models/<name>]",
     )
@@ -257,12 +257,10 @@ tls_ca_option = click.option("--tls-ca", default="", help="PEM of the model serv
 def kubeflow_options(*, required: bool, hidden_aliases: Sequence[str] = ()) -> Callable[[F], F]:
     """The connection to a Kubeflow Pipelines API (resolved by `kubeflow_connection`)."""
     return stack(
-        click.option(
+        _aliased(
             "--kubeflow-host",
-            *hidden_aliases,
             "kubeflow_host",
-            cls=AliasedOption,
-            hidden_aliases=hidden_aliases,
+            hidden_aliases,
             required=required,
             envvar="KF_PIPELINES_ENDPOINT",
             help="KFP API URL [env KF_PIPELINES_ENDPOINT].",

@@ -1,6 +1,6 @@
 """Writes docs/cli.md, the CLI reference, from the commands' own `--help` (a test keeps it current).
 
-    python -m detx.pipeline.cli.reference docs/cli.md      (or: make cli-reference)
+Run `make cli-reference` (or `python -m detx.pipeline.cli.reference docs/cli.md`).
 """
 
 from __future__ import annotations
