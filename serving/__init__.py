@@ -1,1 +1,4 @@
-"""Serving detx models: the local model server (`detx serve`), the gRPC client, the web page; TF Serving manifests in k8s/."""
+"""Serving detx models: the local model server (`detx serve`), the gRPC client and the web page.
+
+The TF Serving manifests for Kubernetes are in serving/k8s/.
+"""

@@ -27,9 +27,8 @@ def _commands(path: Path) -> list[str]:
         if lang not in ("sh", "bash", "console", "shell"):
             continue
         joined = re.sub(r"\\\n\s*", " ", body)
-        for line in joined.splitlines():
-            line = line.strip().removeprefix("$ ")
-            line = re.sub(r"^(\S+/)?(\.venv/bin/)?detx ", "detx ", line)
+        for raw in joined.splitlines():
+            line = re.sub(r"^(\S+/)?(\.venv/bin/)?detx ", "detx ", raw.strip().removeprefix("$ "))
             if line.startswith("detx "):
                 out.append(line)
     return out
