@@ -11,23 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import io
 import json
 import math
 import os
-import warnings
 from collections.abc import Mapping, Sequence
 
-import numpy as np
 import tensorflow as tf
-from PIL import Image
 
 from detx.components.data import features as F
+from detx.components.data.images import CorruptImage, TooManyPixels, normalize_image
 from detx.components.data.label_map import LabelMap
-
-# Pillow refuses images over 2x this many pixels before detx can name the limit;
-# detx applies its own, configurable limit instead (DataLimits.max_pixels).
-Image.MAX_IMAGE_PIXELS = None
 
 
 class RejectReason(enum.StrEnum):
@@ -194,100 +187,14 @@ def _read_image_bytes(record: SourceRecord) -> tuple[bytes, str]:
         return f.read(), path
 
 
-def _brightness(img: Image.Image) -> float:
-    """Mean luma (0-255) of an image; computed on a decoded, possibly reduced, copy."""
-    return float(np.asarray(img.convert("L"), dtype=np.float32).mean())
-
-
-def image_statistics(data: bytes) -> tuple[int, int, float]:
-    """Width, height and brightness of encoded image bytes, as ingestion measures them (`detx/stats/*`).
-
-    The model server logs these for live requests, so that serving-time images
-    can be compared with the training data (training/serving skew).
-
-    Raises:
-        ValueError: the bytes are not a readable image.
-    """
+def _normalize(data: bytes, file: str, limits: DataLimits) -> tuple[bytes, str, int, int, float, str | None]:
+    """`images.normalize_image` under the record's limits, its refusals as quarantine reasons."""
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            width, height = img.size
-            if img.format == "JPEG":
-                img.draft("RGB", (max(1, width // 8), max(1, height // 8)))
-            return width, height, _brightness(img)
-    except Exception as e:  # Pillow raises several types for undecodable bytes.
-        raise ValueError(f"not a readable image ({e})") from e
-
-
-def array_brightness(pixels: np.ndarray) -> float:
-    """Mean luma (0-255) of an [H, W, 3] RGB array, with Pillow's "L" conversion weights."""
-    rgb = np.asarray(pixels, dtype=np.float32)
-    return float((rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114).mean())
-
-
-def _normalize_image(data: bytes, file: str, limits: DataLimits) -> tuple[bytes, str, int, int, float, str | None]:
-    """Checks that `data` decodes completely and returns it as RGB JPEG or PNG.
-
-    RGB JPEG and RGB PNG bytes are kept as they are (no re-encoding loss).
-    Other modes and formats are converted: grayscale, CMYK and palette images
-    to RGB; alpha composited on white; JPEG stays JPEG, everything else becomes PNG.
-
-    Returns:
-        (encoded bytes, "jpeg"|"png", width, height, brightness, conversion or None)
-    """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-    except Exception as e:  # Pillow raises several types for undecodable headers.
-        raise _RecordError(RejectReason.CORRUPT_IMAGE, file, f"{file} is not a readable image ({e})") from e
-    width, height = img.size
-    if width * height > limits.max_pixels:
-        raise _RecordError(
-            RejectReason.TOO_MANY_PIXELS,
-            file,
-            f"{file} is {width}x{height} = {width * height:,} pixels, over the limit of {limits.max_pixels:,}; "
-            "downscale it or raise max_pixels",
-        )
-    fmt, mode = img.format, img.mode
-    try:
-        if fmt == "JPEG" and mode == "RGB":
-            # Decoding at 1/8 scale (libjpeg DCT scaling) still reads every
-            # entropy-coded block, so truncation and corruption are caught at a
-            # fraction of a full decode's cost; brightness needs no more detail.
-            img.draft("RGB", (max(1, width // 8), max(1, height // 8)))
-            img.load()
-            return data, "jpeg", width, height, _brightness(img), None
-        img.load()
-    except Exception as e:
-        raise _RecordError(RejectReason.CORRUPT_IMAGE, file, f"{file} is corrupt or truncated ({e})") from e
-    if fmt == "PNG" and mode == "RGB":
-        return data, "png", width, height, _brightness(img), None
-    conversion = f"{(fmt or 'unknown').lower()}/{mode.lower()}->rgb"
-    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        rgb = Image.alpha_composite(background, rgba).convert("RGB")
-    elif mode.startswith("I") or mode == "F":
-        rgb = _to_8bit(img)
-    else:
-        rgb = img.convert("RGB")
-    out = io.BytesIO()
-    if fmt == "JPEG":
-        rgb.save(out, format="JPEG", quality=limits.jpeg_quality)
-        return out.getvalue(), "jpeg", width, height, _brightness(rgb), conversion
-    rgb.save(out, format="PNG")
-    return out.getvalue(), "png", width, height, _brightness(rgb), conversion
-
-
-def _to_8bit(img: Image.Image) -> Image.Image:
-    """16-bit, 32-bit or float grayscale to 8-bit RGB.
-
-    16-bit images are scaled by their full range (65535 is white); 32-bit and
-    float images, which have no nominal white, by their maximum.
-    """
-    arr = np.asarray(img, dtype=np.float64)
-    top = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
-    return Image.fromarray(np.clip(arr / top * 255.0, 0, 255).astype(np.uint8)).convert("RGB")
+        return normalize_image(data, file, limits.max_pixels, limits.jpeg_quality)
+    except TooManyPixels as e:
+        raise _RecordError(RejectReason.TOO_MANY_PIXELS, file, str(e)) from e
+    except CorruptImage as e:
+        raise _RecordError(RejectReason.CORRUPT_IMAGE, file, str(e)) from e
 
 
 def _check_boxes(
@@ -370,7 +277,7 @@ def build_example(
     """
     try:
         data, file = _read_image_bytes(record)
-        encoded, fmt, width, height, brightness, conversion = _normalize_image(data, file, limits)
+        encoded, fmt, width, height, brightness, conversion = _normalize(data, file, limits)
         if record.declared_size is not None and record.declared_size != (width, height):
             dw, dh = record.declared_size
             raise _RecordError(

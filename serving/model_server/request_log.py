@@ -34,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from detx.components.data import features as F
-from detx.components.data.records import array_brightness, image_statistics
+from detx.components.data.images import array_brightness, image_statistics
 from detx.components.evaluation import score_profile
 
 LOG = logging.getLogger(__name__)

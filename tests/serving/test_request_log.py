@@ -16,7 +16,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from detx.components.data.records import array_brightness, image_statistics
+from detx.components.data.images import array_brightness, image_statistics
 from detx.components.evaluation import score_profile
 from detx.components.model_store import ModelStore
 from detx.serving.model_server.request_log import read_log, stats_examples

@@ -128,7 +128,7 @@ def test_nothing_served_age_and_no_new_span(tmp_path, sources, fake_saved_model)
 
 
 def test_live_confidence_fall_triggers_and_serving_skew_is_reported(tmp_path, sources, fake_saved_model):
-    from detx.components.data.records import image_statistics
+    from detx.components.data.images import image_statistics
     from detx.serving.model_server.request_log import LoggedImage
 
     images = os.path.join(sources["base"], "images")
