@@ -47,8 +47,7 @@ def span_root(num_images: int, work: str) -> str:
 def served_version(root: str, work: str) -> str:
     """A push destination whose version 1 was trained on span 1 (its statistics stored as the Pusher does)."""
     from detx.components.data.ingest_options import IngestOptions
-    from detx.components.model_store import ModelStore
-    from detx.components.pusher.executor import TRAIN_STATS_FILENAME
+    from detx.components.model_store import TRAIN_STATS_FILENAME, ModelStore
     from detx.pipeline.ct import stats
 
     model = os.path.join(work, "model")

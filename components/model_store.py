@@ -37,6 +37,8 @@ from detx.components.storage import strip_file_scheme as _strip_file_scheme
 
 SAVED_MODEL_FILE = "saved_model.pb"
 LINEAGE_FILE = "detx_lineage.json"
+# The training split's statistics (TFDV DatasetFeatureStatisticsList, binary), written by the Pusher.
+TRAIN_STATS_FILENAME = "detx_train_stats.pb"
 RETIRED_DIR = ".retired"
 _STAGING_PREFIX = ".staging-"
 _NUMERIC = re.compile(r"^[0-9]+$")

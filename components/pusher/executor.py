@@ -16,14 +16,12 @@ from tfx.utils import path_utils
 
 from detx.components.evaluator.report import EvaluationReport
 from detx.components.example_gen.report import SUMMARY_FILENAME
-from detx.components.model_store import ModelStore, ModelStoreError
+from detx.components.model_store import TRAIN_STATS_FILENAME, ModelStore, ModelStoreError
 
 PROGRESS = logging.getLogger("detx.progress")
 
 PUSH_DESTINATION = "push_destination"
 PUSH_REPORT_FILENAME = "detx_push.json"
-# The training split's statistics (TFDV DatasetFeatureStatisticsList, binary), inside each pushed version.
-TRAIN_STATS_FILENAME = "detx_train_stats.pb"
 _TRAIN_SPLIT = "train"
 # The custom properties TFX's own Pusher sets, so tools that read them work.
 PUSHED = "pushed"

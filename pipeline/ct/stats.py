@@ -27,7 +27,7 @@ from detx.components.data.records import Converted, DataLimits, Reject, SourceRe
 from detx.components.data.scan import Scan
 from detx.components.data.sources import parse_streamed_record, scan_window
 from detx.components.data.tfrecord_source import iter_records
-from detx.components.pusher.executor import TRAIN_STATS_FILENAME
+from detx.components.model_store import TRAIN_STATS_FILENAME
 
 # The features drift and skew are measured on (image bytes are never summarised).
 STATS_FEATURES = (F.TEXT, F.NUM_OBJECTS, F.BOX_AREA, F.BOX_WIDTH, F.BOX_HEIGHT, F.BRIGHTNESS, F.WIDTH, F.HEIGHT)

@@ -8,7 +8,7 @@ from tfx.components.evaluator import constants as tfx_constants
 from tfx.types import standard_artifacts
 
 from detx.components.evaluator.report import EvaluationReport
-from detx.components.model_store import ModelStore, ModelStoreError
+from detx.components.model_store import TRAIN_STATS_FILENAME, ModelStore, ModelStoreError
 from detx.components.pusher import executor
 
 
@@ -66,7 +66,7 @@ def test_the_training_statistics_and_spans_are_pushed_with_the_model(tmp_path, f
     dest = str(tmp_path / "dest")
     executor.Executor().Do({**inputs, "statistics": [statistics]}, outputs, {executor.PUSH_DESTINATION: dest})
     store = ModelStore(dest)
-    with open(os.path.join(store.path(1), executor.TRAIN_STATS_FILENAME), "rb") as f:
+    with open(os.path.join(store.path(1), TRAIN_STATS_FILENAME), "rb") as f:
         assert f.read() == b"train statistics"  # the split the model was trained on
     assert store.lineage(1)["data"]["spans"] == [2, 3]
 

@@ -13,8 +13,7 @@ from detx.components.data import spans
 from detx.components.data.ingest_options import IngestOptions
 from detx.components.data.synth import SynthConfig, label_map, write_dataset
 from detx.components.evaluation import score_profile
-from detx.components.model_store import ModelStore
-from detx.components.pusher.executor import TRAIN_STATS_FILENAME
+from detx.components.model_store import TRAIN_STATS_FILENAME, ModelStore
 from detx.pipeline.config import ContinuousTrainingConfig
 from detx.pipeline.ct import stats
 from detx.pipeline.ct.check import check
