@@ -20,7 +20,6 @@ image are the metric's worst case. Runs alternate; times are medians.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import platform
@@ -77,7 +76,7 @@ def _evaluator(examples_dir: str, model_dir: str, work: str, push_destination: s
         {
             executor.PUSH_DESTINATION: push_destination,
             executor.BASELINE_SETTING: "auto" if push_destination else "none",
-            executor.OPTIONS: json.dumps(dataclasses.asdict(EvaluatorOptions(min_map_50=0.0))),
+            **EvaluatorOptions(min_map_50=0.0).exec_properties(),
         },
     )
     return time.perf_counter() - start

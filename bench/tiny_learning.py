@@ -49,7 +49,9 @@ def main() -> None:
         model_config, train_config = preset("tiny")
         model_config = dataclasses.replace(model_config, bn_momentum=args.bn_momentum)
         train_config = dataclasses.replace(
-            train_config, steps=args.steps, checkpoint_every=args.checkpoint_every or train_config.checkpoint_every
+            train_config,
+            train_steps=args.steps,
+            checkpoint_every=args.checkpoint_every or train_config.checkpoint_every,
         )
         start = time.perf_counter()
         result = train.train(

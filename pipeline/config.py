@@ -14,6 +14,7 @@ from types import MappingProxyType
 
 from detx.components.data.ingest_options import IngestOptions
 from detx.components.evaluator.options import EvaluatorOptions
+from detx.components.modeling.config import TrainConfig
 from detx.components.trainer.options import TrainerOptions
 
 
@@ -66,8 +67,9 @@ class DataConfig:
     pattern: str | None = None
     image_dir: str = ""
     splits: Mapping[str, int] = dataclasses.field(default_factory=lambda: MappingProxyType({"train": 4, "eval": 1}))
-    max_rejected_fraction: float = 0.01
-    max_pixels: int = 40_000_000
+    # The ingest limits' defaults are IngestOptions's own (written there once).
+    max_rejected_fraction: float = IngestOptions.max_rejected_fraction
+    max_pixels: int = IngestOptions.max_pixels
     span: int | None = None
     span_window: int = 0
 
@@ -190,7 +192,7 @@ class PipelineConfig:
     stop_after: Stage = Stage.PUSH
     enable_cache: bool = True
     trainer: TrainerOptions = dataclasses.field(default_factory=TrainerOptions)
-    train_steps: int = 50_000
+    train_steps: int = TrainConfig.train_steps  # the Zoo's schedule length, written once in modeling/config.py
     evaluator: EvaluatorOptions = dataclasses.field(default_factory=EvaluatorOptions)
     push_destination: str = ""
     baseline: str = "auto"

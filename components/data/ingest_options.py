@@ -10,7 +10,7 @@ import dataclasses
 import json
 from typing import Any
 
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import any_pb2, wrappers_pb2
 
 FORMATS = ("coco", "voc", "tfrecord")
 
@@ -66,25 +66,21 @@ class IngestOptions:
         """The image folder, with the format's default filled in."""
         return self.image_dir or {"coco": "images", "voc": "JPEGImages"}.get(self.data_format, "")
 
-    def to_struct(self) -> struct_pb2.Struct:
-        """Packs the options into a Struct for `example_gen_pb2.CustomConfig`."""
-        s = struct_pb2.Struct()
-        s.update(dataclasses.asdict(self))
-        return s
+    def to_custom_config(self) -> any_pb2.Any:
+        """The options for `example_gen_pb2.CustomConfig.custom_config`: their JSON in a StringValue.
+
+        JSON text rather than a protobuf Struct, whose numbers are all doubles:
+        `max_pixels` and `span_window` stay integers all the way to the executor.
+        """
+        packed = any_pb2.Any()
+        packed.Pack(wrappers_pb2.StringValue(value=json.dumps(dataclasses.asdict(self), sort_keys=True)))
+        return packed
 
     @classmethod
     def from_custom_config(cls, custom_config_json: str | None) -> IngestOptions:
-        """Reads the options back from the executor's `custom_config` exec property (JSON)."""
+        """Reads the options back from the executor's `custom_config` exec property (the CustomConfig as JSON)."""
         if not custom_config_json:
             return cls()
         doc: dict[str, Any] = json.loads(custom_config_json)
         packed = doc.get("customConfig") or doc.get("custom_config") or {}
-        struct = struct_pb2.Struct()
-        json_format.ParseDict(packed.get("value", {}), struct)
-        values = json_format.MessageToDict(struct)
-        fields = {f.name: f.type for f in dataclasses.fields(cls)}
-        kwargs: dict[str, Any] = {k: v for k, v in values.items() if k in fields}
-        for key in ("max_pixels", "span_window"):  # Struct stores every number as a double.
-            if key in kwargs:
-                kwargs[key] = int(kwargs[key])
-        return cls(**kwargs)
+        return cls(**json.loads(packed.get("value") or "{}"))

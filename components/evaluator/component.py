@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 from tfx import types
@@ -11,7 +10,7 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from detx.components.evaluator import executor
-from detx.components.evaluator.options import EvaluatorOptions
+from detx.components.evaluator.options import OPTIONS, RUN_SETTINGS, EvaluatorOptions
 
 
 class DetectionEvaluatorSpec(ComponentSpec):
@@ -20,10 +19,10 @@ class DetectionEvaluatorSpec(ComponentSpec):
     PARAMETERS = {  # noqa: RUF012
         executor.PUSH_DESTINATION: ExecutionParameter(type=str),
         executor.BASELINE_SETTING: ExecutionParameter(type=str),
-        executor.OPTIONS: ExecutionParameter(type=str),
+        OPTIONS: ExecutionParameter(type=str),
         executor.EXAMPLE_SPLITS: ExecutionParameter(type=str, optional=True),
-        executor.MIN_MAP_50: ExecutionParameter(type=float, optional=True),
-        executor.MAX_MAP_50_DROP: ExecutionParameter(type=float, optional=True),
+        # The thresholds (min_map_50, max_map_50_drop): plain numbers, so that a KFP run form can set them.
+        **{name: ExecutionParameter(type=float) for name in RUN_SETTINGS},
     }
     INPUTS = {  # noqa: RUF012
         "examples": ChannelParameter(type=standard_artifacts.Examples),
@@ -69,19 +68,20 @@ class DetectionEvaluator(base_component.BaseComponent):
                 in production when the pipeline was built (see `baseline.resolve`).
             options: thresholds and slices.
             example_splits: splits to evaluate on (default: eval).
-            min_map_50: overrides `options.min_map_50` (a KFP runtime parameter, say).
-            max_map_50_drop: overrides `options.max_map_50_drop`.
+            min_map_50: replaces `options.min_map_50` (a KFP runtime parameter, say).
+            max_map_50_drop: replaces `options.max_map_50_drop`.
         """
+        properties = (options or EvaluatorOptions()).exec_properties()
+        replaced = {"min_map_50": min_map_50, "max_map_50_drop": max_map_50_drop}
+        properties.update({name: value for name, value in replaced.items() if value is not None})
         super().__init__(
             spec=DetectionEvaluatorSpec(
                 examples=examples,
                 model=model,
                 push_destination=push_destination,
                 baseline=baseline,
-                options=json.dumps(dataclasses.asdict(options or EvaluatorOptions())),
                 example_splits=json.dumps(example_splits or ["eval"]),
-                min_map_50=min_map_50,
-                max_map_50_drop=max_map_50_drop,
+                **properties,
                 evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
                 blessing=types.Channel(type=standard_artifacts.ModelBlessing),
             )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import os
@@ -26,25 +25,10 @@ from detx.components.evaluator.report import EvaluationReport
 
 PROGRESS = logging.getLogger("detx.progress")
 
-# Exec property names (component.py declares them).
+# Exec property names (component.py declares them; the options' own are in options.py).
 PUSH_DESTINATION = "push_destination"
 BASELINE_SETTING = "baseline"
-OPTIONS = "options"
 EXAMPLE_SPLITS = "example_splits"
-# The two thresholds again as plain numbers, so that a KFP run form can set them.
-MIN_MAP_50 = "min_map_50"
-MAX_MAP_50_DROP = "max_map_50_drop"
-
-
-def read_options(exec_properties: dict[str, Any]) -> EvaluatorOptions:
-    """The options JSON with the threshold properties, when set, taking precedence."""
-    options = EvaluatorOptions(**json_utils.loads(exec_properties.get(OPTIONS) or "{}"))
-    overrides: dict[str, Any] = {
-        key: float(exec_properties[key])
-        for key in (MIN_MAP_50, MAX_MAP_50_DROP)
-        if exec_properties.get(key) is not None
-    }
-    return dataclasses.replace(options, **overrides)
 
 
 def _number(value: Any) -> float:
@@ -136,14 +120,14 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         Args:
             input_dict: `examples` (ExampleGen's) and `model` (the Trainer's).
             output_dict: `evaluation` (TFMA's results) and `blessing`.
-            exec_properties: push destination, baseline setting, options (JSON),
-                thresholds (override the options' when set), splits.
+            exec_properties: push destination, baseline setting, the options
+                (`EvaluatorOptions.exec_properties`: the thresholds, the rest as JSON), splits.
 
         Raises:
             BaselineError: the model in production cannot be evaluated the same way.
         """
         self._log_startup(input_dict, output_dict, exec_properties)
-        options = read_options(exec_properties)
+        options = EvaluatorOptions.from_exec_properties(exec_properties)
         examples = input_dict["examples"]
         model = artifact_utils.get_single_instance(input_dict["model"])
         output_uri = artifact_utils.get_single_uri(output_dict["evaluation"])

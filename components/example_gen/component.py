@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from google.protobuf import any_pb2
 from tfx import types
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import base_beam_component, executor_spec
@@ -82,8 +81,6 @@ class DetectionExampleGen(FileBasedExampleGen):
                 executor puts this number into `{SPAN}` itself and records it
                 as the examples' span (0 when None).
         """
-        packed = any_pb2.Any()
-        packed.Pack(options.to_struct())
         if options.span_window:
             # TFX's driver finds the newest span by this pattern; the executor reads the window.
             pattern = f"{SPAN_DIR_PATTERN}/{options.inner_pattern}"
@@ -106,7 +103,7 @@ class DetectionExampleGen(FileBasedExampleGen):
                     ]
                 ),
                 output_config=split_config(splits),
-                custom_config=example_gen_pb2.CustomConfig(custom_config=packed),
+                custom_config=example_gen_pb2.CustomConfig(custom_config=options.to_custom_config()),
                 range_config=range_config,
                 output_data_format=example_gen_pb2.FORMAT_TF_EXAMPLE,
                 output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,

@@ -77,7 +77,7 @@ class TrainConfig:
 
     Attributes:
         batch_size: global batch size (split over replicas).
-        steps: training steps.
+        train_steps: training steps (the Zoo's 50,000 is also `PipelineConfig.train_steps`'s default).
         base_learning_rate: the Zoo's rate for `reference_batch_size`.
         reference_batch_size: the batch `base_learning_rate` was tuned for.
         warmup_learning_rate: the Zoo's warm-up start, also scaled.
@@ -91,7 +91,7 @@ class TrainConfig:
     """
 
     batch_size: int = 128
-    steps: int = 50_000
+    train_steps: int = 50_000
     base_learning_rate: float = 0.08
     reference_batch_size: int = 128
     warmup_learning_rate: float = 0.026666
@@ -111,12 +111,12 @@ class TrainConfig:
     def learning_rate(self, step: float) -> float:
         """The Zoo's cosine decay with linear warm-up, in plain Python (for tests and logs)."""
         base, warm = self.scaled_learning_rate()
-        warmup = min(self.warmup_steps, self.steps)
-        if step > self.steps:
+        warmup = min(self.warmup_steps, self.train_steps)
+        if step > self.train_steps:
             return 0.0
         if step < warmup:
             return warm + (base - warm) * step / warmup
-        return 0.5 * base * (1 + math.cos(math.pi * (step - warmup) / max(self.steps - warmup, 1)))
+        return 0.5 * base * (1 + math.cos(math.pi * (step - warmup) / max(self.train_steps - warmup, 1)))
 
 
 PRESETS: dict[str, tuple[ModelConfig, TrainConfig]] = {
@@ -130,7 +130,7 @@ PRESETS: dict[str, tuple[ModelConfig, TrainConfig]] = {
         ModelConfig(image_size=192, alpha=0.35, fpn_depth=64, tower_layers=2, bn_momentum=0.9),
         TrainConfig(
             batch_size=16,
-            steps=800,
+            train_steps=800,
             base_learning_rate=0.04,
             reference_batch_size=16,
             warmup_learning_rate=0.0133,

@@ -3,10 +3,12 @@
 TFX's Trainer keeps the step count inside the `train_args` proto and everything
 else in one `custom_config` JSON string, so a KFP run form would ask users to
 type JSON. This component adds `train_steps` (int) and `pretrained` (str)
-execution properties, which can be KFP runtime parameters, and an executor that
-folds them into `train_args` and `custom_config` before TFX's GenericExecutor
-runs `run_fn`. Everything else is the stock Trainer (same spec, outputs and
-`fn_args`).
+execution properties, which can be KFP runtime parameters. They are the only
+channel of these two values: `train_args` names the splits only and
+`custom_config` holds the other TrainerOptions; the executor puts them on
+`fn_args` (`fn_args.train_steps`, `fn_args.pretrained`) before TFX's
+GenericExecutor runs `run_fn`. Everything else is the stock Trainer (same spec
+and outputs).
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class DetectionTrainer(base_component.BaseComponent):
         spec = DetectionTrainerSpec(
             examples=examples,
             schema=schema,
+            # No num_steps: the `train_steps` property is the step count's one channel (see executor.py).
             train_args=trainer_pb2.TrainArgs(splits=["train"]),
             # Evaluation is the Evaluator's job; TFX wants eval_args anyway.
             eval_args=trainer_pb2.EvalArgs(splits=["eval"], num_steps=0),

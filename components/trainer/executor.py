@@ -1,56 +1,56 @@
-"""The DetectionTrainer's executor: TFX's GenericExecutor after folding in the per-run settings."""
+"""The DetectionTrainer's executor: TFX's GenericExecutor with this run's `train_steps` and `pretrained` on fn_args."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import attr
 from tfx.components.trainer import executor as trainer_executor
-from tfx.proto import trainer_pb2
-from tfx.types import standard_component_specs
-from tfx.utils import proto_utils
+from tfx.components.trainer import fn_args_utils
 
 TRAIN_STEPS_KEY = "train_steps"
 PRETRAINED_KEY = "pretrained"
 
 
-def fold_run_settings(exec_properties: dict[str, Any]) -> dict[str, Any]:
-    """The execution properties TFX's Trainer expects, with detx's per-run settings folded in.
+@attr.s
+class DetectionFnArgs(fn_args_utils.FnArgs):
+    """TFX's FnArgs plus the starting weights, for which TFX's Trainer has no field."""
 
-    Args:
-        exec_properties: the DetectionTrainer's properties: TFX's Trainer
-            properties plus `train_steps` and `pretrained`.
+    pretrained = attr.ib(type=str, default="")
 
-    Returns:
-        A copy without the two keys, `train_args.num_steps` set to `train_steps`
-        and `custom_config["pretrained"]` set to `pretrained`.
+
+def with_run_settings(fn_args: Any, exec_properties: dict[str, Any]) -> DetectionFnArgs:
+    """`fn_args` with this run's `train_steps` and `pretrained`, each read from its own exec property.
+
+    TFX's own channel for the step count is `train_args.num_steps`, a field of
+    the `train_args` proto, which TFX copies to `fn_args.train_steps`. A KFP
+    run parameter can only fill a whole exec property, not a field inside a
+    proto, so detx's one channel is the int `train_steps` property: the
+    DetectionTrainer's `train_args` name the splits only, and the value goes
+    straight to `fn_args.train_steps`, the name TFX's `run_fn` interface
+    already uses.
 
     Raises:
-        ValueError: `train_steps` is not a positive number.
+        ValueError: `train_steps` is not a positive number, or `train_args.num_steps`
+            was set too (a second channel for the same value).
     """
-    props = dict(exec_properties)
-    steps = int(props.pop(TRAIN_STEPS_KEY))
-    pretrained = props.pop(PRETRAINED_KEY, None) or ""
-    if steps <= 0:
-        raise ValueError(f"train_steps must be a positive number of steps, got {steps}")
-    train_args = trainer_pb2.TrainArgs()
-    proto_utils.json_to_proto(props[standard_component_specs.TRAIN_ARGS_KEY], train_args)
-    train_args.num_steps = steps
-    props[standard_component_specs.TRAIN_ARGS_KEY] = proto_utils.proto_to_json(train_args)
-    custom = json.loads(props.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "{}")
-    custom["pretrained"] = pretrained
-    props[standard_component_specs.CUSTOM_CONFIG_KEY] = json.dumps(custom, sort_keys=True)
-    return props
+    if fn_args.train_steps is not None:
+        raise ValueError("set the DetectionTrainer's train_steps, not train_args.num_steps")
+    train_steps = int(exec_properties[TRAIN_STEPS_KEY])
+    if train_steps <= 0:
+        raise ValueError(f"train_steps must be a positive number of steps, got {train_steps}")
+    fields = {**attr.asdict(fn_args, recurse=False), "train_steps": train_steps}
+    return DetectionFnArgs(**fields, pretrained=exec_properties.get(PRETRAINED_KEY) or "")
 
 
 class Executor(trainer_executor.GenericExecutor):
     """Runs `run_fn` with the step count and starting weights of this run."""
 
-    def Do(
+    def _GetFnArgs(
         self,
         input_dict: dict[str, list[Any]],
         output_dict: dict[str, list[Any]],
         exec_properties: dict[str, Any],
-    ) -> None:
-        """See TFX's GenericExecutor; `train_steps` and `pretrained` override the configured ones."""
-        super().Do(input_dict, output_dict, fold_run_settings(exec_properties))
+    ) -> DetectionFnArgs:
+        """TFX's `fn_args`, see `with_run_settings`."""
+        return with_run_settings(super()._GetFnArgs(input_dict, output_dict, exec_properties), exec_properties)

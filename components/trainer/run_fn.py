@@ -17,9 +17,13 @@ PROGRESS = logging.getLogger("detx.progress")
 
 # Called by the TFX Trainer (run_fn="detx.components.trainer.run_fn.run_fn").
 def run_fn(fn_args: Any) -> None:
-    """Trains on the train split and exports the SavedModel to `fn_args.serving_model_dir`."""
-    options = TrainerOptions.from_custom_config(fn_args.custom_config)
-    model_config, train_config = options.configs(int(fn_args.train_steps))
+    """Trains on the train split and exports the SavedModel to `fn_args.serving_model_dir`.
+
+    `fn_args` is the DetectionTrainer executor's: TFX's FnArgs with this run's
+    `train_steps` and `pretrained` (see executor.py).
+    """
+    options = TrainerOptions.from_custom_config(fn_args.custom_config, pretrained=fn_args.pretrained)
+    model_config, train_config = options.configs(fn_args.train_steps)
     examples_dir = os.path.dirname(os.path.dirname(fn_args.train_files[0]))
     label_map_path = os.path.join(examples_dir, LABEL_MAP_FILENAME)
     label_map = LabelMap.read(label_map_path)

@@ -77,10 +77,10 @@ def use_mixed_precision_if_gpu() -> bool:
 def optimizer(train_config: TrainConfig) -> keras.optimizers.Optimizer:
     """SGD with momentum on the Zoo's cosine schedule with linear warm-up, scaled to the batch size."""
     base, warm = train_config.scaled_learning_rate()
-    warmup = min(train_config.warmup_steps, train_config.steps)
+    warmup = min(train_config.warmup_steps, train_config.train_steps)
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=warm,
-        decay_steps=max(train_config.steps - warmup, 1),
+        decay_steps=max(train_config.train_steps - warmup, 1),
         warmup_target=base,
         warmup_steps=warmup,
     )
@@ -154,11 +154,11 @@ def train(
         model(tf.zeros([1, size, size, 3]))  # BackupAndRestore needs a built model to restore into.
         # XLA speeds training up on GPUs but made CPU steps 5x slower here (BENCHMARKS.md).
         model.compile(optimizer=optimizer(train_config), jit_compile=bool(tf.config.list_physical_devices("GPU")))
-    epochs = math.ceil(train_config.steps / train_config.checkpoint_every)
+    epochs = math.ceil(train_config.train_steps / train_config.checkpoint_every)
     per_replica = max(train_config.batch_size // strategy.num_replicas_in_sync, 1)
     dataset = dataset_fn(per_replica * strategy.num_replicas_in_sync)
     log(
-        f"training {train_config.steps} steps of batch {train_config.batch_size} on "
+        f"training {train_config.train_steps} steps of batch {train_config.batch_size} on "
         f"{strategy.num_replicas_in_sync} device(s){' with mixed precision' if mixed else ''}"
         + (f", resuming at step {resumed_from}" if resumed_from else "")
     )

@@ -62,19 +62,7 @@ def run_spec(
     Raises:
         RuntimeError: a step exited non-zero (its output is in the message).
     """
-    declared = spec.root.input_definitions.parameters
-    unknown = set(params) - set(declared)
-    if unknown:
-        raise ValueError(f"unknown run parameters {sorted(unknown)}")
-    run_values: dict[str, struct_pb2.Value] = {}
-    for name, definition in declared.items():
-        value = struct_pb2.Value()
-        if name in params:
-            json_format.ParseDict(params[name], value)
-        else:
-            value.CopyFrom(definition.default_value)
-        run_values[name] = value
-
+    values = run_values(spec, params)
     outputs: dict[str, pipeline_spec_pb2.ExecutorOutput] = {}
     executors = spec.deployment_spec["executors"]
     for task_name in _order(spec):
@@ -85,13 +73,8 @@ def run_spec(
             raise RuntimeError(f"{task_name}: open-source KFP runs only container executors, got {list(executor)}")
         container = executor["container"]
         executor_input = pipeline_spec_pb2.ExecutorInput()
-        for name, parameter in task.inputs.parameters.items():
-            if parameter.component_input_parameter:
-                executor_input.inputs.parameter_values[name].CopyFrom(run_values[parameter.component_input_parameter])
-            elif parameter.runtime_value.HasField("constant"):
-                executor_input.inputs.parameter_values[name].CopyFrom(parameter.runtime_value.constant)
-            else:
-                raise RuntimeError(f"{task_name}.{name}: unsupported parameter source {parameter}")
+        for name, value in task_parameter_values(spec, task_name, values).items():
+            executor_input.inputs.parameter_values[name].CopyFrom(value)
         for name, artifact in task.inputs.artifacts.items():
             source = artifact.task_output_artifact
             produced = outputs[source.producer_task].artifacts[source.output_artifact_key]
@@ -126,6 +109,42 @@ def run_spec(
                 produced.name = produced.name or artifact_list.artifacts[0].name
         outputs[task_name] = output
     return outputs
+
+
+def run_values(spec: pipeline_spec_pb2.PipelineSpec, params: Mapping[str, Any]) -> dict[str, struct_pb2.Value]:
+    """Every run parameter's value: the one given at submit time, else the spec's default.
+
+    Raises:
+        ValueError: a name the spec does not declare.
+    """
+    declared = spec.root.input_definitions.parameters
+    unknown = set(params) - set(declared)
+    if unknown:
+        raise ValueError(f"unknown run parameters {sorted(unknown)}")
+    values: dict[str, struct_pb2.Value] = {}
+    for name, definition in declared.items():
+        value = struct_pb2.Value()
+        if name in params:
+            json_format.ParseDict(params[name], value)
+        else:
+            value.CopyFrom(definition.default_value)
+        values[name] = value
+    return values
+
+
+def task_parameter_values(
+    spec: pipeline_spec_pb2.PipelineSpec, task_name: str, values: Mapping[str, struct_pb2.Value]
+) -> dict[str, struct_pb2.Value]:
+    """A task's parameters as its ExecutorInput carries them: constants, and run parameters from `values`."""
+    resolved = {}
+    for name, parameter in spec.root.dag.tasks[task_name].inputs.parameters.items():
+        if parameter.component_input_parameter:
+            resolved[name] = values[parameter.component_input_parameter]
+        elif parameter.runtime_value.HasField("constant"):
+            resolved[name] = parameter.runtime_value.constant
+        else:
+            raise RuntimeError(f"{task_name}.{name}: unsupported parameter source {parameter}")
+    return resolved
 
 
 def artifact_dict(output: pipeline_spec_pb2.ExecutorOutput, key: str) -> dict[str, Any]:

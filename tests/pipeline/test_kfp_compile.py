@@ -1,5 +1,7 @@
 """`detx compile`: the checked-in KFP spec is fresh, parses strictly, and runs on open-source KFP."""
 
+import dataclasses
+import json
 import os
 
 import pytest
@@ -12,6 +14,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from detx.pipeline import kfp_compile, run_parameters
 from detx.pipeline.cli import main
 from detx.pipeline.config_file import build_config, layered_values
+from tests.pipeline import kfp_launcher
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = os.path.join(ROOT, "kfp_manifests", "detx_config.yaml")
@@ -115,6 +118,40 @@ def test_every_run_parameter_has_a_type_and_default_and_is_used(spec):
         ("DetectionEvaluator", "max_map_50_drop"): "max_map_50_drop",
         ("DetectionPusher", "push_destination"): "push_destination",
     }
+
+
+def test_a_run_parameter_reaches_its_executor_through_its_own_property_and_no_options_blob(spec):
+    from tfx.components.trainer.fn_args_utils import FnArgs
+    from tfx.orchestration.kubeflow.v2.container.kubeflow_v2_entrypoint_utils import parse_execution_properties
+
+    from detx.components.data.ingest_options import IngestOptions
+    from detx.components.evaluator.options import EvaluatorOptions
+    from detx.components.trainer.executor import with_run_settings
+    from detx.components.trainer.options import TrainerOptions
+
+    submitted = {"train_steps": 7, "pretrained": "gs://b/zoo/ssd", "min_map_50": 0.42, "max_map_50_drop": 0.05}
+    values = kfp_launcher.run_values(spec, submitted)
+    props = {}
+    for name in ("DetectionExampleGen", "Trainer", "DetectionEvaluator"):
+        inputs_spec = spec.components[spec.root.dag.tasks[name].component_ref.name].input_definitions
+        # As TFX's v2 container entrypoint turns the ExecutorInput into exec properties.
+        props[name] = parse_execution_properties(
+            kfp_launcher.task_parameter_values(spec, name, values), {}, inputs_spec
+        )
+    ingest = IngestOptions.from_custom_config(props["DetectionExampleGen"]["custom_config"])
+    blobs = {
+        "DetectionExampleGen": dataclasses.asdict(ingest),
+        "Trainer": json.loads(props["Trainer"]["custom_config"]),
+        "DetectionEvaluator": json.loads(props["DetectionEvaluator"]["options"]),
+    }
+    for name, blob in blobs.items():
+        assert not set(blob) & set(run_parameters.NAMES), f"{name}'s options carry a run parameter"
+    assert type(ingest.max_pixels) is int and ingest.max_pixels == _config().data.max_pixels
+    fn_args = with_run_settings(FnArgs(custom_config=blobs["Trainer"]), props["Trainer"])
+    trainer = TrainerOptions.from_custom_config(fn_args.custom_config, pretrained=fn_args.pretrained)
+    assert (fn_args.train_steps, trainer.pretrained) == (7, "gs://b/zoo/ssd")
+    evaluator = EvaluatorOptions.from_exec_properties(props["DetectionEvaluator"])
+    assert (evaluator.min_map_50, evaluator.max_map_50_drop) == (0.42, 0.05)
 
 
 def test_steps_that_read_production_are_never_cached_and_the_root_is_a_bucket(spec):

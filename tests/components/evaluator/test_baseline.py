@@ -19,14 +19,3 @@ def test_baseline_is_the_served_version_and_follows_production(tmp_path, fake_sa
     assert resolve(snapshot, dest) == Baseline(1, store.path(1))
     # A SavedModel elsewhere is used as given.
     assert resolve(model, dest) == Baseline(None, model)
-
-
-def test_threshold_parameters_override_the_options_json():
-    import json
-
-    from detx.components.evaluator.executor import read_options
-
-    props = {"options": json.dumps({"min_map_50": 0.3, "max_map_50_drop": 0.01, "slice_features": ["a"]})}
-    assert read_options(props).min_map_50 == 0.3
-    changed = read_options({**props, "min_map_50": 0.5, "max_map_50_drop": None})
-    assert (changed.min_map_50, changed.max_map_50_drop, changed.slice_features) == (0.5, 0.01, ("a",))

@@ -1,7 +1,5 @@
 """DetectionEvaluator's executor on real TFMA runs: metrics equal pycocotools', blessing follows both thresholds."""
 
-import dataclasses
-import json
 import os
 
 import pytest
@@ -57,7 +55,7 @@ def _run(tmp_path, examples_dir, model_dir, push_destination="", baseline="auto"
         {
             executor.PUSH_DESTINATION: push_destination,
             executor.BASELINE_SETTING: baseline,
-            executor.OPTIONS: json.dumps(dataclasses.asdict(EvaluatorOptions(**options))),
+            **EvaluatorOptions(**options).exec_properties(),
         },
     )
     return EvaluationReport.read(blessing.uri), blessing

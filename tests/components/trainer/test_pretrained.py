@@ -35,11 +35,14 @@ def test_no_weights_and_missing_weights(tmp_path):
 
 
 def test_trainer_options_round_trip_and_overrides():
-    options = TrainerOptions(preset="tiny", batch_size=8, seed=3, checkpoint_every=50)
-    assert TrainerOptions.from_custom_config(options.to_custom_config()) == options
-    _, train = options.configs(steps=120)
-    assert (train.batch_size, train.steps, train.seed, train.checkpoint_every) == (8, 120, 3, 50)
-    assert dataclasses.replace(options, checkpoint_every=0).configs(steps=10)[1].checkpoint_every == 10
+    options = TrainerOptions(preset="tiny", batch_size=8, seed=3, checkpoint_every=50, pretrained="/zoo/ssd")
+    assert "pretrained" not in options.to_custom_config()  # a run parameter: its own exec property
+    assert TrainerOptions.from_custom_config(options.to_custom_config(), pretrained="/zoo/ssd") == options
+    with pytest.raises(ValueError, match="must not carry the run setting"):
+        TrainerOptions.from_custom_config({"preset": "tiny", "pretrained": "/old"}, pretrained="/zoo/ssd")
+    _, train = options.configs(train_steps=120)
+    assert (train.batch_size, train.train_steps, train.seed, train.checkpoint_every) == (8, 120, 3, 50)
+    assert dataclasses.replace(options, checkpoint_every=0).configs(train_steps=10)[1].checkpoint_every == 10
     with pytest.raises(ValueError, match="unknown preset"):
         TrainerOptions(preset="big")
     with pytest.raises(ValueError, match="unknown restore scope"):

@@ -16,7 +16,7 @@ from detx.components.modeling.config import preset
 from detx.components.trainer import data, export, train
 
 MODEL, TRAIN = preset("tiny")
-TRAIN = dataclasses.replace(TRAIN, batch_size=4, steps=4, checkpoint_every=2, shuffle_buffer=16)
+TRAIN = dataclasses.replace(TRAIN, batch_size=4, train_steps=4, checkpoint_every=2, shuffle_buffer=16)
 
 
 @pytest.fixture(scope="module")
