@@ -44,7 +44,8 @@ def pytest_xdist_make_scheduler(config, log):
 @pytest.fixture(scope="session")
 def small_datasets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The same 40-image synthetic dataset in COCO, VOC and TFRecord form."""
-    from detx.components.data.synth import FORMATS, SynthConfig, write_dataset
+    from detx.components.data.ingest_options import FORMATS
+    from detx.components.data.synth import SynthConfig, write_dataset
 
     root = tmp_path_factory.mktemp("synth")
     config = SynthConfig(num_images=SMALL_IMAGES, seed=7)

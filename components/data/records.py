@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from detx.components.data import features as F
 from detx.components.data.images import CorruptImage, TooManyPixels, normalize_image
+from detx.components.data.ingest_options import IngestOptions
 from detx.components.data.label_map import LabelMap
 
 
@@ -131,8 +132,9 @@ class DataLimits:
             grayscale JPEG to RGB).
     """
 
-    max_pixels: int = 40_000_000
-    clip_tolerance_px: float = 2.0
+    # The defaults are ingestion's (one home: IngestOptions, which the pipeline's config reads too).
+    max_pixels: int = IngestOptions.max_pixels
+    clip_tolerance_px: float = IngestOptions.clip_tolerance_px
     jpeg_quality: int = 95
 
 

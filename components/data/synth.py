@@ -21,12 +21,13 @@ import tempfile
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from detx.components.data import synth_draw
+from detx.components.data.ingest_options import FORMATS
 from detx.components.data.label_map import LABEL_MAP_FILENAME, LabelMap
 
 if TYPE_CHECKING:
@@ -42,8 +43,6 @@ SHAPES: tuple[str, ...] = (*CLASSES, "cross")
 # ExampleGen must renumber them to contiguous labels 1..3.
 COCO_CATEGORY_IDS: tuple[int, ...] = (2, 5, 9, 12)
 TFRECORD_FILENAME = "shapes.tfrecord"
-Format = Literal["coco", "voc", "tfrecord"]
-FORMATS: tuple[str, ...] = ("coco", "voc", "tfrecord")
 
 
 @dataclasses.dataclass(frozen=True)
