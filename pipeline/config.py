@@ -114,13 +114,27 @@ class KubeflowConfig:
     def __post_init__(self) -> None:
         if self.trainer_gpus < 0:
             raise ValueError(f"trainer_gpus must be 0 or more, got {self.trainer_gpus}")
-        if "://" not in self.pipeline_root or self.pipeline_root.startswith("minio://"):
-            # KFP's launcher maps only gs://, s3:// and minio:// roots; TensorFlow's
-            # file systems (which TFX writes through) know gs:// and s3:// but not minio://.
-            raise ValueError(
-                f"pipeline_root {self.pipeline_root!r} must be a bucket URL TFX can write, "
-                "such as gs://bucket/detx/root (or s3:// with tensorflow-io)"
-            )
+        check_pipeline_root(self.pipeline_root)
+
+
+def check_pipeline_root(root: str) -> str:
+    """A KFP pipeline root TFX can write, returned unchanged.
+
+    KFP's launcher maps only gs://, s3:// and minio:// roots (plain paths are
+    refused); TensorFlow's file systems, which TFX writes through, know gs://
+    and, with tensorflow-io, s3://, but not minio://, KFP's own default.
+
+    Raises:
+        ValueError: the root is a plain path or minio://; the message names the fix.
+    """
+    if "://" not in root or root.startswith("minio://"):
+        raise ValueError(
+            f"pipeline root {root!r} is not one TFX can write on Kubeflow: use gs://bucket/detx/root "
+            "(TensorFlow writes it directly), or s3://bucket/detx/root with tensorflow-io installed in the "
+            "pipeline image and AWS credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, S3_ENDPOINT for "
+            "MinIO or another S3-compatible store) in every step's environment"
+        )
+    return root
 
 
 @dataclasses.dataclass(frozen=True)

@@ -224,25 +224,61 @@ def _experiment_id(client: Any, connection: Connection, experiment: str) -> str:
         return str(client.create_experiment(experiment, namespace=connection.namespace).experiment_id)
 
 
-def submit(
-    connection: Connection, package: str, experiment: str, params: Mapping[str, Any], run_name: str
-) -> tuple[PipelineRef, str]:
-    """Uploads (or reuses) the pipeline and starts one run.
+def run_pipeline_root(spec: Mapping[str, Any], override: str | None = None) -> str:
+    """The pipeline root a run must carry: `override`, else the one the package was compiled with.
 
-    KFP's per-task caching is left as compiled (`enable_caching` unset): the
-    Evaluator and the Pusher are compiled uncached, the data steps cached.
+    KFP's backend never reads a spec's `defaultPipelineRoot` for runs created
+    through the API (only the UI's run form pre-fills it): without a root on
+    the run it falls back to the `kfp-launcher` ConfigMap, then to
+    `minio://mlpipeline/v2/artifacts` (kubeflow/pipelines backend/src/v2/driver/
+    driver.go at 2.0.3; root_dag.go in newer releases), which TFX cannot write.
+
+    Raises:
+        KfpError: no root to give, or one TFX cannot write (the message names the fix).
+    """
+    from detx.pipeline.config import check_pipeline_root
+
+    root = override or spec.get("defaultPipelineRoot")
+    if not root:
+        raise KfpError(
+            "the package names no pipeline root: recompile it with kubeflow.pipeline_root or give --pipeline-root"
+        )
+    try:
+        return check_pipeline_root(str(root))
+    except ValueError as e:
+        raise KfpError(str(e)) from e
+
+
+def submit(
+    connection: Connection,
+    package: str,
+    experiment: str,
+    params: Mapping[str, Any],
+    run_name: str,
+    pipeline_root: str | None = None,
+) -> tuple[PipelineRef, str]:
+    """Uploads (or reuses) the pipeline and starts one run, with its pipeline root set (`run_pipeline_root`).
+
+    KFP's per-task caching is left as compiled (`enable_caching` unset):
+    ExampleGen, the Evaluator and the Pusher are compiled uncached.
 
     Returns:
         The pipeline version and the new run's id.
     """
     spec, _ = read_package(package)
     checked = check_parameters(spec, params)
+    root = run_pipeline_root(spec, pipeline_root)
     client = connect(connection)
     ref = ensure_pipeline(client, connection, package)
     experiment_id = _experiment_id(client, connection, experiment)
     with _api_errors(connection.host), contextlib.redirect_stdout(io.StringIO()):
         run = client.run_pipeline(
-            experiment_id, run_name, params=checked, pipeline_id=ref.pipeline_id, version_id=ref.version_id
+            experiment_id,
+            run_name,
+            params=checked,
+            pipeline_id=ref.pipeline_id,
+            version_id=ref.version_id,
+            pipeline_root=root,
         )
     return ref, str(run.run_id)
 
@@ -256,14 +292,16 @@ def schedule(
     name: str,
     max_concurrency: int = 1,
     catchup: bool = False,
+    pipeline_root: str | None = None,
 ) -> tuple[PipelineRef, str]:
-    """Creates a recurring run (continuous training on a clock).
+    """Creates a recurring run (continuous training on a clock), with its pipeline root set.
 
     Returns:
         The pipeline version and the recurring run's id.
     """
     spec, _ = read_package(package)
     checked = check_parameters(spec, params)
+    root = run_pipeline_root(spec, pipeline_root)
     expression = check_cron(cron)
     if max_concurrency < 1:
         raise KfpError(f"--max-concurrency must be at least 1, got {max_concurrency}")
@@ -280,6 +318,7 @@ def schedule(
             params=checked,
             pipeline_id=ref.pipeline_id,
             version_id=ref.version_id,
+            pipeline_root=root,
         )
     return ref, str(job.recurring_run_id)
 

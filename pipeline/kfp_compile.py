@@ -2,15 +2,18 @@
 
 TFX's KubeflowV2DagRunner compiles the same `create_pipeline(...)`, with the
 per-run settings as runtime parameters and the Trainer asking for a GPU. Then
-detx adjusts two things the runner cannot express:
+detx adjusts what the runner cannot express:
 
-- KFP caches every task by default, keyed on its inputs. The Evaluator and
-  the Pusher depend on state outside their inputs (the model in production,
-  read from the push destination when they run), so their tasks are never
-  served from KFP's cache.
+- Every step's command is detx's entrypoint (`pipeline/kfp_entrypoint.py`),
+  which mends the untyped input artifacts of open-source KFP's driver.
+- KFP caches every task by default, keyed on its inputs. ExampleGen reads data
+  that can change under the same `data_root`, and the Evaluator and the Pusher
+  read the model in production, so their tasks are never served from KFP's
+  cache (see UNCACHED_STEPS).
 - The spec gets a default pipeline root, so that runs started from the KFP UI
   write artifacts where TFX can (KFP's own default, `minio://`, is not a file
-  system TensorFlow knows).
+  system TensorFlow knows). Runs created through the API do not read it:
+  `detx submit` and `detx schedule` set it on the run (kfp_client.py).
 
 The output is a PipelineSpec YAML, the file the KFP UI uploads.
 """
@@ -28,10 +31,15 @@ from tfx.v1.orchestration.experimental import KubeflowV2DagRunner, KubeflowV2Dag
 
 from detx.pipeline import run_parameters
 from detx.pipeline.config import PipelineConfig
+from detx.pipeline.kfp_entrypoint import COMMAND
 from detx.pipeline.pipeline import create_pipeline
 
-# Steps whose result depends on the model in production, not only on their inputs.
-UNCACHED_STEPS = ("DetectionEvaluator", "DetectionPusher")
+# Steps KFP must never answer from its cache. KFP's cache key is the input artifact ids, the
+# parameter values, image, command and arguments (lifecycle hooks such as TFX's ExampleGen
+# driver never run): it cannot see data that arrived under an unchanged data_root (a new span
+# when data_span is 0, "the newest"), nor the model in production, which the Evaluator and
+# Pusher read. A fresh ExampleGen gives its readers new input ids, so they rerun too.
+UNCACHED_STEPS = ("DetectionExampleGen", "DetectionEvaluator", "DetectionPusher")
 GPU_STEP = "Trainer"
 ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
 
@@ -110,7 +118,14 @@ def compile_spec(config: PipelineConfig) -> dict[str, Any]:
     runner = KubeflowV2DagRunner(
         # Schema 2.1 (what the KFP SDK 2.x writes) puts each parameter's type
         # and default into the spec itself, so the KFP UI's run form shows them.
-        config=KubeflowV2DagRunnerConfig(display_name=config.name, default_image=kfp.image, use_pipeline_spec_2_1=True),
+        # Every step runs detx's entrypoint (TFX's own arguments), which mends the input artifacts
+        # open-source KFP's driver sends without a type (pipeline/kfp_entrypoint.py).
+        config=KubeflowV2DagRunnerConfig(
+            display_name=config.name,
+            default_image=kfp.image,
+            default_commands=list(COMMAND),
+            use_pipeline_spec_2_1=True,
+        ),
         output_dir=tempfile.gettempdir(),
         output_filename="unused.yaml",
     )

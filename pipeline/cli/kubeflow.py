@@ -16,6 +16,7 @@ from detx.pipeline.cli.options import (
     kubeflow_connection,
     kubeflow_options,
     package_option,
+    pipeline_root_option,
 )
 
 # Before one name per idea, `--host` named the KFP API URL here (it is the bind address of serve/web).
@@ -34,7 +35,7 @@ def _fail(error: Exception) -> NoReturn:
 @config_option
 @click.option("--output", default=DEFAULT_PACKAGE, show_default=True, type=click.Path(dir_okay=False))
 @click.option("--image", help="The detx pipeline image every step runs (overrides kubeflow.image).")
-@click.option("--pipeline-root", help="gs:// (or other) artifact root (overrides kubeflow.pipeline_root).")
+@pipeline_root_option
 @click.pass_context
 def compile_command(ctx: click.Context, output: str, image: str | None, pipeline_root: str | None, **_: Any) -> None:
     """Compile the pipeline to a Kubeflow Pipelines v2 spec (the file the KFP UI uploads).
@@ -71,7 +72,15 @@ def _params(pairs: tuple[str, ...]) -> dict[str, Any]:
 @experiment_option
 @_PARAM
 @click.option("--run-name", help="[default: <pipeline> <date time>]")
-def submit_command(package: str, experiment: str, params: tuple[str, ...], run_name: str | None, **conn: Any) -> None:
+@pipeline_root_option
+def submit_command(
+    package: str,
+    experiment: str,
+    params: tuple[str, ...],
+    run_name: str | None,
+    pipeline_root: str | None,
+    **conn: Any,
+) -> None:
     """Upload the pipeline (or reuse the same version) and start a run on Kubeflow Pipelines."""
     from detx.pipeline.kfp_client import KfpError, submit
 
@@ -79,7 +88,7 @@ def submit_command(package: str, experiment: str, params: tuple[str, ...], run_n
     connection = kubeflow_connection(conn)
     name = run_name or f"detx {time.strftime('%Y-%m-%d %H:%M:%S')}"
     try:
-        ref, run_id = submit(connection, package, experiment, values, name)
+        ref, run_id = submit(connection, package, experiment, values, name, pipeline_root)
     except KfpError as e:
         _fail(e)
     state = "reused" if ref.reused else "uploaded"
@@ -97,6 +106,7 @@ def submit_command(package: str, experiment: str, params: tuple[str, ...], run_n
 @experiment_option
 @_PARAM
 @click.option("--schedule-name", default="detx continuous training", show_default=True)
+@pipeline_root_option
 def schedule_command(
     cron: str,
     max_concurrency: int,
@@ -105,6 +115,7 @@ def schedule_command(
     experiment: str,
     params: tuple[str, ...],
     schedule_name: str,
+    pipeline_root: str | None,
     **conn: Any,
 ) -> None:
     """Create a recurring run on Kubeflow Pipelines: retrain on a clock."""
@@ -122,6 +133,7 @@ def schedule_command(
             schedule_name,
             max_concurrency=max_concurrency,
             catchup=catchup,
+            pipeline_root=pipeline_root,
         )
     except KfpError as e:
         _fail(e)

@@ -288,6 +288,11 @@ def package_option(fn: F) -> F:
     )(fn)
 
 
+pipeline_root_option = click.option(
+    "--pipeline-root",
+    help="Where the steps write artifacts (gs://, or s3:// with tensorflow-io). "
+    "[default: compile: kubeflow.pipeline_root; submit/schedule: the package's]",
+)
 experiment_option = click.option("--experiment", default="detx", show_default=True, help="KFP experiment.")
 
 

@@ -93,6 +93,8 @@ class FakeKfp:
     experiments: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     runs: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     recurring_runs: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # The pipeline root each created run or recurring run gets from the backend, in creation order.
+    pipeline_roots: list[str] = dataclasses.field(default_factory=list)
     requests: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     errors: list[str] = dataclasses.field(default_factory=list)
     _ids: Any = dataclasses.field(default_factory=lambda: itertools.count(1))
@@ -236,6 +238,12 @@ class FakeKfp:
             kinds = _KINDS[declared[name]["parameterType"]]
             if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
                 raise BadRequest(f"parameter {name}={value!r} is not a {declared[name]['parameterType']}")
+        # The root the backend's driver will give the steps: the run's own, else the kfp-launcher
+        # ConfigMap's defaultPipelineRoot (none here), else KFP's default; never the spec's
+        # defaultPipelineRoot (kubeflow/pipelines backend/src/v2/driver/driver.go at 2.0.3, 134-151).
+        self.pipeline_roots.append(
+            (body.get("runtime_config") or {}).get("pipeline_root") or "minio://mlpipeline/v2/artifacts"
+        )
         if recurring:
             cron = ((body.get("trigger") or {}).get("cron_schedule") or {}).get("cron", "")
             if len(cron.split()) != 6:

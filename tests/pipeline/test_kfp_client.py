@@ -198,3 +198,27 @@ def test_multi_user_kubeflow_without_a_namespace_says_to_pass_one(kfp):
     result = _detx("submit", "--kubeflow-host", url, "--package", PACKAGE)
     assert result.exit_code == 1 and "multi-user: pass --namespace" in result.output
     assert fake.runs == [] and fake.pipelines == {}
+
+
+def test_runs_carry_the_packages_pipeline_root_because_the_backend_ignores_the_specs(kfp):
+    fake, url = kfp()
+    default_root = yaml.safe_load(open(PACKAGE))["defaultPipelineRoot"]
+    assert _detx("submit", "--kubeflow-host", url, "--package", PACKAGE).exit_code == 0
+    assert (
+        _detx("submit", "--kubeflow-host", url, "--package", PACKAGE, "--pipeline-root", "gs://other/root").exit_code
+        == 0
+    )
+    schedule = _detx("schedule", "--kubeflow-host", url, "--package", PACKAGE, "--cron", "0 0 3 * * *")
+    assert schedule.exit_code == 0, schedule.output
+    # Without a root on the run, the fake backend (like KFP's driver) would use minio://, which TFX cannot write.
+    assert fake.pipeline_roots == [default_root, "gs://other/root", default_root]
+    assert [r["runtime_config"]["pipeline_root"] for r in fake.runs] == [default_root, "gs://other/root"]
+
+
+@pytest.mark.parametrize("root", ["minio://mlpipeline/v2/artifacts", "/mnt/root"])
+def test_a_run_root_tfx_cannot_write_is_refused_before_anything_is_uploaded(kfp, root):
+    fake, url = kfp()
+    result = _detx("submit", "--kubeflow-host", url, "--package", PACKAGE, "--pipeline-root", root)
+    assert result.exit_code == 1
+    assert "is not one TFX can write on Kubeflow: use gs://" in result.output and "tensorflow-io" in result.output
+    assert fake.pipelines == {} and fake.runs == []

@@ -19,7 +19,8 @@ from tests.pipeline import kfp_launcher
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = os.path.join(ROOT, "kfp_manifests", "detx_config.yaml")
 GOLDEN = os.path.join(ROOT, "kfp_manifests", "detx_pipeline.yaml")
-ENTRYPOINT = ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
+# detx's entrypoint (pipeline/kfp_entrypoint.py) mends untyped inputs, then runs TFX's kubeflow_v2_run_executor.
+ENTRYPOINT = ["python", "-m", "detx.pipeline.kfp_entrypoint"]
 BEAM_STEPS = ("DetectionExampleGen", "StatisticsGen", "DataGate", "DetectionEvaluator")
 
 
@@ -51,7 +52,7 @@ def test_checked_in_spec_equals_a_fresh_compile(compiled):
     assert checked_in == compiled, "kfp_manifests/detx_pipeline.yaml is stale: run `make manifests` and commit it"
 
 
-def test_every_step_runs_the_detx_image_through_tfx_v2_entrypoint(spec):
+def test_every_step_runs_the_detx_image_through_detx_entrypoint_with_tfx_arguments(spec):
     config = _config()
     assert set(spec.root.dag.tasks) == {
         "DetectionExampleGen",
@@ -154,9 +155,14 @@ def test_a_run_parameter_reaches_its_executor_through_its_own_property_and_no_op
     assert (evaluator.min_map_50, evaluator.max_map_50_drop) == (0.42, 0.05)
 
 
-def test_steps_that_read_production_are_never_cached_and_the_root_is_a_bucket(spec):
+def test_steps_that_read_changing_data_or_production_are_never_cached_and_the_root_is_a_bucket(spec):
     caching = {name: task.caching_options.enable_cache for name, task in spec.root.dag.tasks.items()}
-    assert {n for n, on in caching.items() if not on} == {"DetectionEvaluator", "DetectionPusher"}
+    # ExampleGen: KFP's cache key cannot see a new span under the same data_root (data_span 0 = newest).
+    assert {n for n, on in caching.items() if not on} == {
+        "DetectionExampleGen",
+        "DetectionEvaluator",
+        "DetectionPusher",
+    }
     assert spec.default_pipeline_root == "gs://YOUR_BUCKET/detx/pipeline_root"
 
 
@@ -204,7 +210,7 @@ def test_compile_without_a_push_destination_is_refused_and_leaves_no_file(tmp_pa
 
 @pytest.mark.parametrize("root", ["relative/dir", "/mnt/shared/root", "minio://mlpipeline/v2/artifacts"])
 def test_a_pipeline_root_tfx_or_kfp_cannot_use_is_refused_with_the_fix(root):
-    with pytest.raises(ValueError, match="bucket URL TFX can write, such as gs://"):
+    with pytest.raises(ValueError, match="is not one TFX can write on Kubeflow: use gs://"):
         _config(kubeflow={"pipeline_root": root})
 
 

@@ -1,0 +1,164 @@
+"""The command every compiled step runs on Kubeflow: TFX's v2 container entrypoint, made to survive open-source KFP.
+
+`detx compile` points every executor at `python -m detx.pipeline.kfp_entrypoint`
+(the arguments are TFX's own). Before handing over to TFX 1.16's
+`kubeflow_v2_run_executor`, it mends what open-source KFP's driver sends;
+after the executor, it mends what TensorFlow leaves in the object store:
+
+- **Input artifact types.** The driver rebuilds a step's input artifacts from
+  ML Metadata with an empty type (kubeflow/pipelines
+  `backend/src/v2/metadata/client.go`, `GetOutputArtifactsByExecutionId`:
+  `Schema: ""`, "TODO(Bobgy): figure out how to get schema"; `ToRuntimeArtifact`
+  puts it into `type.instanceSchema`). TFX's `_retrieve_class_path` then does
+  `yaml.safe_load("").get(...)` and the step dies before its executor runs
+  (tensorflow/tfx#7768). Every TFX v2 executor is also given its inputs spec
+  (`--json_serialized_inputs_spec_args`) with each input's declared type: an
+  input whose type is empty gets that one. Types that are present (Vertex AI
+  sends them) are left as they are.
+- **Directory markers.** TensorFlow's GCS filesystem writes a zero-byte
+  `<dir>/` object for every `makedirs`; KFP's launcher downloads a step's
+  inputs to a local mount and fails on such objects ("not a directory",
+  kubeflow/pipelines#13476). After the executor, zero-byte `/`-ending objects
+  under the step's object-store outputs are deleted; the files stay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Callable, Iterable
+
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from detx.components.storage import is_local
+
+LOG = logging.getLogger("detx.kfp_entrypoint")
+MODULE = "detx.pipeline.kfp_entrypoint"
+# What `detx compile` puts in every executor's `command` (the image's python is detx's).
+COMMAND = ("python", "-m", MODULE)
+
+
+def _empty(artifact_type: pipeline_spec_pb2.ArtifactTypeSchema) -> bool:
+    kind = artifact_type.WhichOneof("kind")
+    return kind is None or not getattr(artifact_type, kind).strip()
+
+
+def fill_input_types(
+    executor_input: pipeline_spec_pb2.ExecutorInput, inputs_spec: pipeline_spec_pb2.ComponentInputsSpec
+) -> list[str]:
+    """Gives every input artifact with an empty type the type its inputs spec declares.
+
+    Returns:
+        The input names that were filled in.
+
+    Raises:
+        ValueError: an input has no type and the spec does not declare it (nothing to fill it with).
+    """
+    filled = []
+    for name, artifacts in executor_input.inputs.artifacts.items():
+        for artifact in artifacts.artifacts:
+            if not _empty(artifact.type):
+                continue
+            if name not in inputs_spec.artifacts:
+                raise ValueError(f"input artifact {name!r} arrived without a type and the step's inputs spec lacks it")
+            artifact.type.CopyFrom(inputs_spec.artifacts[name].artifact_type)
+            filled.append(name)
+    return filled
+
+
+def marker_objects(uri: str) -> list[str]:
+    """The zero-byte `<dir>/` marker objects under an object-store URI (none for local paths)."""
+    if is_local(uri):
+        return []
+    bucket, prefix = _bucket_and_prefix(uri)
+    scheme = uri.split("://", 1)[0]
+    if scheme == "gs":
+        from google.cloud import storage
+
+        client = storage.Client()
+        return [
+            f"gs://{bucket}/{b.name}" for b in client.list_blobs(bucket, prefix=prefix) if _is_marker(b.name, b.size)
+        ]
+    if scheme == "s3":
+        import boto3
+
+        objects = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return [
+            f"s3://{bucket}/{o['Key']}"
+            for page in objects
+            for o in page.get("Contents", [])
+            if _is_marker(o["Key"], o["Size"])
+        ]
+    return []
+
+
+def remove_markers(uris: Iterable[str], remove: Callable[[str], None] | None = None) -> list[str]:
+    """Deletes the directory markers under each URI; returns what was deleted."""
+    removed = []
+    for uri in uris:
+        for marker in marker_objects(uri):
+            (remove or _delete_object)(marker)
+            removed.append(marker)
+    return removed
+
+
+def _is_marker(name: str, size: int | None) -> bool:
+    return name.endswith("/") and not size
+
+
+def _bucket_and_prefix(uri: str) -> tuple[str, str]:
+    bucket, _, prefix = uri.split("://", 1)[1].partition("/")
+    return bucket, prefix.rstrip("/") + "/" if prefix else ""
+
+
+def _delete_object(uri: str) -> None:
+    bucket, _, key = uri.split("://", 1)[1].partition("/")
+    if uri.startswith("gs://"):
+        from google.cloud import storage
+
+        storage.Client().bucket(bucket).blob(key).delete()
+    else:
+        import boto3
+
+        boto3.client("s3").delete_object(Bucket=bucket, Key=key)
+
+
+def prepare(args: argparse.Namespace) -> pipeline_spec_pb2.ExecutorInput:
+    """Parses the step's ExecutorInput, fills in empty input types, and writes it back into `args`."""
+    executor_input = pipeline_spec_pb2.ExecutorInput()
+    json_format.Parse(args.json_serialized_invocation_args, executor_input, ignore_unknown_fields=True)
+    inputs_spec = pipeline_spec_pb2.ComponentInputsSpec()
+    if getattr(args, "json_serialized_inputs_spec_args", None):
+        json_format.Parse(args.json_serialized_inputs_spec_args, inputs_spec, ignore_unknown_fields=True)
+    filled = fill_input_types(executor_input, inputs_spec)
+    if filled:
+        LOG.info("input artifacts without a type (open-source KFP's driver): %s, typed from the inputs spec", filled)
+        args.json_serialized_invocation_args = json_format.MessageToJson(executor_input)
+    return executor_input
+
+
+def main(parsed: tuple[argparse.Namespace, list[str]]) -> None:
+    """Runs TFX's v2 executor entrypoint on the mended input, then removes directory markers from the outputs."""
+    from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_run_executor
+
+    args, beam_args = parsed
+    executor_input = prepare(args)
+    kubeflow_v2_run_executor.main((args, beam_args))
+    outputs = [a.uri for artifacts in executor_input.outputs.artifacts.values() for a in artifacts.artifacts]
+    removed = remove_markers(outputs)
+    if removed:
+        LOG.info("removed %d directory marker object(s) under the outputs", len(removed))
+
+
+def run() -> None:
+    """The container's entry point: TFX's own argument parser, then `main`."""
+    from absl import app
+    from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_run_executor
+
+    logging.basicConfig(level=logging.INFO)
+    app.run(main, flags_parser=kubeflow_v2_run_executor._parse_flags)
+
+
+if __name__ == "__main__":
+    run()
