@@ -164,15 +164,24 @@ def test_one_resolver_gives_every_command_the_same_push_destination(tmp_path):
     project = str(tmp_path / "p")
     from detx.pipeline.cli.options import model_place
 
-    for args in (["models"], ["rollback"], ["serve"], ["web"], ["ct", "check"]):
-        command = main
-        rest = list(args)
-        while isinstance(command, click.Group):
-            command = command.commands[rest.pop(0)]
-        with command.make_context(command.name, ["--project", project, *rest]) as ctx:
+    for path in (["models"], ["rollback"], ["serve"], ["web"], ["ct", "check"]):
+        with _context(path, ["--project", project]) as ctx:
             assert model_place(ctx).push_destination == os.path.join(project, "models", "detx")
-        with command.make_context(command.name, ["--project", project, "--config", str(config), *rest]) as ctx:
+        with _context(path, ["--project", project, "--config", str(config)]) as ctx:
             place = model_place(ctx)
             assert (place.name, place.push_destination) == ("cars", str(tmp_path / "served"))
-        with command.make_context(command.name, ["--project", project, "--name", "bikes", *rest]) as ctx:
+        with _context(path, ["--project", project, "--name", "bikes"]) as ctx:
             assert model_place(ctx).push_destination == os.path.join(project, "models", "bikes")
+
+
+def _context(path, args):
+    """The context `detx <path> <args>` parses into, under the contexts of `detx` and its groups, as the CLI's.
+
+    Not a context of its own: click keeps a command's help option as the first context it sees names it, and
+    one without `detx`'s help names would drop `-h` from the CLI reference rendered later in the session.
+    """
+    command, parent = main, main.make_context("detx", [], resilient_parsing=True)
+    for name in path[:-1]:
+        command = command.commands[name]
+        parent = command.make_context(name, [], parent=parent, resilient_parsing=True)
+    return command.commands[path[-1]].make_context(path[-1], args, parent=parent)

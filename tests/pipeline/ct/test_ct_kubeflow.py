@@ -129,12 +129,15 @@ def test_the_cronjob_is_valid_kubernetes_and_runs_detx_ct_run_with_options_that_
     container = pod["containers"][0]
     assert container["command"] == ["detx", "ct", "run"]
     # The arguments parse as `detx ct run` options, and the files they name ship in the image (/detx = this repo).
-    from detx.pipeline.cli.ct import run_command
-
     mount = container["volumeMounts"][0]["mountPath"]
     (tmp_path / "token").write_text("a projected token")
     args = [a.replace("/detx/", ROOT + "/").replace(mount, str(tmp_path)) for a in container["args"]]
-    context = run_command.make_context("run", args)
+    # Under the contexts of `detx` and `detx ct`, as the CLI parses it: click keeps a command's help option as the
+    # first context it sees names it, so a context without them would drop `-h` from the CLI reference rendered later.
+    ct_group = main.commands["ct"]
+    detx = main.make_context("detx", [], resilient_parsing=True)
+    parent = ct_group.make_context("ct", [], parent=detx, resilient_parsing=True)
+    context = ct_group.commands["run"].make_context("run", args, parent=parent)
     assert context.params["kubeflow_host"].startswith("http://ml-pipeline.kubeflow")
     for key in ("config_files", "package"):
         for path in context.params[key] if key == "config_files" else [context.params[key]]:
