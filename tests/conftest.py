@@ -41,6 +41,18 @@ def pytest_xdist_make_scheduler(config, log):
     return _Scheduling(config, log)
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Prints pytest-randomly's seed under -q too, whose missing header would otherwise hide it.
+
+    Reproduce an order with `-p randomly --randomly-seed=N`; `-p no:randomly` keeps the file order.
+    """
+    config = session.config
+    seed = config.getoption("randomly_seed", None)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if seed is not None and reporter is not None and config.get_verbosity() < 0:
+        reporter.write_line(f"Using --randomly-seed={seed}")
+
+
 @pytest.fixture(scope="session")
 def small_datasets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The same 40-image synthetic dataset in COCO, VOC and TFRecord form."""
