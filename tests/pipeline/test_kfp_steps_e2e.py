@@ -1,34 +1,34 @@
-"""The compiled KFP spec's eight steps run as open-source KFP would run them: one process each.
+"""The compiled KFP spec run as open-source KFP runs it: its driver's inputs, its launcher, its cache.
 
-tests/pipeline/kfp_launcher.py plays KFP's launcher (ExecutorInput in, TFX's
-v2 container entrypoint, ExecutorOutput out, no driver hooks). What this
-shows: with only the run form's parameters, the spec's steps read the data
-(spans 2-3 of a span root: the window ends at `data_span`, not where TFX's driver would say), train, evaluate
-against production found in the push destination, and push version 1.
+tests/pipeline/kfp_launcher.py emulates the driver and launcher from KFP's Go code
+(input artifacts rebuilt from ML Metadata without a type, MLMD's metadata round
+trip, `{{$}}` substitution, the output file, the cache key). With only the run
+form's parameters, run 1 reads the newest span, trains, and pushes version 1;
+after `detx data add-span`, run 2 of the same spec reads the new span (ExampleGen
+is never served from KFP's cache) and is judged against version 1.
 """
 
 import json
 import os
 
 import pytest
+from click.testing import CliRunner
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from detx.components.data.synth import SynthConfig, write_dataset
 from detx.pipeline import kfp_compile
+from detx.pipeline.cli import main
 from detx.pipeline.config import with_setup_file
 from detx.pipeline.config_file import build_config
 from tests.pipeline import kfp_launcher
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+SMALL = {"width": 320, "height": 240, "min_size": 40}
 
 
-def test_compiled_steps_push_version_1_with_the_span_from_the_run_form(tmp_path):
-    data_root = str(tmp_path / "data")  # a span root; the run form's data_span names the newest span to read
-    small = {"width": 320, "height": 240, "min_size": 40}
-    write_dataset(f"{data_root}/span-2", SynthConfig(num_images=16, seed=4, **small), "coco")
-    write_dataset(f"{data_root}/span-3", SynthConfig(num_images=40, seed=5, **small), "coco")
-    write_dataset(f"{data_root}/span-4", SynthConfig(num_images=8, seed=6, **small), "coco")  # newer: not read
+def compiled_spec(**overrides):
+    """The spec `detx compile` writes for a small span-root config (window of 2, tiny preset)."""
     config = build_config(
         {
             "name": "detx-kfp-steps",
@@ -39,37 +39,80 @@ def test_compiled_steps_push_version_1_with_the_span_from_the_run_form(tmp_path)
             # Threads in this process's environment instead of the pod's processes (see BENCHMARKS.md).
             "beam_args": with_setup_file(["--runner=FnApiRunner", "--direct_running_mode=multi_threading"]),
             "kubeflow": {"image": "detx:test", "pipeline_root": "gs://placeholder/root"},
+            **overrides,
         }
     )
     spec = pipeline_spec_pb2.PipelineSpec()
     json_format.ParseDict(kfp_compile.compile_spec(config), spec)
+    return spec
+
+
+def test_tfx_alone_dies_on_the_drivers_untyped_inputs_and_detx_entrypoint_does_not(tmp_path):
+    data_root = str(tmp_path / "data")
+    write_dataset(f"{data_root}/span-1", SynthConfig(num_images=8, seed=4, **SMALL), "coco")
+    spec = compiled_spec()
+    for executor in spec.deployment_spec["executors"].values():
+        # Today's command before detx's entrypoint: TFX 1.16's own.
+        executor["container"]["command"][-1] = "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"
+    params = {"data_root": data_root, "data_span": 1, "push_destination": str(tmp_path / "models")}
+    with pytest.raises(RuntimeError) as failed:
+        kfp_launcher.run_spec(spec, params, str(tmp_path / "root"))
+    # ExampleGen (no inputs) ran; the first step with an input died before its executor.
+    assert str(failed.value).startswith("step DetectionSchemaGen failed")
+    assert "AttributeError: 'NoneType' object has no attribute 'get'" in str(failed.value)
+    assert "_retrieve_class_path" in str(failed.value)
+
+
+def test_two_runs_of_the_compiled_spec_push_twice_and_the_second_reads_the_span_added_between(tmp_path):
+    data_root = str(tmp_path / "data")  # a span root; data_span 0 means "the newest"
+    write_dataset(f"{data_root}/span-2", SynthConfig(num_images=16, seed=4, **SMALL), "coco")
+    write_dataset(f"{data_root}/span-3", SynthConfig(num_images=40, seed=5, **SMALL), "coco")
+    spec = compiled_spec()
     push_destination = str(tmp_path / "models" / "detx")
     params = {
         "data_root": data_root,
-        "data_span": 3,
+        "data_span": 0,
         "train_steps": 3,
         "push_destination": push_destination,
         "min_map_50": 0.0,
+        "max_map_50_drop": 1.0,
     }
-    # The run's pipeline root (set when a run is created) overrides the spec's default.
-    pipeline_root = str(tmp_path / "root")
-    outputs = kfp_launcher.run_spec(spec, params, pipeline_root)
+    pipeline_root = str(tmp_path / "root")  # the run's root, which detx submit sets on the run
+    mlmd = kfp_launcher.Mlmd()
+    outputs = kfp_launcher.run_spec(spec, params, pipeline_root, run_id="run-1", mlmd=mlmd)
 
-    assert set(outputs) == set(spec.root.dag.tasks)
+    assert set(outputs) == set(spec.root.dag.tasks) and mlmd.executions == 8
     examples = kfp_launcher.artifact_dict(outputs["DetectionExampleGen"], "examples")
-    assert examples["metadata"]["span"] == 3.0
+    assert examples["name"].isdigit()  # the MLMD id, as the driver names inputs
+    assert examples["metadata"]["span"] == 3.0 and examples["metadata"]["display_name"] == "examples"
     assert json.loads(examples["metadata"]["split_names"]) == ["train", "eval"]
     assert examples["uri"].startswith(pipeline_root)
     blessing = kfp_launcher.artifact_dict(outputs["DetectionEvaluator"], "blessing")
     assert blessing["metadata"]["blessed"] == 1.0
     with open(os.path.join(blessing["uri"], "detx_evaluation.json")) as f:
-        evaluation = json.load(f)
-    assert evaluation["baseline_version"] is None  # nothing in production yet: first push
+        assert json.load(f)["baseline_version"] is None  # nothing in production yet: first push
     pushed = kfp_launcher.artifact_dict(outputs["DetectionPusher"], "pushed_model")
     assert pushed["metadata"]["pushed"] == 1.0 and pushed["metadata"]["pushed_version"] == "1"
-    assert os.path.exists(os.path.join(push_destination, "1", "saved_model.pb"))
     with open(os.path.join(push_destination, "1", "detx_lineage.json")) as f:
         lineage = json.load(f)
     assert lineage["data"]["span"] == 3 and lineage["data"]["source"] == data_root
     assert lineage["data"]["spans"] == [2, 3] and lineage["data"]["num_examples"] == 56
     assert lineage["model"]["uri"] == kfp_launcher.artifact_dict(outputs["Trainer"], "model")["uri"]
+
+    delivery = write_dataset(str(tmp_path / "delivery"), SynthConfig(num_images=24, seed=6, **SMALL), "coco").out_dir
+    added = CliRunner().invoke(main, ["data", "add-span", delivery, "--data", data_root])
+    assert added.exit_code == 0 and "Added span 4" in added.output, added.output
+    # The same spec and parameters again, with the same ML Metadata: KFP's cache sees nothing new.
+    outputs = kfp_launcher.run_spec(spec, params, pipeline_root, run_id="run-2", mlmd=mlmd)
+
+    assert mlmd.executions == 16  # ExampleGen is never cached, so its readers see new inputs and run too
+    assert kfp_launcher.artifact_dict(outputs["DetectionExampleGen"], "examples")["metadata"]["span"] == 4.0
+    with open(
+        os.path.join(
+            kfp_launcher.artifact_dict(outputs["DetectionEvaluator"], "blessing")["uri"], "detx_evaluation.json"
+        )
+    ) as f:
+        assert json.load(f)["baseline_version"] == 1
+    assert kfp_launcher.artifact_dict(outputs["DetectionPusher"], "pushed_model")["metadata"]["pushed_version"] == "2"
+    with open(os.path.join(push_destination, "2", "detx_lineage.json")) as f:
+        assert json.load(f)["data"]["spans"] == [3, 4]
