@@ -55,7 +55,7 @@ def test_the_wheel_holds_only_the_detx_namespace(tmp_path: Path) -> None:
     assert top == {"detx"}
     for expected in (
         "detx/__init__.py",
-        "detx/pipeline/cli.py",
+        "detx/pipeline/cli/__init__.py",
         "detx/components/schema_gen/schema.pbtxt",
         "detx/serving/model_server/server.py",
     ):

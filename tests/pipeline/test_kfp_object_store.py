@@ -104,13 +104,13 @@ def test_the_pusher_writes_a_complete_servable_version_to_the_object_store_saved
 
 @pytest.mark.slow
 @pytest.mark.e2e
-def test_the_data_steps_run_on_a_gs_root_and_leave_inputs_the_launcher_can_download(gcs, tmp_path):
+def test_data_steps_run_on_a_gs_root_and_leave_inputs_the_launcher_can_download(gcs, tmp_path):
     from detx.components.data.synth import SynthConfig, write_dataset
     from tests.pipeline import kfp_launcher
     from tests.pipeline.test_kfp_steps_e2e import SMALL, compiled_spec
 
     data_root = str(tmp_path / "data")
-    write_dataset(f"{data_root}/span-1", SynthConfig(num_images=12, seed=4, **SMALL), "coco")
+    write_dataset(f"{data_root}/span-1", SynthConfig(num_images=8, seed=4, **SMALL), "coco")
     spec = compiled_spec()
     params = {"data_root": data_root, "data_span": 0, "push_destination": gcs.uri("models/detx")}
     downloaded = []
@@ -120,18 +120,13 @@ def test_the_data_steps_run_on_a_gs_root_and_leave_inputs_the_launcher_can_downl
         gcs.download(uri, str(tmp_path / "mnt"))
 
     root = gcs.uri("root")
-    outputs = kfp_launcher.run_spec(spec, params, root, env=gcs.step_env, download=download, until="DataGate")
+    # ExampleGen and SchemaGen both makedirs their outputs; SchemaGen's input is ExampleGen's output.
+    outputs = kfp_launcher.run_spec(spec, params, root, env=gcs.step_env, download=download, until="DetectionSchemaGen")
 
-    assert set(outputs) == {
-        "DetectionExampleGen",
-        "DetectionSchemaGen",
-        "StatisticsGen",
-        "ExampleValidator",
-        "DataGate",
-    }
+    assert set(outputs) == {"DetectionExampleGen", "DetectionSchemaGen"}
     examples = kfp_launcher.artifact_dict(outputs["DetectionExampleGen"], "examples")
     assert examples["uri"] == f"{root}/run-1/DetectionExampleGen/examples" and examples["metadata"]["span"] == 1.0
-    assert f"{root}/run-1/DetectionExampleGen/examples" in downloaded and len(downloaded) >= 6
+    assert downloaded == [f"{root}/run-1/DetectionExampleGen/examples"]
     objects = gcs.objects("root/run-1/")
     assert any(n.startswith("root/run-1/DetectionExampleGen/examples/Split-train/") for n in objects)
     # detx's entrypoint removed every marker TensorFlow left under the steps' outputs.

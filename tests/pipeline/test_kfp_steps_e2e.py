@@ -65,8 +65,8 @@ def test_tfx_alone_dies_on_the_drivers_untyped_inputs_and_detx_entrypoint_does_n
 
 def test_two_runs_of_the_compiled_spec_push_twice_and_the_second_reads_the_span_added_between(tmp_path):
     data_root = str(tmp_path / "data")  # a span root; data_span 0 means "the newest"
-    write_dataset(f"{data_root}/span-2", SynthConfig(num_images=16, seed=4, **SMALL), "coco")
-    write_dataset(f"{data_root}/span-3", SynthConfig(num_images=40, seed=5, **SMALL), "coco")
+    write_dataset(f"{data_root}/span-2", SynthConfig(num_images=8, seed=4, **SMALL), "coco")
+    write_dataset(f"{data_root}/span-3", SynthConfig(num_images=24, seed=5, **SMALL), "coco")
     spec = compiled_spec()
     push_destination = str(tmp_path / "models" / "detx")
     params = {
@@ -96,10 +96,10 @@ def test_two_runs_of_the_compiled_spec_push_twice_and_the_second_reads_the_span_
     with open(os.path.join(push_destination, "1", "detx_lineage.json")) as f:
         lineage = json.load(f)
     assert lineage["data"]["span"] == 3 and lineage["data"]["source"] == data_root
-    assert lineage["data"]["spans"] == [2, 3] and lineage["data"]["num_examples"] == 56
+    assert lineage["data"]["spans"] == [2, 3] and lineage["data"]["num_examples"] == 32
     assert lineage["model"]["uri"] == kfp_launcher.artifact_dict(outputs["Trainer"], "model")["uri"]
 
-    delivery = write_dataset(str(tmp_path / "delivery"), SynthConfig(num_images=24, seed=6, **SMALL), "coco").out_dir
+    delivery = write_dataset(str(tmp_path / "delivery"), SynthConfig(num_images=12, seed=6, **SMALL), "coco").out_dir
     added = CliRunner().invoke(main, ["data", "add-span", delivery, "--data", data_root])
     assert added.exit_code == 0 and "Added span 4" in added.output, added.output
     # The same spec and parameters again, with the same ML Metadata: KFP's cache sees nothing new.
