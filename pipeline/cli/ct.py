@@ -10,6 +10,7 @@ import click
 
 from detx.pipeline.cli.options import (
     CONFIG_PATHS,
+    absolute_callback,
     build_config,
     data_option,
     experiment_option,
@@ -33,12 +34,6 @@ CT_PATHS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _absolute(_: click.Context, __: click.Parameter, value: str | None) -> str | None:
-    from detx.pipeline.project import absolute
-
-    return absolute(value) if value else value
-
-
 _ct_options = stack(
     models_options(),
     data_option("The span root (span-1/, span-2/, ...)."),
@@ -46,8 +41,12 @@ _ct_options = stack(
     click.option("--span-window", type=click.IntRange(min=1), help="Spans a retraining reads. [default: 1]"),
     click.option("--min-new-images", type=click.IntRange(min=1), help="[default: 500]"),
     click.option("--max-age-days", type=click.FloatRange(min=0), help="0 = never. [default: 30]"),
-    click.option("--request-log", callback=_absolute, help="detx serve's --request-log dir: live quality and skew."),
-    click.option("--state-dir", callback=_absolute, help="Lock and record of retrainings. [default: <project>/ct]"),
+    click.option(
+        "--request-log", callback=absolute_callback, help="detx serve's --request-log dir: live quality and skew."
+    ),
+    click.option(
+        "--state-dir", callback=absolute_callback, help="Lock and record of retrainings. [default: <project>/ct]"
+    ),
 )
 
 

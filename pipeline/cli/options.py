@@ -142,7 +142,8 @@ def model_place(ctx: click.Context) -> ModelPlace:
     return ModelPlace(paths.project_dir, name, paths.push_destination(name, values.get("push_destination") or ""))
 
 
-def _absolute(_: click.Context, __: click.Parameter, value: Any) -> Any:
+def absolute_callback(_: click.Context, __: click.Parameter, value: Any) -> Any:
+    """A click callback: a local path option made absolute (URIs unchanged)."""
     return absolute(value) if isinstance(value, str) else value
 
 
@@ -183,7 +184,7 @@ def push_destination_option(*hidden_aliases: str) -> Callable[[F], F]:
         "--push-destination",
         "push_destination",
         hidden_aliases,
-        callback=_absolute,
+        callback=absolute_callback,
         help="TF Serving model base path. [default: <project>/models/<name>]",
     )
 
@@ -200,7 +201,7 @@ def models_options(*, name_aliases: Sequence[str] = (), destination_aliases: Seq
 
 def data_option(help_text: str, **kwargs: Any) -> Callable[[F], F]:
     """`--data`: a dataset folder or a span root (span-1/, span-2/, ...)."""
-    return click.option("--data", "data_path", callback=_absolute, help=help_text, **kwargs)
+    return click.option("--data", "data_path", callback=absolute_callback, help=help_text, **kwargs)
 
 
 def format_option() -> Callable[[F], F]:
