@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
@@ -67,61 +68,41 @@ def fill_input_types(
     return filled
 
 
-def marker_objects(uri: str) -> list[str]:
-    """The zero-byte `<dir>/` marker objects under an object-store URI (none for local paths)."""
-    if is_local(uri):
-        return []
-    bucket, prefix = _bucket_and_prefix(uri)
-    scheme = uri.split("://", 1)[0]
-    if scheme == "gs":
-        from google.cloud import storage
+def remove_markers(uris: Iterable[str]) -> list[str]:
+    """Deletes the zero-byte `<dir>/` marker objects under each object-store URI; returns what was deleted.
 
-        client = storage.Client()
-        return [
-            f"gs://{bucket}/{b.name}" for b in client.list_blobs(bucket, prefix=prefix) if _is_marker(b.name, b.size)
-        ]
-    if scheme == "s3":
-        import boto3
-
-        objects = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-        return [
-            f"s3://{bucket}/{o['Key']}"
-            for page in objects
-            for o in page.get("Contents", [])
-            if _is_marker(o["Key"], o["Size"])
-        ]
-    return []
-
-
-def remove_markers(uris: Iterable[str], remove: Callable[[str], None] | None = None) -> list[str]:
-    """Deletes the directory markers under each URI; returns what was deleted."""
-    removed = []
+    Local paths have none. One client per scheme lists each prefix once and deletes what it found.
+    """
+    removed: list[str] = []
+    clients: dict[str, Any] = {}
     for uri in uris:
-        for marker in marker_objects(uri):
-            (remove or _delete_object)(marker)
-            removed.append(marker)
+        if is_local(uri):
+            continue
+        scheme, rest = uri.split("://", 1)
+        bucket, _, prefix = rest.partition("/")
+        prefix = prefix.rstrip("/") + "/" if prefix else ""
+        if scheme == "gs":
+            from google.cloud import storage
+
+            gcs = clients.setdefault(scheme, storage.Client())
+            for blob in gcs.list_blobs(bucket, prefix=prefix):
+                if _is_marker(blob.name, blob.size):
+                    blob.delete()
+                    removed.append(f"gs://{bucket}/{blob.name}")
+        elif scheme == "s3":
+            import boto3
+
+            s3 = clients.setdefault(scheme, boto3.client("s3"))
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    if _is_marker(item["Key"], item["Size"]):
+                        s3.delete_object(Bucket=bucket, Key=item["Key"])
+                        removed.append(f"s3://{bucket}/{item['Key']}")
     return removed
 
 
 def _is_marker(name: str, size: int | None) -> bool:
     return name.endswith("/") and not size
-
-
-def _bucket_and_prefix(uri: str) -> tuple[str, str]:
-    bucket, _, prefix = uri.split("://", 1)[1].partition("/")
-    return bucket, prefix.rstrip("/") + "/" if prefix else ""
-
-
-def _delete_object(uri: str) -> None:
-    bucket, _, key = uri.split("://", 1)[1].partition("/")
-    if uri.startswith("gs://"):
-        from google.cloud import storage
-
-        storage.Client().bucket(bucket).blob(key).delete()
-    else:
-        import boto3
-
-        boto3.client("s3").delete_object(Bucket=bucket, Key=key)
 
 
 def prepare(args: argparse.Namespace) -> pipeline_spec_pb2.ExecutorInput:

@@ -121,23 +121,24 @@ class GcsEmulator:
 
     def objects(self, prefix: str = "") -> dict[str, int]:
         """Object name -> size, under a prefix (a gs:// URI or a name prefix)."""
+        return {o["name"]: int(o.get("size", 0)) for o in self._list(prefix)}
+
+    def generations(self, prefix: str) -> dict[str, int]:
+        """Object name -> generation (GCS numbers writes in order) under a prefix."""
+        return {o["name"]: int(o["generation"]) for o in self._list(prefix)}
+
+    def _list(self, prefix: str) -> list[dict]:
         if prefix.startswith("gs://"):
             prefix = prefix.split("/", 3)[3] if prefix.count("/") >= 3 else ""
-        names: dict[str, int] = {}
+        items: list[dict] = []
         token = ""
         while True:
             query = urllib.parse.urlencode({"prefix": prefix, **({"pageToken": token} if token else {})})
             page = self._request("GET", f"/storage/v1/b/{self.bucket}/o?{query}")
-            names.update({o["name"]: int(o.get("size", 0)) for o in page.get("items", [])})
+            items.extend(page.get("items", []))
             token = page.get("nextPageToken", "")
             if not token:
-                return names
-
-    def generations(self, prefix: str) -> dict[str, int]:
-        """Object name -> generation (GCS numbers writes in order) under a name prefix."""
-        query = urllib.parse.urlencode({"prefix": prefix})
-        page = self._request("GET", f"/storage/v1/b/{self.bucket}/o?{query}")
-        return {o["name"]: int(o["generation"]) for o in page.get("items", [])}
+                return items
 
     def read(self, uri: str) -> bytes:
         name = urllib.parse.quote(uri.split("/", 3)[3], safe="")
