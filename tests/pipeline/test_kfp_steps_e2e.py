@@ -9,9 +9,10 @@ is never served from KFP's cache) and is judged against version 1.
 """
 
 import json
-import os
 
+import numpy as np
 import pytest
+import tensorflow as tf
 from click.testing import CliRunner
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
@@ -22,6 +23,7 @@ from detx.pipeline.cli import main
 from detx.pipeline.config import with_setup_file
 from detx.pipeline.config_file import build_config
 from tests.pipeline import kfp_launcher
+from tests.pipeline.gcs_emulator import GcsEmulator
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 SMALL = {"width": 320, "height": 240, "min_size": 40}
@@ -63,56 +65,73 @@ def test_tfx_alone_dies_on_the_drivers_untyped_inputs_and_detx_entrypoint_does_n
     assert "_retrieve_class_path" in str(failed.value)
 
 
-def test_two_runs_of_the_compiled_spec_push_twice_and_the_second_reads_the_span_added_between(tmp_path):
+def test_two_runs_on_a_gs_root_push_twice_to_the_bucket_and_the_second_reads_the_span_added_between(tmp_path):
     data_root = str(tmp_path / "data")  # a span root; data_span 0 means "the newest"
     write_dataset(f"{data_root}/span-2", SynthConfig(num_images=8, seed=4, **SMALL), "coco")
     write_dataset(f"{data_root}/span-3", SynthConfig(num_images=24, seed=5, **SMALL), "coco")
     spec = compiled_spec()
-    push_destination = str(tmp_path / "models" / "detx")
-    params = {
-        "data_root": data_root,
-        "data_span": 0,
-        "train_steps": 3,
-        "push_destination": push_destination,
-        "min_map_50": 0.0,
-        "max_map_50_drop": 1.0,
-    }
-    pipeline_root = str(tmp_path / "root")  # the run's root, which detx submit sets on the run
-    mlmd = kfp_launcher.Mlmd()
-    outputs = kfp_launcher.run_spec(spec, params, pipeline_root, run_id="run-1", mlmd=mlmd)
+    with GcsEmulator() as gcs:
+        push_destination = gcs.uri("models/detx")
+        params = {
+            "data_root": data_root,
+            "data_span": 0,
+            "train_steps": 3,
+            "push_destination": push_destination,
+            "min_map_50": 0.0,
+            "max_map_50_drop": 1.0,
+        }
+        pipeline_root = gcs.uri("root")  # the run's root, which detx submit sets on the run
+        downloaded = []
 
-    assert set(outputs) == set(spec.root.dag.tasks) and mlmd.executions == 8
-    examples = kfp_launcher.artifact_dict(outputs["DetectionExampleGen"], "examples")
-    assert examples["name"].isdigit()  # the MLMD id, as the driver names inputs
-    assert examples["metadata"]["span"] == 3.0 and examples["metadata"]["display_name"] == "examples"
-    assert json.loads(examples["metadata"]["split_names"]) == ["train", "eval"]
-    assert examples["uri"].startswith(pipeline_root)
-    blessing = kfp_launcher.artifact_dict(outputs["DetectionEvaluator"], "blessing")
-    assert blessing["metadata"]["blessed"] == 1.0
-    with open(os.path.join(blessing["uri"], "detx_evaluation.json")) as f:
-        assert json.load(f)["baseline_version"] is None  # nothing in production yet: first push
-    pushed = kfp_launcher.artifact_dict(outputs["DetectionPusher"], "pushed_model")
-    assert pushed["metadata"]["pushed"] == 1.0 and pushed["metadata"]["pushed_version"] == "1"
-    with open(os.path.join(push_destination, "1", "detx_lineage.json")) as f:
-        lineage = json.load(f)
-    assert lineage["data"]["span"] == 3 and lineage["data"]["source"] == data_root
-    assert lineage["data"]["spans"] == [2, 3] and lineage["data"]["num_examples"] == 32
-    assert lineage["model"]["uri"] == kfp_launcher.artifact_dict(outputs["Trainer"], "model")["uri"]
+        def download(uri):  # the launcher mounts every input before the step starts
+            downloaded.append(uri)
+            gcs.download(uri, str(tmp_path / "mnt"))  # raises on a directory marker
 
-    delivery = write_dataset(str(tmp_path / "delivery"), SynthConfig(num_images=12, seed=6, **SMALL), "coco").out_dir
-    added = CliRunner().invoke(main, ["data", "add-span", delivery, "--data", data_root])
-    assert added.exit_code == 0 and "Added span 4" in added.output, added.output
-    # The same spec and parameters again, with the same ML Metadata: KFP's cache sees nothing new.
-    outputs = kfp_launcher.run_spec(spec, params, pipeline_root, run_id="run-2", mlmd=mlmd)
+        def run(run_id):
+            return kfp_launcher.run_spec(
+                spec, params, pipeline_root, run_id=run_id, mlmd=mlmd, download=download, env=gcs.step_env
+            )
 
-    assert mlmd.executions == 16  # ExampleGen is never cached, so its readers see new inputs and run too
-    assert kfp_launcher.artifact_dict(outputs["DetectionExampleGen"], "examples")["metadata"]["span"] == 4.0
-    with open(
-        os.path.join(
-            kfp_launcher.artifact_dict(outputs["DetectionEvaluator"], "blessing")["uri"], "detx_evaluation.json"
-        )
-    ) as f:
-        assert json.load(f)["baseline_version"] == 1
-    assert kfp_launcher.artifact_dict(outputs["DetectionPusher"], "pushed_model")["metadata"]["pushed_version"] == "2"
-    with open(os.path.join(push_destination, "2", "detx_lineage.json")) as f:
-        assert json.load(f)["data"]["spans"] == [3, 4]
+        mlmd = kfp_launcher.Mlmd()
+        outputs = run("run-1")
+
+        assert set(outputs) == set(spec.root.dag.tasks) and mlmd.executions == 8
+        examples = kfp_launcher.artifact_dict(outputs["DetectionExampleGen"], "examples")
+        assert examples["name"].isdigit()  # the MLMD id, as the driver names inputs
+        assert examples["metadata"]["span"] == 3.0 and examples["metadata"]["display_name"] == "examples"
+        assert json.loads(examples["metadata"]["split_names"]) == ["train", "eval"]
+        assert examples["uri"] == f"{pipeline_root}/run-1/DetectionExampleGen/examples"
+        assert examples["uri"] in downloaded  # its readers' inputs were mounted, markers and all checked
+        blessing = kfp_launcher.artifact_dict(outputs["DetectionEvaluator"], "blessing")
+        assert blessing["metadata"]["blessed"] == 1.0
+        evaluation = json.loads(gcs.read(blessing["uri"] + "/detx_evaluation.json"))
+        assert evaluation["baseline_version"] is None  # nothing in production yet: first push
+        pushed = kfp_launcher.artifact_dict(outputs["DetectionPusher"], "pushed_model")
+        assert pushed["metadata"]["pushed"] == 1.0 and pushed["metadata"]["pushed_version"] == "1"
+        lineage = json.loads(gcs.read(push_destination + "/1/detx_lineage.json"))
+        assert lineage["data"]["span"] == 3 and lineage["data"]["source"] == data_root
+        assert lineage["data"]["spans"] == [2, 3] and lineage["data"]["num_examples"] == 32
+        assert lineage["model"]["uri"] == kfp_launcher.artifact_dict(outputs["Trainer"], "model")["uri"]
+        # A version is complete once saved_model.pb exists, so the Pusher writes it last.
+        generations = gcs.generations("models/detx/1/")
+        assert max(generations, key=generations.get) == "models/detx/1/saved_model.pb"
+        # detx's entrypoint removed every marker TensorFlow left under the steps' outputs.
+        assert not [n for n in gcs.objects("root/run-1/") if n.endswith("/") and n.count("/") > 3]
+
+        delivery = write_dataset(str(tmp_path / "delivery"), SynthConfig(num_images=12, seed=6, **SMALL), "coco")
+        added = CliRunner().invoke(main, ["data", "add-span", delivery.out_dir, "--data", data_root])
+        assert added.exit_code == 0 and "Added span 4" in added.output, added.output
+        # The same spec and parameters again, with the same ML Metadata: KFP's cache sees nothing new.
+        outputs = run("run-2")
+
+        assert mlmd.executions == 16  # ExampleGen is never cached, so its readers see new inputs and run too
+        assert kfp_launcher.artifact_dict(outputs["DetectionExampleGen"], "examples")["metadata"]["span"] == 4.0
+        blessing = kfp_launcher.artifact_dict(outputs["DetectionEvaluator"], "blessing")
+        assert json.loads(gcs.read(blessing["uri"] + "/detx_evaluation.json"))["baseline_version"] == 1
+        pushed = kfp_launcher.artifact_dict(outputs["DetectionPusher"], "pushed_model")
+        assert pushed["metadata"]["pushed_version"] == "2"
+        assert json.loads(gcs.read(push_destination + "/2/detx_lineage.json"))["data"]["spans"] == [3, 4]
+        # What TF Serving would load from the bucket: version 2 answers its signature.
+        served = tf.saved_model.load(gcs.download(push_destination + "/2", str(tmp_path / "serve"), skip_markers=True))
+        out = served.signatures["serving_default"](tf.zeros([1, 64, 64, 3], tf.uint8))
+        assert out["detection_boxes"].shape[0] == 1 and np.isfinite(out["detection_scores"].numpy()).all()
