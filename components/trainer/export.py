@@ -7,11 +7,23 @@
 
 All three return `detection_boxes`, `detection_scores`, `detection_classes`
 (1-based label ids as floats) and `num_detections`.
+
+Batching lives inside the graph, after each image is decoded and resized to the
+network's fixed input: concurrent calls of any signature, with images of any
+size, run the network as one batch (TensorFlow's BatchFunction op, which TF
+Serving and `detx serve` execute alike). TF Serving's server-side batching
+(`--enable_batching`) cannot do this safely: it batches every signature's raw
+inputs, so `input_tensor`s of different sizes either fail the whole batch or,
+with `pad_variable_length_inputs`, are padded and get boxes normalized to the
+padded canvas (tensorflow_serving/batching/batching_session.cc,
+batching_util.cc). See docs/serving.md.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import uuid
 from typing import Any
 
 import tensorflow as tf
@@ -28,21 +40,59 @@ SERVING_DEFAULT = "serving_default"
 ENCODED_IMAGE = "encoded_image"
 TF_EXAMPLE = "tf_example"
 SIGNATURES = (SERVING_DEFAULT, ENCODED_IMAGE, TF_EXAMPLE)
+OUTPUTS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
+
+
+@dataclasses.dataclass(frozen=True)
+class Batching:
+    """In-graph batching of the network (TensorFlow's BatchFunction op).
+
+    Attributes:
+        max_batch_size: images one network execution takes at most (larger requests are split).
+        timeout_micros: how long a call waits for others to share its execution. A batch runs
+            as soon as it is full, so a full load never waits.
+        max_request_images: images one call may carry at most.
+    """
+
+    max_batch_size: int = 32
+    timeout_micros: int = 2000
+    max_request_images: int = 4096
 
 
 class DetectorModule(tf.Module):
     """The exported object: the Keras network, its anchors and the label map asset."""
 
-    def __init__(self, network: DetectorNetwork, config: ModelConfig, label_map_path: str) -> None:
+    def __init__(
+        self, network: DetectorNetwork, config: ModelConfig, label_map_path: str, batching: Batching | None
+    ) -> None:
         super().__init__(name="detx_detector")
         self.model = network.model
         self.config = config
         self.anchors = tf.constant(anchor_lib.generate(config))
         self.label_map = tf.saved_model.Asset(label_map_path)
+        self._network = self._run
+        if batching is not None:
+            self._network = tf.nondifferentiable_batch_function(
+                num_batch_threads=1,  # one execution at a time: it already uses every core (or the GPU)
+                max_batch_size=batching.max_request_images,
+                batch_timeout_micros=batching.timeout_micros,
+                # Every size up to the largest: a batch is never padded with extra rows.
+                allowed_batch_sizes=list(range(1, batching.max_batch_size + 1)),
+                max_enqueued_batches=64,
+            )(self._run)
+        # Without a shared_name, BatchFunction's kernel names its queue after its op
+        # (tensorflow/core/kernels/batch_kernels.cc); an op name per export keeps two versions
+        # loaded in one process (a swap, a canary) apart wherever a resource manager is shared.
+        self._scope = f"detx_batch_{uuid.uuid4().hex[:12]}"
+
+    def _run(self, pixels: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        codes, logits = self.model(pixels, training=False)
+        out = postprocess(codes, logits, self.anchors, self.config)
+        return tuple(out[k] for k in OUTPUTS)
 
     def _detect(self, pixels: tf.Tensor) -> dict[str, tf.Tensor]:
-        codes, logits = self.model(pixels, training=False)
-        return postprocess(codes, logits, self.anchors, self.config)
+        with tf.name_scope(self._scope):
+            return dict(zip(OUTPUTS, self._network(pixels), strict=True))
 
     def _decode(self, encoded: tf.Tensor) -> tf.Tensor:
         size = self.config.image_size
@@ -71,14 +121,27 @@ class DetectorModule(tf.Module):
         return self._detect(self._decode(parsed[F.ENCODED]))
 
 
-def export(network: DetectorNetwork, config: ModelConfig, label_map_path: str, export_dir: str) -> str:
+def export(
+    network: DetectorNetwork,
+    config: ModelConfig,
+    label_map_path: str,
+    export_dir: str,
+    batching: Batching | None = Batching(),
+) -> str:
     """Writes the SavedModel to `export_dir` and returns it.
 
     The label map is copied into the SavedModel's assets as `label_map.pbtxt`.
+
+    Args:
+        network: the trained network.
+        config: its configuration.
+        label_map_path: the label map file (named label_map.pbtxt).
+        export_dir: where the SavedModel goes.
+        batching: in-graph batching of concurrent calls; None for none (benchmarks compare both).
     """
     if os.path.basename(label_map_path) != LABEL_MAP_FILENAME:
         raise ValueError(f"the label map must be named {LABEL_MAP_FILENAME}, got {label_map_path}")
-    module = DetectorModule(network, config, label_map_path)
+    module = DetectorModule(network, config, label_map_path, batching)
     signatures = {
         SERVING_DEFAULT: module.detect_tensor.get_concrete_function(),
         ENCODED_IMAGE: module.detect_encoded.get_concrete_function(),

