@@ -110,6 +110,7 @@ bench: install
 	$(BIN)/python bench/trainer_throughput.py
 	$(BIN)/python bench/evaluator_vs_loop.py
 	$(BIN)/python bench/serving_throughput.py
+	$(BIN)/python bench/serving_batching.py
 	$(BIN)/python bench/beam_modes.py
 	$(BIN)/python bench/ct_check_cost.py
 

@@ -46,7 +46,7 @@ def _images(n: int) -> list[bytes]:
     return [image.jpeg for image in generate(SynthConfig(num_images=n, seed=9))]
 
 
-def _load(call: Callable[[bytes], object], images: list[bytes], concurrency: int, total: int) -> dict[str, float]:
+def load(call: Callable[[bytes], object], images: list[bytes], concurrency: int, total: int) -> dict[str, float]:
     """Runs `total` calls over `concurrency` threads; returns requests/s and latency percentiles (ms)."""
     latencies: list[float] = []
     lock = threading.Lock()
@@ -75,6 +75,27 @@ def _load(call: Callable[[bytes], object], images: list[bytes], concurrency: int
     return {"rps": total / wall, "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
 
 
+def start_server(dest: str, tmp: str, *args: str) -> tuple[subprocess.Popen, DetectionClient]:
+    """A `detx serve` process (16 workers) on a free port, and a client once a version is AVAILABLE."""
+    port = portpicker.pick_unused_port()
+    log = open(os.path.join(tmp, f"serve-{port}.log"), "w")  # noqa: SIM115 (closed with the process)
+    server = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "detx.pipeline.cli", "serve", "--push-destination", dest),
+            *("--port", str(port), "--metrics-port", "0", "--workers", "16", *args),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    client = DetectionClient(f"127.0.0.1:{port}", timeout=60, retries=20, backoff=1.0)
+    grpc.channel_ready_future(client._channel).result(timeout=180)
+    while not any(state == "AVAILABLE" for _, state, _ in client.status()):
+        time.sleep(0.5)
+    return server, client
+
+
 def main() -> None:
     """Runs the comparison and writes bench/out/serving_throughput.json."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -92,32 +113,7 @@ def main() -> None:
         ModelStore(dest).push(model_dir, {})
         images = _images(16)
 
-        port = portpicker.pick_unused_port()
-        log = open(os.path.join(tmp, "serve.log"), "w")  # noqa: SIM115 (closed with the process)
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "detx.pipeline.cli",
-                "serve",
-                "--push-destination",
-                dest,
-                "--port",
-                str(port),
-                "--metrics-port",
-                "0",
-                "--workers",
-                "16",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-        )
-        client = DetectionClient(f"127.0.0.1:{port}", timeout=60, retries=20, backoff=1.0)
-        grpc.channel_ready_future(client._channel).result(timeout=180)
-        while not any(state == "AVAILABLE" for _, state, _ in client.status()):
-            time.sleep(0.5)
+        server, client = start_server(dest, tmp)
 
         fn = tf.saved_model.load(model_dir).signatures["encoded_image"]
 
@@ -128,13 +124,13 @@ def main() -> None:
             return client.predict(data)
 
         for call in (in_process, remote):  # warm-up: first calls trace and allocate
-            _load(call, images, 2, 8)
+            load(call, images, 2, 8)
         results: dict[str, list[dict[str, float]]] = {}
         for r in range(args.repeats):
             for concurrency in (1, 8):
                 for name, call in (("in_process", in_process), ("server", remote)):
                     total = args.requests if concurrency == 8 else args.requests // 2
-                    m = _load(call, images, concurrency, total)
+                    m = load(call, images, concurrency, total)
                     results.setdefault(f"{name}_c{concurrency}", []).append(m)
                     print(f"repeat {r + 1} {name} c={concurrency}: {m}", flush=True)
         summary: dict[str, object] = {}
