@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 import tensorflow as tf
 
 from detx.components.data import features as F
-from detx.components.data.images import CorruptImage, TooManyPixels, normalize_image
+from detx.components.data.images import CorruptImage, ImageHeader, TooManyPixels, normalize_image, read_header
 from detx.components.data.ingest_options import IngestOptions
 from detx.components.data.label_map import LabelMap
 
@@ -35,6 +35,7 @@ class RejectReason(enum.StrEnum):
     BOX_OUTSIDE_IMAGE = "box_outside_image"
     UNKNOWN_CATEGORY = "unknown_category"
     DUPLICATE_IMAGE_ID = "duplicate_image_id"
+    DUPLICATE_IMAGE_FILE = "duplicate_image_file"
     BAD_ANNOTATION = "bad_annotation"
 
 
@@ -103,7 +104,8 @@ class SourceRecord:
         boxes: the labelled objects.
         image_path: where to read the image from.
         image_bytes: the encoded image, for sources that embed it (TFRecords).
-        declared_size: (width, height) the annotation claims, checked against the file.
+        declared_size: (width, height) the annotation claims, checked against the file; for a photo
+            with an EXIF orientation it also says which frame the boxes are in (`build_example`).
         normalized_boxes: True when box coordinates are fractions of the image size.
         annotation_file: the file the labels came from, for reports.
     """
@@ -144,8 +146,9 @@ class Converted:
 
     Attributes:
         example: the tf.Example in the OD API layout.
-        conversion: what was done to the image to make it RGB JPEG/PNG
-            (e.g. "cmyk->rgb"), or None if the bytes were kept as they were.
+        conversion: what was done to the image to make it upright RGB JPEG/PNG
+            (e.g. "jpeg/cmyk->rgb", "exif/6->upright", or both joined by "+";
+            see `images.normalize_image`), or None if the bytes were kept as they were.
         num_clipped: boxes clipped to the image within the tolerance.
     """
 
@@ -189,10 +192,62 @@ def _read_image_bytes(record: SourceRecord) -> tuple[bytes, str]:
         return f.read(), path
 
 
-def _normalize(data: bytes, file: str, limits: DataLimits) -> tuple[bytes, str, int, int, float, str | None]:
+def _header(data: bytes, file: str, limits: DataLimits) -> ImageHeader:
+    """`images.read_header` under the record's limits, its refusals as quarantine reasons."""
+    try:
+        return read_header(data, file, limits.max_pixels)
+    except TooManyPixels as e:
+        raise _RecordError(RejectReason.TOO_MANY_PIXELS, file, str(e)) from e
+    except CorruptImage as e:
+        raise _RecordError(RejectReason.CORRUPT_IMAGE, file, str(e)) from e
+
+
+def _boxes_in_displayed_frame(record: SourceRecord, header: ImageHeader, file: str) -> bool:
+    """Whether the record's boxes are in the displayed frame of an EXIF-oriented photo (else the stored one).
+
+    Labelling tools show photos as displayed, so a declared size that matches
+    the displayed frame means the pixels must be turned to match the boxes; one
+    that matches the stored frame means the boxes were drawn on the pixels as
+    stored (e.g. OD API TFRecords, whose decoders ignore EXIF). Where both match
+    (orientations 2-4, which keep the size, or a square photo) or no size is
+    declared, the displayed frame is assumed, as every labelling tool shows it,
+    and the turn is counted in the ingestion summary.
+
+    Raises:
+        _RecordError: SIZE_MISMATCH when the declared size fits neither frame.
+    """
+    declared = record.declared_size
+    stored, shown = (header.width, header.height), header.displayed_size
+    if header.orientation == 1:
+        if declared is not None and declared != stored:
+            raise _RecordError(
+                RejectReason.SIZE_MISMATCH,
+                file,
+                f"the annotations say image {record.image_id!r} is {declared[0]}x{declared[1]} but {file} is "
+                f"{stored[0]}x{stored[1]}; the boxes cannot be trusted (was the image resized or rotated after "
+                "labelling?)",
+            )
+        return False
+    if declared is None or declared == shown:
+        return True
+    if declared == stored:
+        return False
+    raise _RecordError(
+        RejectReason.SIZE_MISMATCH,
+        file,
+        f"the annotations say image {record.image_id!r} is {declared[0]}x{declared[1]} but {file} is "
+        f"{stored[0]}x{stored[1]} as stored and {shown[0]}x{shown[1]} as displayed (EXIF orientation "
+        f"{header.orientation}); the boxes fit neither, so they cannot be trusted (was the image resized after "
+        "labelling?)",
+    )
+
+
+def _normalize(
+    data: bytes, file: str, limits: DataLimits, make_upright: bool
+) -> tuple[bytes, str, int, int, float, str | None]:
     """`images.normalize_image` under the record's limits, its refusals as quarantine reasons."""
     try:
-        return normalize_image(data, file, limits.max_pixels, limits.jpeg_quality)
+        return normalize_image(data, file, limits.max_pixels, limits.jpeg_quality, make_upright)
     except TooManyPixels as e:
         raise _RecordError(RejectReason.TOO_MANY_PIXELS, file, str(e)) from e
     except CorruptImage as e:
@@ -275,19 +330,16 @@ def build_example(
         limits: what is accepted.
 
     Returns:
-        The converted example, or a Reject saying what is wrong.
+        The converted example, or a Reject saying what is wrong. A photo with
+        an EXIF orientation is stored upright when its boxes are in the
+        displayed frame (`_boxes_in_displayed_frame`); its width, height and
+        boxes are then those of the upright image.
     """
     try:
         data, file = _read_image_bytes(record)
-        encoded, fmt, width, height, brightness, conversion = _normalize(data, file, limits)
-        if record.declared_size is not None and record.declared_size != (width, height):
-            dw, dh = record.declared_size
-            raise _RecordError(
-                RejectReason.SIZE_MISMATCH,
-                file,
-                f"the annotations say image {record.image_id!r} is {dw}x{dh} but {file} is {width}x{height}; "
-                "the boxes cannot be trusted (was the image resized or rotated after labelling?)",
-            )
+        # The header first: whether to turn the pixels depends on the frame the boxes were drawn in.
+        make_upright = _boxes_in_displayed_frame(record, _header(data, file, limits), file)
+        encoded, fmt, width, height, brightness, conversion = _normalize(data, file, limits, make_upright)
         boxes, labels, clipped = _check_boxes(record, width, height, resolve, label_map, limits)
     except _RecordError as e:
         return Reject(record.image_id, e.file, e.reason, e.detail)

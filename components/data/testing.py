@@ -196,3 +196,63 @@ def write_examples(
                 writer.write(converted.example.SerializeToString())
     lm.write(os.path.join(out_dir, LABEL_MAP_FILENAME))
     return out_dir
+
+
+# A scene for EXIF orientation tests: 120x80 as displayed, grey, with one red block off centre, so that
+# any wrong turn or mirror moves the block's box far from where it belongs.
+PHOTO_SIZE = (120, 80)
+PHOTO_BOX = (12, 8, 42, 30)  # xmin, ymin, xmax, ymax in pixels of the displayed frame
+# Orientation -> the transpose that turns upright pixels into what a camera stores with that tag
+# (the inverse of what viewers apply; 2-5 and 7 are their own inverses).
+_TO_STORED = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}
+
+
+def photo_scene(size: tuple[int, int] = PHOTO_SIZE, box: tuple[int, int, int, int] = PHOTO_BOX) -> np.ndarray:
+    """uint8 [height, width, 3]: grey, with a pure red block at `box` (xmin, ymin, xmax, ymax; max exclusive)."""
+    pixels = np.full((size[1], size[0], 3), 128, dtype=np.uint8)
+    pixels[box[1] : box[3], box[0] : box[2]] = (255, 0, 0)
+    return pixels
+
+
+def exif_photo(displayed: np.ndarray, orientation: int, fmt: str = "JPEG") -> bytes:
+    """Encodes pixels the way a phone stores them: turned, with an EXIF orientation that a viewer undoes.
+
+    A viewer that obeys the tag (Pillow's `ImageOps.exif_transpose`, a browser)
+    shows `displayed`; TensorFlow's decoders, which ignore it, see the stored
+    pixels. Orientation 1 writes the tag too (upright, as many cameras do).
+
+    Args:
+        displayed: uint8 [height, width, 3], as the photo should look.
+        orientation: EXIF orientation, 1-8.
+        fmt: "JPEG" (quality 95) or "PNG" (lossless, eXIf chunk).
+    """
+    image = Image.fromarray(displayed)
+    if orientation != 1:
+        image = image.transpose(_TO_STORED[orientation])
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    out = io.BytesIO()
+    image.save(out, format=fmt, exif=exif.tobytes(), **({"quality": 95} if fmt == "JPEG" else {}))
+    return out.getvalue()
+
+
+def red_box(pixels: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(xmin, ymin, xmax, ymax; max exclusive) of the clearly red pixels of [height, width, 3] RGB, or None.
+
+    A detector whose answer depends on orientation and nothing else, for tests
+    of the prediction paths.
+    """
+    rgb = np.asarray(pixels, dtype=np.int32)
+    red = (rgb[..., 0] > 180) & (rgb[..., 1] < 90) & (rgb[..., 2] < 90)
+    if not red.any():
+        return None
+    ys, xs = np.nonzero(red)
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1

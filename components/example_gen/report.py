@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from detx.components.data.images import NOTE_SEPARATOR, UPRIGHT_NOTE_PREFIX
 from detx.components.data.records import Reject
 
 QUARANTINE_FILENAME = "quarantine.jsonl"
@@ -26,6 +27,25 @@ def format_spans(spans: Sequence[int]) -> str:
 def describe_spans(spans: Sequence[int]) -> str:
     """`span 3`, `spans 2-4`, `spans 1, 3`."""
     return f"{'span' if len(spans) == 1 else 'spans'} {format_spans(spans)}"
+
+
+def _split_conversions(notes: Mapping[str, int]) -> tuple[dict[str, int], dict[str, int]]:
+    """(RGB conversions per kind, photos turned upright per EXIF orientation) from the executor's notes.
+
+    A note is "converted:<conversion>", where one image's conversion may join
+    several kinds with "+" (`images.normalize_image`), e.g. "converted:jpeg/cmyk->rgb+exif/6->upright".
+    """
+    conversions: Counter[str] = Counter()
+    exif_rotated: Counter[str] = Counter()
+    for key, count in notes.items():
+        if not key.startswith("converted:"):
+            continue
+        for kind in key.split(":", 1)[1].split(NOTE_SEPARATOR):
+            if kind.startswith(UPRIGHT_NOTE_PREFIX):
+                exif_rotated[kind[len(UPRIGHT_NOTE_PREFIX) :].split("->", 1)[0]] += int(count)
+            elif kind:
+                conversions[kind] += int(count)
+    return dict(sorted(conversions.items())), dict(sorted(exif_rotated.items()))
 
 
 class QuarantineLimitExceeded(RuntimeError):
@@ -50,6 +70,8 @@ class IngestSummary:
         max_rejected_fraction: the configured limit.
         first_rejects: the first rejects, for messages.
         spans: the spans read (empty when the input is not a span root).
+        exif_rotated: photos stored upright because their boxes were drawn on the photo as
+            displayed, per EXIF orientation ("6": rotated 90 degrees clockwise to display).
     """
 
     data_format: str
@@ -65,6 +87,7 @@ class IngestSummary:
     max_rejected_fraction: float
     first_rejects: tuple[Reject, ...] = ()
     spans: tuple[int, ...] = ()
+    exif_rotated: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def build(
@@ -81,6 +104,7 @@ class IngestSummary:
     ) -> IngestSummary:
         """Assembles the summary from the rejects and the summed conversion notes."""
         ordered = sorted(rejects, key=lambda r: (r.image_id, r.file))
+        conversions, exif_rotated = _split_conversions(notes)
         return cls(
             data_format=data_format,
             input_base=input_base,
@@ -89,12 +113,13 @@ class IngestSummary:
             num_boxes=int(notes.get("boxes", 0)),
             num_rejected=len(rejects),
             rejects_by_reason=dict(sorted(Counter(r.reason.value for r in rejects).items())),
-            conversions={k.split(":", 1)[1]: int(v) for k, v in sorted(notes.items()) if k.startswith("converted:")},
+            conversions=conversions,
             boxes_clipped=int(notes.get("boxes_clipped", 0)),
             category_ids=category_ids,
             max_rejected_fraction=max_rejected_fraction,
             first_rejects=tuple(ordered[:_SHOWN_REJECTS]),
             spans=tuple(spans),
+            exif_rotated=exif_rotated,
         )
 
     @property
@@ -111,10 +136,13 @@ class IngestSummary:
         """A one-line account, e.g. for logs."""
         reasons = ", ".join(f"{k}={v}" for k, v in self.rejects_by_reason.items()) or "none"
         spans = f"{describe_spans(self.spans)}: " if self.spans else ""
+        # Said only when it happened, so a dataset without phone photos reads as before.
+        rotated = sum(self.exif_rotated.values())
+        upright = f"{rotated} photos turned upright from their EXIF orientation; " if rotated else ""
         return (
             f"{spans}{self.num_examples} examples with {self.num_boxes} boxes from {self.num_records} "
             f"{self.data_format} records; {self.num_rejected} quarantined ({self.rejected_fraction:.1%}; {reasons}); "
-            f"{sum(self.conversions.values())} images converted to RGB; {self.boxes_clipped} boxes clipped"
+            f"{sum(self.conversions.values())} images converted to RGB; {upright}{self.boxes_clipped} boxes clipped"
         )
 
     def limit_message(self, quarantine_path: str) -> str:

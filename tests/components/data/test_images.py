@@ -52,3 +52,34 @@ def test_statistics_of_bytes_and_of_arrays_agree():
     assert brightness == pytest.approx(array_brightness(PIXELS), abs=0.5)
     with pytest.raises(ValueError, match="not a readable image"):
         image_statistics(b"junk")
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_upright_turns_tagged_photos_and_keeps_upright_bytes(orientation):
+    from PIL import ImageOps
+
+    from detx.components.data.images import EXIF_ORIENTATION, read_header, upright
+    from detx.components.data.testing import PHOTO_BOX, exif_photo, photo_scene, red_box
+
+    data = exif_photo(photo_scene(), orientation)
+    header = read_header(data, "phone.jpg", 10_000)
+    assert header.orientation == orientation and header.displayed_size == (120, 80)
+    assert (header.width, header.height) == ((80, 120) if orientation >= 5 else (120, 80))
+    turned, applied = upright(data)
+    assert applied == orientation
+    assert (turned == data) is (orientation == 1)  # upright bytes travel unchanged
+    with Image.open(io.BytesIO(turned)) as img:
+        assert img.format == "JPEG"
+        assert EXIF_ORIENTATION not in img.getexif() or orientation == 1
+        assert red_box(np.asarray(img.convert("RGB"))) == PHOTO_BOX
+        # Pillow's own exif_transpose agrees (the turn is not detx's private reading of the tag).
+        assert red_box(np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))) == PHOTO_BOX
+
+
+def test_upright_keeps_untagged_bytes_and_refuses_non_images():
+    from detx.components.data.images import upright
+
+    data = _encode(PIXELS, "PNG")
+    assert upright(data) == (data, 1)
+    with pytest.raises(ValueError, match="not a readable image"):
+        upright(b"not an image")
