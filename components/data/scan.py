@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TypeVar
+
+import tensorflow as tf
 
 from detx.components.data.label_map import LabelMap
 from detx.components.data.records import Reject, RejectReason, SourceRecord
@@ -38,6 +41,9 @@ class Scan:
         category_ids: source category key (as text) to label id, for reports.
         file_spans: the span of each TFRecord file, when spans were merged
             (their streamed image ids are qualified by span).
+        notes: what the reader decided about the dataset's layout, one
+            sentence each, for the summary (where the images were found,
+            categories left out, the box convention).
     """
 
     label_map: LabelMap
@@ -49,6 +55,7 @@ class Scan:
     rejects: tuple[Reject, ...] = ()
     category_ids: Mapping[str, int] = dataclasses.field(default_factory=dict)
     file_spans: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    notes: tuple[str, ...] = ()
 
 
 def split_duplicates(records: Iterable[SourceRecord]) -> tuple[list[SourceRecord], list[Reject]]:
@@ -71,4 +78,74 @@ def split_duplicates(records: Iterable[SourceRecord]) -> tuple[list[SourceRecord
         for r in records
         if counts[r.image_id] > 1
     ]
+    return kept, rejects
+
+
+_T = TypeVar("_T")
+
+# Images checked per candidate layout: enough to tell layouts apart, few enough
+# that a bucket answers quickly (each check is one request on an object store).
+LAYOUT_SAMPLE = 24
+
+
+def choose_layout(
+    layouts: Sequence[Callable[[_T], str]], items: Sequence[_T], sample_size: int = LAYOUT_SAMPLE
+) -> tuple[int, int, int]:
+    """Picks the image layout that holds the files, by looking for a sample of them.
+
+    Labelling tools disagree on what an image reference is relative to (the
+    image folder, the annotation file's folder, ...). The same layout is used
+    for the whole dataset: per-image guessing could pair an annotation with a
+    same-named file from the wrong folder.
+
+    Args:
+        layouts: candidate functions from an item to its image path, in order of preference.
+        items: the dataset's image references; an even spread of `sample_size` is checked.
+        sample_size: how many items to look for.
+
+    Returns:
+        (index of the layout that finds the most sampled files, the first on
+        ties and 0 when none finds any; files found; files sampled)
+    """
+    if not items:
+        return 0, 0, 0
+    n = min(sample_size, len(items))
+    sample = [items[i * len(items) // n] for i in range(n)]
+    best, best_found = 0, -1
+    for index, path_of in enumerate(layouts):
+        found = sum(1 for item in sample if tf.io.gfile.exists(path_of(item)))
+        if found > best_found:
+            best, best_found = index, found
+        if found == n:  # every sampled file is there: no later layout can do better
+            break
+    return best, best_found, n
+
+
+def split_duplicate_files(records: Iterable[SourceRecord]) -> tuple[list[SourceRecord], list[Reject]]:
+    """Quarantines every record whose image file is also listed under another image id.
+
+    Exports merged from several tasks can list one photo twice with its boxes
+    split between the entries; each copy alone would teach the model that the
+    other copy's objects are background. The same id listed twice is left to
+    `split_duplicates`.
+    """
+    records = list(records)
+    ids_by_path: dict[str | None, set[str]] = {}
+    for r in records:
+        ids_by_path.setdefault(r.image_path, set()).add(r.image_id)
+    kept, rejects = [], []
+    for r in records:
+        ids = ids_by_path[r.image_path]
+        if r.image_path is None or len(ids) == 1:
+            kept.append(r)
+            continue
+        rejects.append(
+            Reject(
+                r.image_id,
+                r.annotation_file or r.filename,
+                RejectReason.DUPLICATE_IMAGE_FILE,
+                f"image file {r.image_path} is listed under {len(ids)} image ids ({', '.join(sorted(ids))}); "
+                "its boxes may be split between the entries: list each image once",
+            )
+        )
     return kept, rejects
