@@ -7,6 +7,17 @@
 Deadlines on every call, retries with backoff when the server is UNAVAILABLE
 (starting, restarting, behind a load balancer), and a message for every status
 code that says what to do.
+
+Phone photos: the client turns an image whose EXIF orientation is not 1 upright
+before it is sent, so the model sees it as a person does and the boxes come
+back in the displayed frame (the frame `draw`, viewers and browsers use).
+This happens here, in the client, because the server cannot do it: TensorFlow's
+image decoders, and so the exported graph, ignore EXIF, and TF Serving runs
+only that graph, never detx's Python. Parsing EXIF inside the graph would mean
+a TIFF/IFD reader written in tf.strings ops in every exported model; until
+then, any other TF Serving client (REST, Go, Java) must turn photos upright
+before sending them to `encoded_image`, as this one does. Upright images travel
+byte for byte unchanged.
 """
 
 from __future__ import annotations
@@ -19,6 +30,8 @@ from typing import Any
 
 import grpc
 import numpy as np
+
+from detx.components.data.images import upright, upright_image
 
 ENCODED_IMAGE = "encoded_image"
 SERVING_DEFAULT = "serving_default"
@@ -180,7 +193,9 @@ class DetectionClient:
         """Detections for one image.
 
         Args:
-            image: JPEG/PNG bytes, or a uint8 [height, width, 3] array.
+            image: JPEG/PNG bytes, or a uint8 [height, width, 3] array. Bytes
+                with an EXIF orientation are turned upright first, so the
+                boxes are in the image's displayed frame.
             signature: "encoded_image" (bytes travel as they are) or
                 "serving_default" (a raw uint8 tensor, the Model Zoo's signature).
 
@@ -196,7 +211,8 @@ class DetectionClient:
             pixels = image if isinstance(image, np.ndarray) else decode(image)
             request.inputs["input_tensor"].CopyFrom(tf.make_tensor_proto(pixels[None].astype(np.uint8)))
         else:
-            data = image if isinstance(image, bytes) else encode_png(image)
+            # The graph's decoder ignores EXIF: a tagged photo is turned upright here (see the module doc).
+            data = upright(image)[0] if isinstance(image, bytes) else encode_png(image)
             request.inputs[ENCODED_IMAGE].CopyFrom(tf.make_tensor_proto([data]))
         response = self._call(self._predict.Predict, request)
         out = {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
@@ -232,11 +248,11 @@ def read_label_names(push_destination: str, version: int) -> dict[int, str]:
 
 
 def decode(data: bytes) -> np.ndarray:
-    """JPEG/PNG bytes to a uint8 RGB array."""
+    """JPEG/PNG bytes to a uint8 RGB array, upright as its EXIF orientation says (as displayed)."""
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as image:
-        return np.asarray(image.convert("RGB"))
+        return np.asarray(upright_image(image).convert("RGB"))
 
 
 def encode_png(pixels: np.ndarray) -> bytes:
@@ -249,11 +265,14 @@ def encode_png(pixels: np.ndarray) -> bytes:
 
 
 def draw(data: bytes, detections: list[Detection]) -> bytes:
-    """The image with boxes, labels and scores drawn, as PNG bytes."""
+    """The image, upright as displayed, with boxes, labels and scores drawn, as PNG bytes.
+
+    `detections` are in the displayed frame, as `DetectionClient.predict` returns them.
+    """
     from PIL import Image, ImageDraw
 
     with Image.open(io.BytesIO(data)) as source:
-        image = source.convert("RGB")
+        image = upright_image(source).convert("RGB")
     canvas = ImageDraw.Draw(image)
     w, h = image.size
     palette = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180)]

@@ -211,6 +211,8 @@ def predict_command(
             with open(path, "rb") as f:
                 data = f.read()
             try:
+                # A phone photo is turned upright from its EXIF orientation by the client (TensorFlow's
+                # decoders ignore it), and `draw` turns it the same way: boxes and picture share the frame.
                 result = client.predict(data, SERVING_DEFAULT if raw else ENCODED_IMAGE)
             except PredictionError as e:
                 click.echo(f"{path}: {e}", err=True)

@@ -5,6 +5,10 @@ that it is an image at all), calls TF Serving's Predict (detx serve or a real
 TF Serving) through `detx.serving.client.DetectionClient`, and answers JSON: the
 model name and version that answered, the image size and the detections with
 label names. The page (`page.html`) draws the boxes on the image.
+
+Phone photos: the client turns a photo upright from its EXIF orientation before
+the model sees it (`detx.serving.client`), and the browser draws it upright
+too, so the boxes, the size answered and the picture share the displayed frame.
 """
 
 from __future__ import annotations
@@ -66,14 +70,20 @@ def _error(status: int, message: str) -> JSONResponse:
 
 
 def check_image(data: bytes, filename: str) -> tuple[int, int] | str:
-    """The image's (width, height), or a message saying why it is not an image detx can read."""
+    """The image's (width, height) as displayed, or a message saying why it is not an image detx can read.
+
+    A phone photo's size is the one after its EXIF orientation, the frame the
+    client's boxes and the browser's drawing are in.
+    """
     from PIL import Image, UnidentifiedImageError
+
+    from detx.components.data.images import displayed_size, exif_orientation
 
     if not data:
         return f"{filename or 'the upload'} is empty: choose a JPEG, PNG, BMP, GIF or WebP image"
     try:
         with Image.open(io.BytesIO(data)) as image:
-            size = image.size
+            size = displayed_size(*image.size, exif_orientation(image))
             image.load()  # decodes it all: a truncated file fails here, not in the model server
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         # PIL's "cannot identify image file <_io.BytesIO object at 0x...>" says nothing more than the message.
