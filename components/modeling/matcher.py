@@ -33,8 +33,10 @@ def argmax_match(iou: tf.Tensor, threshold: float) -> tf.Tensor:
         best_iou = tf.reduce_max(iou, axis=0)
         matches = tf.where(best_iou >= threshold, best_box, -tf.ones_like(best_box))
         best_anchor = tf.argmax(iou, axis=1, output_type=tf.int32)  # [num_boxes]
-        # Later boxes win ties for one anchor, as tensor_scatter_nd_update applies updates in order.
-        return tf.tensor_scatter_nd_update(matches, best_anchor[:, None], tf.range(num_boxes, dtype=tf.int32))
+        # Boxes sharing a best anchor: the first in annotation order gets it, as in the OD API's
+        # argmax matcher (argmax over its one-hot force-match indicators picks the first row).
+        claimed = tf.math.unsorted_segment_min(tf.range(num_boxes, dtype=tf.int32), best_anchor, num_anchors)
+        return tf.where(claimed < num_boxes, claimed, matches)
 
     return tf.cond(num_boxes > 0, _match, lambda: -tf.ones([num_anchors], tf.int32))
 

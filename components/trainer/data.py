@@ -50,7 +50,9 @@ def augment(
 
     begin, size, window = tf.image.stateless_sample_distorted_bounding_box(
         tf.shape(image),
-        bounding_boxes=tf.reshape(boxes, [1, -1, 4]),
+        # The sampler raises on any coordinate outside [0, 1] (even 1.0000001, e.g. from another
+        # tool's TFRecords); it only needs the boxes to choose a window, so it gets a clipped copy.
+        bounding_boxes=tf.reshape(tf.clip_by_value(boxes, 0.0, 1.0), [1, -1, 4]),
         seed=seeds[1],
         min_object_covered=0.0,
         aspect_ratio_range=(0.75, 3.0),

@@ -73,6 +73,14 @@ def test_argmax_match_threshold_and_forced_matches():
     np.testing.assert_array_equal(argmax_match(tf.zeros([0, 3]), 0.5).numpy(), [-1, -1, -1])
 
 
+def test_boxes_sharing_a_best_anchor_give_it_to_the_first_in_annotation_order():
+    # Boxes 0 and 2 both have anchor 1 as their best (below the threshold): the OD API's argmax
+    # matcher gives it to box 0; box 1 keeps its own.
+    iou = tf.constant([[0.1, 0.3, 0.0], [0.0, 0.1, 0.4], [0.05, 0.2, 0.0]])
+    np.testing.assert_array_equal(argmax_match(iou, 0.5).numpy(), [-1, 0, 1])
+    np.testing.assert_array_equal(argmax_match(tf.reverse(iou, [0]), 0.5).numpy(), [-1, 0, 1])
+
+
 def test_assign_targets_exact():
     anchors_ = tf.constant([[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0], [0.0, 0.5, 0.5, 1.0]])
     boxes = tf.constant([[0.0, 0.0, 0.5, 0.5], [0.6, 0.6, 1.0, 1.0]])
