@@ -46,7 +46,8 @@ class DataConfig:
 
     Attributes:
         path: the dataset folder (local or any TensorFlow file system path).
-        format: "coco", "voc" or "tfrecord".
+        format: "auto" (detected from the folder when the ExampleGen runs),
+            "coco", "voc", "yolo" or "tfrecord".
         pattern: annotation files relative to `path`; None uses the format's convention.
         image_dir: image folder relative to `path`; "" uses the format's convention.
         splits: split name to hash buckets of the image id (4:1 is an 80/20 split).
@@ -63,7 +64,7 @@ class DataConfig:
     """
 
     path: str
-    format: str = "coco"
+    format: str = IngestOptions.data_format
     pattern: str | None = None
     image_dir: str = ""
     splits: Mapping[str, int] = dataclasses.field(default_factory=lambda: MappingProxyType({"train": 4, "eval": 1}))

@@ -12,11 +12,27 @@ from typing import Any
 
 from google.protobuf import any_pb2, wrappers_pb2
 
-FORMATS = ("coco", "voc", "tfrecord")
+# The formats a dataset can be in (and `detx data synth` can write).
+FORMATS = ("coco", "voc", "yolo", "tfrecord")
+# `--format auto`: the ExampleGen detects the format from the folder when it
+# runs (`sources.detect_format`), so it works where the data root is only known
+# then (a Kubeflow run parameter).
+AUTO = "auto"
+# What `--format` accepts on input.
+INPUT_FORMATS = (AUTO, *FORMATS)
 
 # Where each format's annotations are, relative to the input base: this is the
 # ExampleGen's input split pattern, which also fingerprints the input for caching.
-DEFAULT_PATTERNS = {"coco": "annotations.json", "voc": "Annotations/*.xml", "tfrecord": "*.*record*"}
+# YOLO's data.yaml names the classes; the label files are found beside it.
+# `auto` cannot name one format's files, so it fingerprints the folder's
+# top-level entries (files and folders, by size and modification time).
+DEFAULT_PATTERNS = {
+    "coco": "annotations.json",
+    "voc": "Annotations/*.xml",
+    "yolo": "data.yaml",
+    "tfrecord": "*.*record*",
+    AUTO: "*",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,7 +40,8 @@ class IngestOptions:
     """How DetectionExampleGen reads and checks a dataset.
 
     Attributes:
-        data_format: "coco", "voc" or "tfrecord".
+        data_format: "auto" (detect from the folder when the ExampleGen runs),
+            "coco", "voc", "yolo" or "tfrecord".
         image_dir: folder of the images relative to the input base ("" picks
             the format's convention: images/ for COCO, JPEGImages/ for VOC).
         max_rejected_fraction: the run fails when more than this share of the
@@ -38,7 +55,7 @@ class IngestOptions:
             ("" is the format's convention); `image_dir` is relative to the span folder too.
     """
 
-    data_format: str = "coco"
+    data_format: str = AUTO
     image_dir: str = ""
     max_rejected_fraction: float = 0.01
     max_pixels: int = 40_000_000
@@ -47,8 +64,8 @@ class IngestOptions:
     span_pattern: str = ""
 
     def __post_init__(self) -> None:
-        if self.data_format not in FORMATS:
-            raise ValueError(f"unknown data format {self.data_format!r}; choose one of {', '.join(FORMATS)}")
+        if self.data_format not in INPUT_FORMATS:
+            raise ValueError(f"unknown data format {self.data_format!r}; choose one of {', '.join(INPUT_FORMATS)}")
         if not 0.0 <= self.max_rejected_fraction <= 1.0:
             raise ValueError(f"max_rejected_fraction must be in [0, 1], got {self.max_rejected_fraction}")
         if self.span_window < 0:
@@ -63,7 +80,7 @@ class IngestOptions:
 
     @property
     def resolved_image_dir(self) -> str:
-        """The image folder, with the format's default filled in."""
+        """The image folder, with the format's default filled in (YOLO's images/ folders are found by the reader)."""
         return self.image_dir or {"coco": "images", "voc": "JPEGImages"}.get(self.data_format, "")
 
     def to_custom_config(self) -> any_pb2.Any:

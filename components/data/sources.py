@@ -1,4 +1,4 @@
-"""A dataset source read as one `Scan`, in any of the three formats, one span or a window of spans.
+"""A dataset source read as one `Scan`, in any of the four formats (or detected), one span or a window of spans.
 
 DetectionExampleGen's executor, `detx ct check` and its statistics read
 datasets through these functions, so they see the same records. This module is
@@ -9,6 +9,7 @@ check can read a dataset without loading them.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -17,12 +18,14 @@ import tensorflow as tf
 
 from detx.components.data import spans as spans_lib
 from detx.components.data.coco import scan_coco
-from detx.components.data.ingest_options import IngestOptions
+from detx.components.data.detect import detect_format
+from detx.components.data.ingest_options import AUTO, IngestOptions
 from detx.components.data.records import Reject, SourceRecord
 from detx.components.data.scan import DatasetError, Scan
 from detx.components.data.spans import qualified_id
 from detx.components.data.tfrecord_source import parse_od_example, scan_tfrecords
 from detx.components.data.voc import scan_voc
+from detx.components.data.yolo import scan_yolo
 
 
 def with_span(pattern: str, span: int) -> str:
@@ -42,11 +45,23 @@ def with_span(pattern: str, span: int) -> str:
 
 
 def scan_source(options: IngestOptions, input_base: str, pattern: str) -> Scan:
-    """Reads the annotations of a dataset in any of the three formats.
+    """Reads the annotations of a dataset in any of the four formats; `auto` detects which (`detect.detect_format`).
+
+    Returns:
+        The scan; with `auto`, its first note says which format was found and why.
 
     Raises:
-        DatasetError: the dataset cannot be read at all.
+        DatasetError: the dataset cannot be read at all, or its format cannot be told.
     """
+    if options.data_format != AUTO:
+        return _scan(options, input_base, pattern)
+    detected = detect_format(input_base, pattern)
+    logging.getLogger(__name__).info("--format auto: %s", detected.found)
+    scan = _scan(dataclasses.replace(options, data_format=detected.data_format), input_base, detected.pattern)
+    return dataclasses.replace(scan, notes=(f"--format auto: {detected.found}", *scan.notes))
+
+
+def _scan(options: IngestOptions, input_base: str, pattern: str) -> Scan:
     if options.data_format == "coco":
         matches = sorted(tf.io.gfile.glob(os.path.join(input_base, pattern)))
         if len(matches) != 1:
@@ -57,6 +72,8 @@ def scan_source(options: IngestOptions, input_base: str, pattern: str) -> Scan:
         return scan_coco(matches[0], os.path.join(input_base, options.resolved_image_dir))
     if options.data_format == "voc":
         return scan_voc(input_base, pattern, options.resolved_image_dir)
+    if options.data_format == "yolo":
+        return scan_yolo(input_base, pattern, options.image_dir)
     return scan_tfrecords(input_base, pattern)
 
 

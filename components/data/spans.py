@@ -134,7 +134,7 @@ def add_span(
 
 
 def _is_annotation(rel: str) -> bool:
-    return rel.endswith((".json", ".xml", ".pbtxt")) or "record" in os.path.basename(rel)
+    return rel.endswith((".json", ".xml", ".pbtxt", ".yaml", ".yml")) or "record" in os.path.basename(rel)
 
 
 def qualified_id(span: int, image_id: str) -> str:
@@ -201,4 +201,5 @@ def merge_scans(scans: Sequence[tuple[int, Scan]]) -> Scan:
         rejects=tuple(rejects),
         category_ids=category_ids,
         file_spans=file_spans,
+        notes=tuple(f"{span_name(span)}: {note}" for span, scan in scans for note in scan.notes),
     )

@@ -6,8 +6,9 @@ bytes, and any image can be regenerated on its own.
 
 Boxes are integer pixel rectangles in half-open form: a box (x0, y0, x1, y1)
 covers pixel columns x0..x1-1, and its width is x1 - x0. Every writer stores
-exactly these boxes, so COCO, Pascal VOC and TFRecord copies of one dataset
-hold the same examples and the same boxes.
+exactly these boxes, so COCO, Pascal VOC, YOLO and TFRecord copies of one
+dataset hold the same examples and the same boxes (YOLO's to the 6 decimals of
+its normalized coordinates).
 """
 
 from __future__ import annotations
@@ -276,6 +277,34 @@ def _write_voc(out: str, images: Iterator[SynthImage], classes: tuple[str, ...])
     label_map(classes).write(os.path.join(out, LABEL_MAP_FILENAME))
 
 
+def yolo_label_lines(img: SynthImage, classes: tuple[str, ...]) -> str:
+    """The YOLO label file of one image: `class cx cy w h` per box, normalized, 6 decimals as Ultralytics writes."""
+    class_id = {name: i for i, name in enumerate(label_map(classes).names)}
+    lines = []
+    for o in img.objects:
+        x0, y0, x1, y1 = o.box
+        cx, cy = (x0 + x1) / 2 / img.width, (y0 + y1) / 2 / img.height
+        w, h = (x1 - x0) / img.width, (y1 - y0) / img.height
+        lines.append(f"{class_id[o.name]} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n")
+    return "".join(lines)
+
+
+def _write_yolo(out: str, images: Iterator[SynthImage], classes: tuple[str, ...]) -> Iterator[SynthImage]:
+    for sub in ("images", "labels"):
+        os.makedirs(os.path.join(out, sub))
+    for img in images:
+        with open(os.path.join(out, "images", img.filename), "wb") as f:
+            f.write(img.jpeg)
+        # Empty images get an empty label file, as Roboflow writes them.
+        with open(os.path.join(out, "labels", f"{img.stem}.txt"), "w") as f:
+            f.write(yolo_label_lines(img, classes))
+        yield img
+    names = label_map(classes).names
+    with open(os.path.join(out, "data.yaml"), "w") as f:
+        # Ultralytics' own keys; train/val name the one folder, as a dataset without splits is written.
+        f.write(f"path: .\ntrain: images\nval: images\nnc: {len(names)}\nnames: [{', '.join(names)}]\n")
+
+
 def _write_tfrecord(out: str, images: Iterator[SynthImage], classes: tuple[str, ...]) -> Iterator[SynthImage]:
     # Imported here: TensorFlow costs seconds to import and the other formats do not need it.
     import tensorflow as tf
@@ -291,6 +320,7 @@ def _write_tfrecord(out: str, images: Iterator[SynthImage], classes: tuple[str, 
 _WRITERS: dict[str, Callable[[str, Iterator[SynthImage], tuple[str, ...]], Iterator[SynthImage]]] = {
     "coco": _write_coco,
     "voc": _write_voc,
+    "yolo": _write_yolo,
     "tfrecord": _write_tfrecord,
 }
 
@@ -301,7 +331,7 @@ def write_dataset(
     fmt: str,
     progress: Callable[[int], None] | None = None,
 ) -> SynthSummary:
-    """Generates a dataset and writes it to `out_dir` in one of the three formats.
+    """Generates a dataset and writes it to `out_dir` in one of the four formats.
 
     The dataset is written into a temporary sibling directory and renamed into
     place at the end, so an interrupted run leaves nothing at `out_dir`.
@@ -309,7 +339,7 @@ def write_dataset(
     Args:
         out_dir: where the dataset goes; must not exist or be empty.
         config: what to draw.
-        fmt: "coco", "voc" or "tfrecord".
+        fmt: "coco", "voc", "yolo" or "tfrecord".
         progress: called with the number of images written so far.
 
     Raises:

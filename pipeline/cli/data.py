@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from detx.pipeline.cli.options import data_format, data_option, format_option
+from detx.pipeline.cli.options import data_format, data_option, format_option, write_format_option
 
 
 @click.group("data")
@@ -25,7 +25,7 @@ def _floats(value: str | None) -> tuple[float, ...] | None:
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="New dataset folder.")
 @click.option("--images", "num_images", default=200, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=0, show_default=True, type=int, help="Same seed, same bytes.")
-@format_option()
+@write_format_option()
 @click.option("--width", default=640, show_default=True, type=click.IntRange(min=64))
 @click.option("--height", default=480, show_default=True, type=click.IntRange(min=64))
 @click.option("--classes", help="Shapes to draw, from circle,square,triangle,cross. [default: the first three]")
@@ -36,7 +36,7 @@ def synth_command(
     out_dir: str,
     num_images: int,
     seed: int,
-    fmt: str | None,
+    fmt: str,
     width: int,
     height: int,
     classes: str | None,
@@ -47,7 +47,6 @@ def synth_command(
     """Write a deterministic synthetic dataset of shapes (circle, square, triangle; optionally cross)."""
     from detx.components.data.synth import CLASSES, SynthConfig, write_dataset
 
-    fmt = data_format(fmt)
     names = tuple(c.strip() for c in classes.split(",")) if classes else CLASSES
     weights = _floats(class_weights) or (1.0,) * len(names)
     try:

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import click
 
-from detx.components.data.ingest_options import FORMATS
+from detx.components.data.ingest_options import FORMATS, INPUT_FORMATS
 from detx.components.evaluator.options import EvaluatorOptions
 from detx.components.modeling.config import PRESETS
 from detx.components.trainer.options import TrainerOptions
@@ -205,10 +205,18 @@ def data_option(help_text: str, **kwargs: Any) -> Callable[[F], F]:
 
 
 def format_option() -> Callable[[F], F]:
-    """`--format`: how the dataset is annotated (None: the config's, else DataConfig's default)."""
+    """`--format`: how the dataset is annotated (None: the config's, else DataConfig's default, auto)."""
     return click.option(
-        "--format", "fmt", type=click.Choice(FORMATS), help=f"[default: {default_of(DataConfig, 'format')}]"
+        "--format",
+        "fmt",
+        type=click.Choice(INPUT_FORMATS),
+        help=f"auto detects it from the folder. [default: {default_of(DataConfig, 'format')}]",
     )
+
+
+def write_format_option() -> Callable[[F], F]:
+    """`--format` of a command that writes a dataset: one of the concrete formats."""
+    return click.option("--format", "fmt", type=click.Choice(FORMATS), default="coco", show_default=True)
 
 
 def data_format(fmt: str | None) -> str:

@@ -22,7 +22,7 @@ def _tree_digest(root: str) -> str:
     return h.hexdigest()
 
 
-@pytest.mark.parametrize("fmt", ["coco", "voc", "tfrecord"])
+@pytest.mark.parametrize("fmt", ["coco", "voc", "yolo", "tfrecord"])
 def test_same_seed_same_bytes(tmp_path, fmt):
     config = SynthConfig(num_images=6, seed=3)
     a = write_dataset(str(tmp_path / "a"), config, fmt)
@@ -90,8 +90,8 @@ def test_refuses_to_overwrite_and_leaves_nothing_on_failure(tmp_path):
     with pytest.raises(FileExistsError, match="exists and is not empty"):
         write_dataset(str(out), SynthConfig(num_images=1), "coco")
     assert os.listdir(out) == ["keep.txt"]
-    with pytest.raises(ValueError, match="unknown format 'yolo'"):
-        write_dataset(str(tmp_path / "y"), SynthConfig(num_images=1), "yolo")
+    with pytest.raises(ValueError, match="unknown format 'darknet'"):
+        write_dataset(str(tmp_path / "y"), SynthConfig(num_images=1), "darknet")
     assert not (tmp_path / "y").exists()
     assert [p for p in os.listdir(tmp_path) if p.startswith(".")] == []
 
