@@ -14,7 +14,12 @@ from concurrent import futures
 import grpc
 import numpy as np
 import tensorflow as tf
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from tensorflow_serving.apis import (
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
 
 from detx.components.data.testing import red_box
 
@@ -56,11 +61,25 @@ class RedBlockDetector(prediction_service_pb2_grpc.PredictionServiceServicer):
         return response
 
 
+class _OneVersion(model_service_pb2_grpc.ModelServiceServicer):
+    """GetModelStatus: version 1 is AVAILABLE (what `DetectionClient.status` and the notebook ask)."""
+
+    def GetModelStatus(
+        self, request: get_model_status_pb2.GetModelStatusRequest, context: grpc.ServicerContext
+    ) -> get_model_status_pb2.GetModelStatusResponse:
+        response = get_model_status_pb2.GetModelStatusResponse()
+        status = response.model_version_status.add()
+        status.version = 1
+        status.state = get_model_status_pb2.ModelVersionStatus.State.Value("AVAILABLE")
+        return response
+
+
 def start() -> tuple[grpc.Server, RedBlockDetector, str]:
     """(the started server, its servicer, host:port) on loopback."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     detector = RedBlockDetector()
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(detector, server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(_OneVersion(), server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     return server, detector, f"127.0.0.1:{port}"
