@@ -83,7 +83,7 @@ class TrainConfig:
         warmup_learning_rate: the Zoo's warm-up start, also scaled.
         warmup_steps: linear warm-up steps.
         momentum: SGD momentum.
-        freeze_batchnorm: keep BN statistics and scales fixed (for tiny batches).
+        freeze_batchnorm: BN statistics fixed, gamma and beta trained, as the OD API (for tiny batches).
         shuffle_buffer: examples in the shuffle buffer.
         checkpoint_every: steps between checkpoints (and resume points).
         seed: seeds shuffling, augmentation and initialization.

@@ -71,7 +71,7 @@ def build_network(config: ModelConfig, num_classes: int, freeze_batchnorm: bool 
     Args:
         config: architecture.
         num_classes: K; the class head predicts K + 1 columns.
-        freeze_batchnorm: run every BN in inference mode and keep its weights fixed.
+        freeze_batchnorm: run every BN in inference mode (statistics fixed; gamma and beta trained).
     """
     if (config.min_level, config.max_level) != (3, 7):
         raise ValueError("the FPNLite feature extractor has levels 3..7")
@@ -165,8 +165,23 @@ def build_network(config: ModelConfig, num_classes: int, freeze_batchnorm: bool 
     )
     if freeze_batchnorm:
         for layer in network.batch_norms():
-            layer.trainable = False
+            _freeze_statistics(layer)
     return network
+
+
+def _freeze_statistics(layer: keras.layers.BatchNormalization) -> None:
+    """BN in inference mode (moving statistics used, never updated) with gamma and beta still trained.
+
+    This is the OD API's freeze_batchnorm (FreezableBatchNorm with training=False): the
+    statistics of tiny batches are too noisy to normalize with or to learn from, but the
+    scales and offsets still adapt. Keras' `trainable = False` would also freeze gamma and beta.
+    """
+    call = layer.call
+
+    def frozen(inputs: tf.Tensor, training: bool | None = None, mask: tf.Tensor | None = None) -> tf.Tensor:
+        return call(inputs, training=False, mask=mask)
+
+    layer.call = frozen
 
 
 def l2_loss(network: DetectorNetwork, weight: float) -> tf.Tensor:

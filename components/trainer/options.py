@@ -24,7 +24,7 @@ class TrainerOptions:
         preset: "zoo320" (the Model Zoo model) or "tiny" (CPU tests).
         batch_size: overrides the preset's batch size (0 keeps it); the
             learning rate is scaled from the Zoo's batch 128 either way.
-        freeze_batchnorm: keep BN fixed (advisable with batches under ~16).
+        freeze_batchnorm: BN statistics fixed, gamma and beta trained (advisable with batches under ~16).
         seed: seeds data order, augmentation and initialization.
         pretrained: a Model Zoo model directory (`pipeline.config` +
             `checkpoint/`), a Keras MobileNetV2 ImageNet weights file (.h5), or "".

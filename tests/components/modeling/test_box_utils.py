@@ -138,3 +138,25 @@ def test_presets_and_image_size_check():
         preset("huge")
     with pytest.raises(ValueError, match="multiple of 32"):
         ModelConfig(image_size=300)
+
+
+def test_frozen_batch_norm_fixes_statistics_and_still_trains_gamma_and_beta_as_the_od_api():
+    from detx.components.modeling.config import preset
+    from detx.components.modeling.network import build_network
+
+    config, _ = preset("zoo320")
+    free, frozen = build_network(config, 3), build_network(config, 3, freeze_batchnorm=True)
+    # The OD API's SSD MobileNetV2-FPNLite: 232 trainable variables, frozen BN or not.
+    assert len(free.model.trainable_variables) == len(frozen.model.trainable_variables) == 232
+    bn = frozen.batch_norms()[0]
+    before = [v.numpy().copy() for v in (bn.moving_mean, bn.moving_variance)]
+    x = tf.random.uniform([2, config.image_size, config.image_size, 3], -1, 1, seed=1)
+    with tf.GradientTape() as tape:
+        codes, logits = frozen.model(x, training=True)
+        loss = tf.reduce_sum(codes) + tf.reduce_sum(logits)
+    gradient = tape.gradient(loss, bn.gamma)
+    assert gradient is not None and float(tf.reduce_sum(tf.abs(gradient))) > 0
+    np.testing.assert_array_equal(bn.moving_mean.numpy(), before[0])  # statistics never updated
+    np.testing.assert_array_equal(bn.moving_variance.numpy(), before[1])
+    # Inference mode in training: the same input gives the same output as at inference.
+    np.testing.assert_allclose(frozen.model(x, training=True)[0], frozen.model(x, training=False)[0], atol=1e-5)
