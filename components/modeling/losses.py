@@ -52,7 +52,7 @@ def ssd_losses(
     Args:
         cls_targets: [B, A] int labels (0 = unmatched).
         box_targets: [B, A, 4] encoded boxes.
-        matched: [B, A] 1.0 for matched anchors.
+        matched: [B, A] 1.0 for matched anchors, 0.0 for background, -1.0 for ignored ones.
         logits: [B, A, K + 1] predicted logits.
         box_codes: [B, A, 4] predicted codes.
         alpha: focal loss alpha.
@@ -66,7 +66,10 @@ def ssd_losses(
     box_codes = tf.cast(box_codes, tf.float32)
     num_columns = tf.shape(logits)[-1]
     one_hot = tf.one_hot(tf.where(matched > 0, cls_targets, -1), num_columns)
-    normalizer = tf.maximum(tf.reduce_sum(matched), 1.0)
-    cls = tf.reduce_sum(sigmoid_focal_loss(one_hot, logits, alpha, gamma)) / normalizer
-    loc = tf.reduce_sum(tf.reduce_sum(smooth_l1(box_targets, box_codes, delta), axis=-1) * matched) / normalizer / 4.0
+    positive = tf.cast(matched > 0, tf.float32)
+    counted = tf.cast(matched >= 0, tf.float32)  # ignored anchors (-1, crowd regions) count in neither loss
+    normalizer = tf.maximum(tf.reduce_sum(positive), 1.0)
+    focal = tf.reduce_sum(sigmoid_focal_loss(one_hot, logits, alpha, gamma), axis=-1)
+    cls = tf.reduce_sum(focal * counted) / normalizer
+    loc = tf.reduce_sum(tf.reduce_sum(smooth_l1(box_targets, box_codes, delta), axis=-1) * positive) / normalizer / 4.0
     return cls, loc

@@ -7,7 +7,7 @@ import tensorflow as tf
 from detx.components.modeling import box_coder, box_ops
 
 
-def argmax_match(iou: tf.Tensor, threshold: float) -> tf.Tensor:
+def argmax_match(iou: tf.Tensor, threshold: float, may_force: tf.Tensor | None = None) -> tf.Tensor:
     """For each anchor, the index of its box, or -1 if it matches none.
 
     An anchor matches its highest-IoU box when that IoU is at least
@@ -21,6 +21,7 @@ def argmax_match(iou: tf.Tensor, threshold: float) -> tf.Tensor:
     Args:
         iou: [num_boxes, num_anchors] similarities.
         threshold: the matched (and unmatched) threshold; there is no ignore band.
+        may_force: [num_boxes] bool, the boxes that claim their best anchor (None: all).
 
     Returns:
         [num_anchors] int32 box indices or -1.
@@ -35,6 +36,8 @@ def argmax_match(iou: tf.Tensor, threshold: float) -> tf.Tensor:
         best_anchor = tf.argmax(iou, axis=1, output_type=tf.int32)  # [num_boxes]
         # Boxes sharing a best anchor: the first in annotation order gets it, as in the OD API's
         # argmax matcher (argmax over its one-hot force-match indicators picks the first row).
+        if may_force is not None:  # a negative segment id drops the claim
+            best_anchor = tf.where(may_force, best_anchor, -1)
         claimed = tf.math.unsorted_segment_min(tf.range(num_boxes, dtype=tf.int32), best_anchor, num_anchors)
         return tf.where(claimed < num_boxes, claimed, matches)
 
@@ -47,8 +50,15 @@ def assign_targets(
     anchors: tf.Tensor,
     threshold: float,
     scales: tuple[float, float, float, float],
+    crowd: tf.Tensor | None = None,
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Training targets of one image.
+
+    Crowd boxes (COCO's `iscrowd`: a region of many objects under one box) are
+    ignore regions, as in COCO's evaluation: an anchor whose match is a crowd
+    box is neither a positive nor a background example (weight 0 in both
+    losses). The OD API would train it as a positive; dropping the crowd box
+    would train it as background.
 
     Args:
         gt_boxes: [N, 4] normalized corner boxes.
@@ -56,18 +66,24 @@ def assign_targets(
         anchors: [A, 4].
         threshold: matching IoU.
         scales: box coder scales.
+        crowd: [N] bool, True for crowd boxes (None: no crowd).
 
     Returns:
         (class targets [A] int32: the label of a matched anchor, 0 otherwise;
          box targets [A, 4]: encoded boxes, zeros for unmatched anchors;
-         matched [A] float32: 1 for matched anchors)
+         matched [A] float32: 1 for matched anchors, 0 for background, -1 for ignored ones)
     """
-    matches = argmax_match(box_ops.pairwise_iou(gt_boxes, anchors), threshold)
-    matched = matches >= 0
-    # Unmatched anchors point at an appended all-zero row, so the gathers also work with no boxes.
-    index = tf.where(matched, matches, tf.shape(gt_boxes)[0])
+    if crowd is None:
+        crowd = tf.zeros(tf.shape(gt_labels), tf.bool)
+    # A crowd box is no object to train, so it never claims an anchor for itself.
+    matches = argmax_match(box_ops.pairwise_iou(gt_boxes, anchors), threshold, tf.logical_not(crowd))
+    # Unmatched anchors point at an appended row (zero box, label 0, not crowd), so the gathers
+    # also work with no boxes.
+    index = tf.where(matches >= 0, matches, tf.shape(gt_boxes)[0])
+    ignored = tf.gather(tf.concat([crowd, [False]], 0), index)
+    matched = tf.logical_and(matches >= 0, tf.logical_not(ignored))
     boxes = tf.gather(tf.concat([gt_boxes, tf.zeros([1, 4], gt_boxes.dtype)], 0), index)
-    labels = tf.gather(tf.concat([tf.cast(gt_labels, tf.int32), [0]], 0), index)
+    labels = tf.where(matched, tf.gather(tf.concat([tf.cast(gt_labels, tf.int32), [0]], 0), index), 0)
     codes = box_coder.encode(boxes, anchors, scales)
     box_targets = tf.where(matched[:, None], codes, tf.zeros_like(codes))
-    return labels, box_targets, tf.cast(matched, tf.float32)
+    return labels, box_targets, tf.cast(matched, tf.float32) - tf.cast(ignored, tf.float32)

@@ -21,27 +21,29 @@ from detx.components.modeling.config import ModelConfig, TrainConfig
 from detx.components.modeling.matcher import assign_targets
 
 
-def parse(serialized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """One serialized OD API tf.Example to (uint8 image [H, W, 3], boxes [N, 4] y-first, labels [N]).
+def parse(serialized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+    """One serialized OD API tf.Example to (uint8 image [H, W, 3], boxes [N, 4] y-first, labels [N], crowd [N]).
 
-    Crowd boxes are dropped for training, as COCO's training recipes do.
+    Crowd boxes stay: target assignment makes them ignore regions.
     """
     f = tf.io.parse_single_example(serialized, {F.ENCODED: tf.io.FixedLenFeature([], tf.string), **OBJECT_FEATURES})
     image = tf.io.decode_image(f[F.ENCODED], channels=3, expand_animations=False)
     boxes, labels, crowd = objects(f)
-    keep = tf.logical_not(crowd)
-    return image, tf.boolean_mask(boxes, keep), tf.boolean_mask(labels, keep)
+    return image, boxes, labels, crowd
 
 
 def augment(
-    image: tf.Tensor, boxes: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor
-) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    image: tf.Tensor, boxes: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor, crowd: tf.Tensor | None = None
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
     """The Zoo's training augmentation: random horizontal flip (p=0.5), then random crop.
 
     The crop follows the Zoo's `random_crop_image` settings: min_object_covered
     0, aspect ratio 0.75..3, area 0.75..1 of the image, always applied; boxes are
-    clipped to the window and those left with no area are dropped.
+    clipped to the window and those left with no area are dropped (with their
+    crowd flags; `crowd` defaults to none).
     """
+    if crowd is None:
+        crowd = tf.zeros(tf.shape(labels), tf.bool)
     seeds = tf.random.experimental.stateless_split(seed, 2)
     flip = tf.random.stateless_uniform([], seed=seeds[0]) < 0.5
     image = tf.cond(flip, lambda: tf.image.flip_left_right(image), lambda: image)
@@ -66,7 +68,7 @@ def augment(
     moved = (boxes - tf.stack([wy0, wx0, wy0, wx0])) / scale
     clipped = tf.clip_by_value(moved, 0.0, 1.0)
     keep = tf.logical_and(clipped[:, 2] > clipped[:, 0], clipped[:, 3] > clipped[:, 1])
-    return image, tf.boolean_mask(clipped, keep), tf.boolean_mask(labels, keep)
+    return image, tf.boolean_mask(clipped, keep), tf.boolean_mask(labels, keep), tf.boolean_mask(crowd, keep)
 
 
 def preprocess(images: tf.Tensor, image_size: int) -> tf.Tensor:
@@ -111,12 +113,14 @@ def make_dataset(
     ds = ds.enumerate()
 
     def _example(index: tf.Tensor, serialized: tf.Tensor) -> tuple[tf.Tensor, tuple[tf.Tensor, tf.Tensor, tf.Tensor]]:
-        image, boxes, labels = parse(serialized)
+        image, boxes, labels, crowd = parse(serialized)
         if training and train_config.augment:
             element_seed = tf.stack([tf.constant(seed, tf.int64), index])
-            image, boxes, labels = augment(image, boxes, labels, element_seed)
+            image, boxes, labels, crowd = augment(image, boxes, labels, element_seed, crowd)
         pixels = preprocess(image[None], size)[0]
-        targets = assign_targets(boxes, labels, anchors, model_config.matched_threshold, model_config.box_code_scales)
+        targets = assign_targets(
+            boxes, labels, anchors, model_config.matched_threshold, model_config.box_code_scales, crowd
+        )
         return pixels, targets
 
     ds = ds.map(_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -160,3 +160,34 @@ def test_frozen_batch_norm_fixes_statistics_and_still_trains_gamma_and_beta_as_t
     np.testing.assert_array_equal(bn.moving_variance.numpy(), before[1])
     # Inference mode in training: the same input gives the same output as at inference.
     np.testing.assert_allclose(frozen.model(x, training=True)[0], frozen.model(x, training=False)[0], atol=1e-5)
+
+
+def test_crowd_boxes_are_ignore_regions_with_zero_weight_in_both_losses():
+    from detx.components.modeling.losses import ssd_losses
+
+    anchors_ = tf.constant([[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0], [0.0, 0.5, 0.5, 1.0]])
+    boxes = tf.constant([[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0]])
+    labels = tf.constant([1, 2])
+    cls, box_t, matched = assign_targets(boxes, labels, anchors_, 0.5, SCALES, tf.constant([False, True]))
+    assert matched.numpy().tolist() == [1.0, -1.0, 0.0]  # anchor 1's match is the crowd box: ignored
+    assert cls.numpy().tolist() == [1, 0, 0] and not box_t.numpy()[1].any()
+
+    # The ignored anchor counts in neither loss: any prediction there changes nothing.
+    def losses(logit_1, code_1):
+        logits = tf.constant([[[-3.0, 2.0, -3.0], [-3.0, logit_1, logit_1], [-3.0, -3.0, -3.0]]])
+        codes = tf.constant([[[0.0] * 4, [code_1] * 4, [0.0] * 4]])
+        return [float(x) for x in ssd_losses(cls[None], box_t[None], matched[None], logits, codes, 0.25, 2.0, 1.0)]
+
+    assert losses(-3.0, 0.0) == losses(5.0, 3.0)
+    # Without the crowd flag the same anchor is a positive of class 2 and its prediction matters.
+    cls, box_t, matched = assign_targets(boxes, labels, anchors_, 0.5, SCALES)
+    assert matched.numpy().tolist() == [1.0, 1.0, 0.0] and cls.numpy().tolist() == [1, 2, 0]
+    assert losses(-3.0, 0.0) != losses(5.0, 3.0)
+
+
+def test_a_crowd_box_never_takes_a_real_boxs_forced_anchor():
+    anchors_ = tf.constant([[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0]])
+    # The crowd box covers anchor 0 well; the small real box's best anchor is also anchor 0 (forced).
+    boxes = tf.constant([[0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 0.1, 0.1]])
+    _, _, matched = assign_targets(boxes, tf.constant([1, 2]), anchors_, 0.5, SCALES, tf.constant([True, False]))
+    assert matched.numpy().tolist() == [1.0, 0.0]
