@@ -1,8 +1,11 @@
 """A TF Serving PredictionService whose answer depends on orientation only: the box of the red block it sees.
 
-It decodes `encoded_image` with `tf.io.decode_image`, which ignores EXIF as the
-exported graph's decoder does, so a photo that reaches it sideways gets a box
-in the sideways frame: exactly what a real model would see. It speaks TF
+It decodes `encoded_image` with the exported graph's own call
+(`tf.io.decode_image(data, channels=3, expand_animations=False)`,
+components/trainer/export.py), which ignores EXIF, so a photo that reaches it
+sideways gets a box in the sideways frame: exactly what a real model would see.
+A random-weight export cannot stand in here: its answers do not depend on the
+image (the same boxes and scores for a scene and the scene turned by 90 degrees). It speaks TF
 Serving's real protos and keeps every request, for tests that look at what a
 client sent.
 """
