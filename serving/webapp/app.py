@@ -83,7 +83,8 @@ def check_image(data: bytes, filename: str) -> tuple[int, int] | str:
         return f"{filename or 'the upload'} is empty: choose a JPEG, PNG, BMP, GIF or WebP image"
     try:
         with Image.open(io.BytesIO(data)) as image:
-            size = displayed_size(*image.size, exif_orientation(image))
+            width, height = image.size
+            size = displayed_size(width, height, exif_orientation(image))
             image.load()  # decodes it all: a truncated file fails here, not in the model server
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         # PIL's "cannot identify image file <_io.BytesIO object at 0x...>" says nothing more than the message.
