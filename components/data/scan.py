@@ -44,6 +44,7 @@ class Scan:
         notes: what the reader decided about the dataset's layout, one
             sentence each, for the summary (where the images were found,
             categories left out, the box convention).
+        data_format: the format the source was read as (what `--format auto` found).
     """
 
     label_map: LabelMap
@@ -56,6 +57,7 @@ class Scan:
     category_ids: Mapping[str, int] = dataclasses.field(default_factory=dict)
     file_spans: Mapping[str, int] = dataclasses.field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    data_format: str = ""
 
 
 def split_duplicates(records: Iterable[SourceRecord]) -> tuple[list[SourceRecord], list[Reject]]:

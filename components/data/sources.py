@@ -48,17 +48,19 @@ def scan_source(options: IngestOptions, input_base: str, pattern: str) -> Scan:
     """Reads the annotations of a dataset in any of the four formats; `auto` detects which (`detect.detect_format`).
 
     Returns:
-        The scan; with `auto`, its first note says which format was found and why.
+        The scan and the format it was read as; with `auto`, its first note
+        says which format was found and why.
 
     Raises:
         DatasetError: the dataset cannot be read at all, or its format cannot be told.
     """
     if options.data_format != AUTO:
-        return _scan(options, input_base, pattern)
+        return dataclasses.replace(_scan(options, input_base, pattern), data_format=options.data_format)
     detected = detect_format(input_base, pattern)
     logging.getLogger(__name__).info("--format auto: %s", detected.found)
     scan = _scan(dataclasses.replace(options, data_format=detected.data_format), input_base, detected.pattern)
-    return dataclasses.replace(scan, notes=(f"--format auto: {detected.found}", *scan.notes))
+    notes = (f"--format auto: {detected.found}", *scan.notes)
+    return dataclasses.replace(scan, notes=notes, data_format=detected.data_format)
 
 
 def _scan(options: IngestOptions, input_base: str, pattern: str) -> Scan:

@@ -202,4 +202,6 @@ def merge_scans(scans: Sequence[tuple[int, Scan]]) -> Scan:
         category_ids=category_ids,
         file_spans=file_spans,
         notes=tuple(f"{span_name(span)}: {note}" for span, scan in scans for note in scan.notes),
+        # With --format auto each span is detected on its own: "coco+yolo" if they differ.
+        data_format="+".join(dict.fromkeys(scan.data_format for _, scan in scans if scan.data_format)),
     )

@@ -35,6 +35,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".
 CLASS_FILES = ("classes.txt", "obj.names")
 # Ultralytics' folder names: a label path is its image path with the last of these swapped.
 IMAGES, LABELS = "images", "labels"
+# A centre and a size each rounded to 6 decimals put a corner at most 1e-6 off.
+_ROUNDING = 1e-6
 
 
 class _LineError(Exception):
@@ -143,9 +145,22 @@ def parse_label_line(line: str, class_ids: Mapping[int, str]) -> SourceBox:
         xs, ys = numbers[1::2], numbers[2::2]
         return SourceBox(int(klass), min(xs), min(ys), max(xs), max(ys))
     cx, cy, w, h = numbers[1:]
-    # Coordinates outside [0, 1] stay as they are: build_example clips them
-    # within the pixel tolerance and quarantines anything further out.
-    return SourceBox(int(klass), cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+    corners = [_snap(v) for v in (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)]
+    return SourceBox(int(klass), *corners)
+
+
+def _snap(v: float) -> float:
+    """A corner within the rounding of 6 decimals (what exporters write) of the edge, put on it.
+
+    A box drawn to the image's edge would otherwise be counted as clipped.
+    Coordinates further outside [0, 1] stay as they are: `build_example`
+    clips them within the pixel tolerance and quarantines anything beyond.
+    """
+    if -_ROUNDING <= v < 0.0:
+        return 0.0
+    if 1.0 < v <= 1.0 + _ROUNDING:
+        return 1.0
+    return v
 
 
 def _parse_label_file(path: str, class_ids: Mapping[int, str]) -> tuple[SourceBox, ...]:

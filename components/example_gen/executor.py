@@ -157,7 +157,7 @@ class Executor(BaseExampleGenExecutor):
         logging.info(
             "DetectionExampleGen: %d %s records under %s, %d rejected while reading annotations",
             self._scan.num_records,
-            self._options.data_format,
+            self._scan.data_format or self._options.data_format,
             input_base,
             len(self._scan.rejects),
         )
@@ -174,7 +174,7 @@ class Executor(BaseExampleGenExecutor):
                 tf.io.gfile.rmtree(self._parts_dir)
 
         summary = IngestSummary.build(
-            data_format=self._options.data_format,
+            data_format=self._scan.data_format or self._options.data_format,
             input_base=input_base,
             num_records=self._scan.num_records,
             rejects=rejects,
@@ -182,6 +182,7 @@ class Executor(BaseExampleGenExecutor):
             category_ids=dict(self._scan.category_ids),
             max_rejected_fraction=self._options.max_rejected_fraction,
             spans=spans,
+            source_notes=self._scan.notes,
         )
         logging.info("DetectionExampleGen: %s", summary.one_line())
         if summary.over_limit:

@@ -72,6 +72,8 @@ class IngestSummary:
         spans: the spans read (empty when the input is not a span root).
         exif_rotated: photos stored upright because their boxes were drawn on the photo as
             displayed, per EXIF orientation ("6": rotated 90 degrees clockwise to display).
+        source_notes: what the reader decided about the dataset (`Scan.notes`): the
+            format `--format auto` found, where the images were, ...
     """
 
     data_format: str
@@ -88,6 +90,7 @@ class IngestSummary:
     first_rejects: tuple[Reject, ...] = ()
     spans: tuple[int, ...] = ()
     exif_rotated: dict[str, int] = dataclasses.field(default_factory=dict)
+    source_notes: tuple[str, ...] = ()
 
     @classmethod
     def build(
@@ -101,6 +104,7 @@ class IngestSummary:
         category_ids: dict[str, int],
         max_rejected_fraction: float,
         spans: Sequence[int] = (),
+        source_notes: Sequence[str] = (),
     ) -> IngestSummary:
         """Assembles the summary from the rejects and the summed conversion notes."""
         ordered = sorted(rejects, key=lambda r: (r.image_id, r.file))
@@ -120,6 +124,7 @@ class IngestSummary:
             first_rejects=tuple(ordered[:_SHOWN_REJECTS]),
             spans=tuple(spans),
             exif_rotated=exif_rotated,
+            source_notes=tuple(source_notes),
         )
 
     @property
@@ -143,6 +148,7 @@ class IngestSummary:
             f"{spans}{self.num_examples} examples with {self.num_boxes} boxes from {self.num_records} "
             f"{self.data_format} records; {self.num_rejected} quarantined ({self.rejected_fraction:.1%}; {reasons}); "
             f"{sum(self.conversions.values())} images converted to RGB; {upright}{self.boxes_clipped} boxes clipped"
+            + "".join(f"; {note}" for note in self.source_notes)
         )
 
     def limit_message(self, quarantine_path: str) -> str:
@@ -179,6 +185,7 @@ class IngestSummary:
         d = json.loads(text)
         d.pop("rejected_fraction", None)
         d["spans"] = tuple(d.get("spans", ()))
+        d["source_notes"] = tuple(d.get("source_notes", ()))
         return cls(**d)
 
     def set_custom_properties(self, artifact: Any) -> None:

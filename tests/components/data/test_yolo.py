@@ -190,3 +190,10 @@ def test_no_images_folder_stops_with_the_layout_to_use(tmp_path):
     message = r"no images folder under .*: YOLO images go in images/ \(labels in labels/\)"
     with pytest.raises(DatasetError, match=message):
         scan_yolo(str(tmp_path))
+
+
+def test_a_corner_off_the_edge_by_the_rounding_of_6_decimals_is_put_on_it():
+    box = parse_label_line("0 0.900000 0.100000 0.200001 0.200001", {0: "cat"})
+    assert (box.ymin, box.xmax) == (0.0, 1.0)
+    box = parse_label_line("0 0.9 0.5 0.21 0.2", {0: "cat"})
+    assert box.xmax == pytest.approx(1.005)  # further out: left to build_example's pixel tolerance
