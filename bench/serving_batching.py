@@ -18,16 +18,13 @@ medians of the repeats, ratios are against `none`.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
 import tempfile
-import time
 
-from serving_throughput import OUT, load, start_server
+from serving_throughput import load, start_server, write_summary
 
 from detx.components.data.label_map import LABEL_MAP_FILENAME
 from detx.components.data.synth import SynthConfig, generate, label_map
@@ -76,17 +73,8 @@ def main() -> None:
         }
         for name in ("in_graph", "server"):
             summary[f"ratio_rps_{name}"] = summary[name]["rps"] / summary["none"]["rps"]  # type: ignore[index]
-        summary.update(
-            runs=results,
-            requests=args.requests,
-            concurrency=args.concurrency,
-            machine=f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-            date=time.strftime("%Y-%m-%d"),
-        )
-        print(json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=2))
-        os.makedirs(OUT, exist_ok=True)
-        with open(os.path.join(OUT, "serving_batching.json"), "w") as f:
-            json.dump(summary, f, indent=2)
+        summary.update(runs=results, requests=args.requests, concurrency=args.concurrency)
+        write_summary("serving_batching", summary)
     finally:
         for server, client in servers.values():
             client.close()

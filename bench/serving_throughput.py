@@ -75,6 +75,18 @@ def load(call: Callable[[bytes], object], images: list[bytes], concurrency: int,
     return {"rps": total / wall, "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
 
 
+def write_summary(name: str, summary: dict[str, object]) -> None:
+    """Adds the machine and date, prints the summary (without per-run figures), writes bench/out/<name>.json."""
+    summary.update(
+        machine=f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        date=time.strftime("%Y-%m-%d"),
+    )
+    print(json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=2))
+    os.makedirs(OUT, exist_ok=True)
+    with open(os.path.join(OUT, f"{name}.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+
+
 def start_server(dest: str, tmp: str, *args: str) -> tuple[subprocess.Popen, DetectionClient]:
     """A `detx serve` process (16 workers) on a free port, and a client once a version is AVAILABLE."""
     port = portpicker.pick_unused_port()
@@ -139,16 +151,8 @@ def main() -> None:
         for c in (1, 8):
             server_c, local_c = summary[f"server_c{c}"], summary[f"in_process_c{c}"]
             summary[f"ratio_rps_c{c}"] = server_c["rps"] / local_c["rps"]  # type: ignore[index]
-        summary.update(
-            runs=results,
-            requests=args.requests,
-            machine=f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-            date=time.strftime("%Y-%m-%d"),
-        )
-        print(json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=2))
-        os.makedirs(OUT, exist_ok=True)
-        with open(os.path.join(OUT, "serving_throughput.json"), "w") as f:
-            json.dump(summary, f, indent=2)
+        summary.update(runs=results, requests=args.requests)
+        write_summary("serving_throughput", summary)
         client.close()
     finally:
         if server is not None:
