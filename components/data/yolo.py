@@ -145,8 +145,7 @@ def parse_label_line(line: str, class_ids: Mapping[int, str]) -> SourceBox:
         xs, ys = numbers[1::2], numbers[2::2]
         return SourceBox(int(klass), min(xs), min(ys), max(xs), max(ys))
     cx, cy, w, h = numbers[1:]
-    corners = [_snap(v) for v in (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)]
-    return SourceBox(int(klass), *corners)
+    return SourceBox(int(klass), _snap(cx - w / 2), _snap(cy - h / 2), _snap(cx + w / 2), _snap(cy + h / 2))
 
 
 def _snap(v: float) -> float:
