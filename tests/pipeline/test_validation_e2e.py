@@ -42,7 +42,8 @@ def _output(runs, node, key):
 def format_runs(small_datasets, tmp_path_factory):
     root = tmp_path_factory.mktemp("projects")
     return {
-        fmt: (_run(DataConfig(path=path, format=fmt), str(root / fmt)), str(root / fmt))
+        # No format given: --format auto's default, detected by the ExampleGen.
+        fmt: (_run(DataConfig(path=path), str(root / fmt)), str(root / fmt))
         for fmt, path in small_datasets.items()
     }
 
@@ -58,18 +59,26 @@ def test_every_component_ran_and_the_gate_passed(format_runs):
         ]
 
 
-def test_three_formats_give_the_same_examples_and_boxes(format_runs):
+def test_each_format_was_detected_and_the_summary_says_so(format_runs):
+    for fmt, (runs, _) in format_runs.items():
+        with open(os.path.join(_output(runs, "DetectionExampleGen", "examples"), SUMMARY_FILENAME)) as f:
+            summary = json.load(f)
+        assert summary["data_format"] == fmt
+        assert summary["source_notes"][0].startswith(f"--format auto: read {summary['input_base']} as {fmt}: found ")
+
+
+def test_four_formats_give_the_same_examples_and_boxes(format_runs):
     counts = {fmt: split_counts(_output(runs, "StatisticsGen", "statistics")) for fmt, (runs, _) in format_runs.items()}
     totals = {fmt: (sum(c.num_examples for c in cs), sum(c.num_boxes for c in cs)) for fmt, cs in counts.items()}
     assert len(set(totals.values())) == 1, totals
     assert totals["coco"][0] == 40 and totals["coco"][1] > 40
-    # VOC and TFRecord copies share image ids (file stems), so even the hash split agrees.
-    assert counts["voc"] == counts["tfrecord"]
+    # VOC, YOLO and TFRecord copies share image ids (file stems), so even the hash split agrees.
+    assert counts["voc"] == counts["tfrecord"] == counts["yolo"]
     per_class = {
         fmt: {k: sum(c.boxes_per_class.get(k, 0) for c in cs) for k in ("circle", "square", "triangle")}
         for fmt, cs in counts.items()
     }
-    assert per_class["coco"] == per_class["voc"] == per_class["tfrecord"]
+    assert per_class["coco"] == per_class["voc"] == per_class["tfrecord"] == per_class["yolo"]
     assert {c.split for c in counts["coco"]} == {"train", "eval"}
 
 
