@@ -16,9 +16,13 @@ written, with no flags:
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import gc
 import json
 import os
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 import tensorflow as tf
@@ -32,11 +36,36 @@ from detx.components.data.scan import DatasetError, Scan, choose_layout, split_d
 _NUMBER = frozenset((int, float))
 
 
+@contextlib.contextmanager
+def _without_cyclic_gc() -> Iterator[None]:
+    """Pauses Python's cycle collector while a large annotation file becomes objects.
+
+    Parsing and indexing create millions of dicts, lists and boxes, none of
+    them in a reference cycle; the collector would still traverse all of them
+    again and again as they accumulate (a train2017-size file parses in about
+    half the time without it). Reference counting still frees everything.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _read(path: str) -> bytes:
+    if "://" not in path:  # a local file: Python's own read is three times faster than GFile's for 400 MB
+        with open(path, "rb") as f:
+            return f.read()
+    with tf.io.gfile.GFile(path, "rb") as f:
+        return bytes(f.read())
+
+
 def _load_json(path: str) -> dict[str, Any]:
     if not tf.io.gfile.exists(path):
         raise DatasetError(f"COCO annotation file {path} does not exist")
-    with tf.io.gfile.GFile(path, "rb") as f:
-        raw = f.read()
+    raw = _read(path)
     if not raw or raw.isspace():  # not raw.strip(): that would copy a file of hundreds of MB
         raise DatasetError(
             f"COCO annotation file {path} is empty; expected a JSON object with 'images', 'annotations' "
@@ -121,7 +150,7 @@ def _image_root(annotation_file: str, image_dir: str, file_names: list[str]) -> 
     ):
         candidates.setdefault(os.path.normpath(root), what)
     roots = list(candidates)
-    index, found, sampled = choose_layout([lambda n, r=r: os.path.join(r, n) for r in roots], file_names)
+    index, found, sampled = choose_layout([functools.partial(os.path.join, r) for r in roots], file_names)
     if found <= 0:
         return image_dir, (
             f"none of {sampled} sampled images was found under {', '.join(roots)}; they are reported missing "
@@ -150,6 +179,11 @@ def scan_coco(annotation_file: str, image_dir: str) -> Scan:
     Raises:
         DatasetError: the file is missing, empty, not COCO, or has no images.
     """
+    with _without_cyclic_gc():
+        return _scan(annotation_file, image_dir)
+
+
+def _scan(annotation_file: str, image_dir: str) -> Scan:
     doc = _load_json(annotation_file)
     categories = _categories(doc, annotation_file)
     anns: list[Any] = doc.pop("annotations")
