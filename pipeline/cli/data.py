@@ -124,4 +124,5 @@ def add_span_command(
         f"Added span {added.span} to {root}: {scan.num_records} images, {len(scan.rejects)} rejected while reading "
         f"the annotations ({added.num_files} files copied); classes {', '.join(scan.label_map.names)}"
         + (f" (new: {', '.join(new_classes)})" if new_classes else "")
+        + "".join(f"\n  {note}" for note in scan.notes)
     )
