@@ -145,6 +145,30 @@ def upright(data: bytes, jpeg_quality: int = 95) -> tuple[bytes, int]:
     return out.getvalue(), orientation
 
 
+def with_upright_tag(data: bytes) -> bytes:
+    """JPEG bytes whose EXIF orientation entry says 1 (upright), pixels and everything else byte for byte.
+
+    For a photo whose boxes were drawn on the pixels as stored: readers that obey
+    the tag (Pillow, browsers, detx's exported graph) must then see those pixels
+    as they are. The entry's value is rewritten in place (EXIF 2.3: APP1 "Exif",
+    TIFF header, IFD0, tag 0x0112, a SHORT), so nothing is re-encoded. Other
+    bytes (no JPEG, no EXIF, no orientation entry) come back unchanged.
+    """
+    found = data.find(b"Exif\x00\x00", 0, 65536) if data[:2] == b"\xff\xd8" else -1
+    start = found + 6
+    tiff = data[start:]
+    if found < 0 or tiff[:2] not in (b"II", b"MM"):
+        return data
+    order = "little" if tiff[:2] == b"II" else "big"
+    ifd = int.from_bytes(tiff[4:8], order)
+    for k in range(int.from_bytes(tiff[ifd : ifd + 2], order)):
+        entry = ifd + 2 + 12 * k
+        if int.from_bytes(tiff[entry : entry + 2], order) == 0x0112 and len(tiff) >= entry + 10:
+            value = start + entry + 8
+            return data[:value] + (1).to_bytes(2, order) + data[value + 2 :]
+    return data
+
+
 def upright_image(img: Image.Image) -> Image.Image:
     """A decoded image turned as its EXIF orientation says (the same image when it is upright)."""
     orientation = exif_orientation(img)

@@ -19,7 +19,14 @@ from collections.abc import Mapping, Sequence
 import tensorflow as tf
 
 from detx.components.data import features as F
-from detx.components.data.images import CorruptImage, ImageHeader, TooManyPixels, normalize_image, read_header
+from detx.components.data.images import (
+    CorruptImage,
+    ImageHeader,
+    TooManyPixels,
+    normalize_image,
+    read_header,
+    with_upright_tag,
+)
 from detx.components.data.ingest_options import IngestOptions
 from detx.components.data.label_map import LabelMap
 
@@ -338,8 +345,13 @@ def build_example(
     try:
         data, file = _read_image_bytes(record)
         # The header first: whether to turn the pixels depends on the frame the boxes were drawn in.
-        make_upright = _boxes_in_displayed_frame(record, _header(data, file, limits), file)
+        header = _header(data, file, limits)
+        make_upright = _boxes_in_displayed_frame(record, header, file)
         encoded, fmt, width, height, brightness, conversion = _normalize(data, file, limits, make_upright)
+        if header.orientation != 1 and not make_upright:
+            # The boxes are on the pixels as stored: the tag must not turn them for any reader
+            # (the exported graph obeys it), so it now says upright, the pixels untouched.
+            encoded = with_upright_tag(encoded)
         boxes, labels, clipped = _check_boxes(record, width, height, resolve, label_map, limits)
     except _RecordError as e:
         return Reject(record.image_id, e.file, e.reason, e.detail)

@@ -2,7 +2,8 @@
 
 - `serving_default`: the Model Zoo's signature, so existing Zoo gRPC clients
   work unchanged: `input_tensor` uint8 [batch, height, width, 3], any size.
-- `encoded_image`: `encoded_image` string [batch] of JPEG/PNG bytes; images may differ in size.
+- `encoded_image`: `encoded_image` string [batch] of JPEG/PNG bytes; images may differ in size;
+  a JPEG's EXIF orientation is applied, as viewers do (orientation.py).
 - `tf_example`: `examples` string [batch] of serialized OD API tf.Examples (TFMA, infra validation).
 
 All three return `detection_boxes`, `detection_scores`, `detection_classes`
@@ -31,9 +32,11 @@ import tensorflow as tf
 from detx.components.data import features as F
 from detx.components.data.label_map import LABEL_MAP_FILENAME
 from detx.components.modeling import anchors as anchor_lib
+from detx.components.modeling import fold
 from detx.components.modeling.config import ModelConfig
 from detx.components.modeling.network import DetectorNetwork
 from detx.components.modeling.postprocess import postprocess
+from detx.components.trainer import orientation
 from detx.components.trainer.data import preprocess
 
 SERVING_DEFAULT = "serving_default"
@@ -60,13 +63,22 @@ class Batching:
 
 
 class DetectorModule(tf.Module):
-    """The exported object: the Keras network, its anchors and the label map asset."""
+    """The exported object: the Keras network (batch norm folded, or as trained), its anchors and the label map asset.
+
+    With `fold_batchnorm`, `model` is the inference copy from `modeling.fold` (its own
+    weights, no BN layers where a convolution precedes them); the training network is left as it is.
+    """
 
     def __init__(
-        self, network: DetectorNetwork, config: ModelConfig, label_map_path: str, batching: Batching | None
+        self,
+        network: DetectorNetwork,
+        config: ModelConfig,
+        label_map_path: str,
+        batching: Batching | None,
+        fold_batchnorm: bool = True,
     ) -> None:
         super().__init__(name="detx_detector")
-        self.model = network.model
+        self.model = fold.fold_batchnorm(network.model) if fold_batchnorm else network.model
         self.config = config
         self.anchors = tf.constant(anchor_lib.generate(config))
         self.label_map = tf.saved_model.Asset(label_map_path)
@@ -100,6 +112,8 @@ class DetectorModule(tf.Module):
         def one(data: tf.Tensor) -> tf.Tensor:
             image = tf.io.decode_image(data, channels=3, expand_animations=False)
             image.set_shape([None, None, 3])
+            # Phone photos as people see them, whichever client sent them (orientation.py).
+            image = orientation.upright(image, orientation.exif_orientation(data))
             return preprocess(image[None], size)[0]
 
         return tf.map_fn(one, encoded, fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
@@ -127,6 +141,7 @@ def export(
     label_map_path: str,
     export_dir: str,
     batching: Batching | None = Batching(),
+    fold_batchnorm: bool = True,
 ) -> str:
     """Writes the SavedModel to `export_dir` and returns it.
 
@@ -138,10 +153,13 @@ def export(
         label_map_path: the label map file (named label_map.pbtxt).
         export_dir: where the SavedModel goes.
         batching: in-graph batching of concurrent calls; None for none (benchmarks compare both).
+        fold_batchnorm: fold each batch norm into the preceding convolution's kernel and bias in
+            the exported graph (same detections to float rounding, faster); False exports the
+            network as trained (benchmarks compare both).
     """
     if os.path.basename(label_map_path) != LABEL_MAP_FILENAME:
         raise ValueError(f"the label map must be named {LABEL_MAP_FILENAME}, got {label_map_path}")
-    module = DetectorModule(network, config, label_map_path, batching)
+    module = DetectorModule(network, config, label_map_path, batching, fold_batchnorm)
     signatures = {
         SERVING_DEFAULT: module.detect_tensor.get_concrete_function(),
         ENCODED_IMAGE: module.detect_encoded.get_concrete_function(),
