@@ -31,13 +31,24 @@ class LocalRun:
 
 
 def resolve_local(config: PipelineConfig, paths: ProjectPaths) -> PipelineConfig:
-    """Fills in what a local run decides: the push destination and the baseline in production now.
+    """Fills in what a local run decides: the push destination, the baseline in production now, the data's files.
 
     Passing the baseline's directory (rather than "auto") puts it in the
     Evaluator's cache key: a rerun reuses a cached evaluation only when the
-    same model is still in production.
+    same model is still in production. Likewise `--format auto` gets the
+    pattern of the annotation files it finds (e.g. Annotations/*.xml): TFX
+    fingerprints the files a pattern matches, and auto's own pattern (`*`)
+    sees only the folder's top level, so a label file edited in place would
+    not change it and a cached ExampleGen would serve old data. (On Kubeflow
+    the data root is a run parameter and ExampleGen is never cached.)
     """
+    from detx.components.data.detect import detect_format
+    from detx.components.data.ingest_options import AUTO as AUTO_FORMAT
     from detx.components.evaluator.baseline import AUTO, NONE, find_baseline
+
+    data = config.data
+    if data.format == AUTO_FORMAT and not data.pattern and not data.span_window:
+        config = dataclasses.replace(config, data=dataclasses.replace(data, pattern=detect_format(data.path).pattern))
 
     destination = paths.push_destination(config.name, config.push_destination)
     baseline = config.baseline

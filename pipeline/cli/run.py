@@ -98,7 +98,7 @@ def _default(cls: type, field: str) -> str:
     type=click.Choice(RESTORE_SCOPES),
     help=f"What a Model Zoo checkpoint restores. {_default(TrainerOptions, 'restore_scope')}",
 )
-@click.option("--freeze-batchnorm", is_flag=True, default=None, help="Batch-norm statistics fixed, gamma and beta trained (small batches).")
+@click.option("--freeze-batchnorm", is_flag=True, default=None, help="Fixed BN statistics, trained gamma and beta.")
 @click.option("--seed", type=int, help=_default(TrainerOptions, "seed"))
 @push_destination_option()
 @click.option(
