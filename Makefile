@@ -113,6 +113,7 @@ bench: install
 	$(BIN)/python bench/serving_batching.py
 	$(BIN)/python bench/beam_modes.py
 	$(BIN)/python bench/ct_check_cost.py
+	$(BIN)/python bench/bn_fold.py
 	$(BIN)/python bench/coco_scan_scale.py
 
 clean:
