@@ -6,9 +6,10 @@ In inference mode a BN after a linear convolution is an affine map per output ch
       = conv_with(kernel * s)(x) + (b - mean) * s + beta,   s = gamma / sqrt(var + eps)
 
 so the pair becomes one convolution with a scaled kernel and a bias, exact up to
-float rounding. Keras 3 runs each BN as about seven elementwise ops (Rsqrt, Mul,
-Sub, AddV2 on the whole feature map); the Zoo's TF1 graph ran them as fused ops
-(shared/reference/model_zoo_ssd.md section 5). Folding removes them.
+float rounding. Keras 3 runs each BN as seven separate ops (Rsqrt, 3 Mul, Sub,
+2 AddV2; a multiply and an add over the whole feature map), where the Zoo's TF1
+graph had one fused op (shared/reference/model_zoo_ssd.md section 5); folding
+leaves one BiasAdd.
 
 The fold works on call sites (Keras nodes), not on layers: the box predictor's
 tower applies one shared separable conv at five levels, each followed by its own
