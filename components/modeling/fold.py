@@ -122,17 +122,18 @@ class _Inliner:
     def run(self, model: Any, inputs: list[Any]) -> list[Any]:
         """The outputs of `model`'s graph (flattened) applied to `inputs`."""
         tensors: dict[int, Any] = {id(x): y for x, y in zip(model.inputs, inputs, strict=True)}
-        absorbed = self._pairs(model)
-        for depth in sorted(model._nodes_by_depth, reverse=True):
+        pairs = self._pairs(model)
+        absorbed = {id(norm_node) for norm_node in pairs.values()}
+        for depth in sorted(model._nodes_by_depth, reverse=True):  # inputs first, as Keras runs it
             for node in model._nodes_by_depth[depth]:
-                if node.is_input or node.operation is None or id(node) in absorbed.values():
+                if node.is_input or node.operation is None or id(node) in absorbed:
                     continue
                 args, kwargs = node.arguments.fill_in(tensors)
                 op = node.operation
                 if isinstance(op, keras.Model) and hasattr(op, "_nodes_by_depth"):
                     results = self.run(op, keras.tree.flatten(args))
-                elif id(node) in absorbed:
-                    norm_node = _node_by_id(model, absorbed[id(node)])
+                elif id(node) in pairs:
+                    norm_node = pairs[id(node)]
                     layer = self._unique(folded_conv(op, norm_node.operation, f"{op.name}__{norm_node.operation.name}"))
                     results = keras.tree.flatten(layer(*args, **kwargs))
                     tensors[id(norm_node.outputs[0])] = results[0]
@@ -148,8 +149,8 @@ class _Inliner:
                     tensors[id(x)] = y
         return [tensors[id(x)] for x in model.outputs]
 
-    def _pairs(self, model: Any) -> dict[int, int]:
-        """Conv node id -> id of the BN node that alone reads its output, for every foldable pair."""
+    def _pairs(self, model: Any) -> dict[int, Any]:
+        """Conv node id -> the BN node that alone reads its output, for every foldable pair."""
         readers: dict[int, list[Any]] = {}
         for nodes in model._nodes_by_depth.values():
             for node in nodes:
@@ -171,7 +172,7 @@ class _Inliner:
                 kwargs = norm_node.arguments.kwargs
                 plain = len(norm_node.arguments.args) == 1 and all(v is None for v in kwargs.values())
                 if isinstance(norm, keras.layers.BatchNormalization) and plain and _foldable(node.operation, norm):
-                    pairs[id(node)] = id(norm_node)
+                    pairs[id(node)] = norm_node
         return pairs
 
     def _copy(self, layer: keras.layers.Layer) -> keras.layers.Layer:
@@ -185,11 +186,3 @@ class _Inliner:
             raise ValueError(f"two layers named {layer.name} in the folded model")
         self._names.add(layer.name)
         return layer
-
-
-def _node_by_id(model: Any, node_id: int) -> Any:
-    for nodes in model._nodes_by_depth.values():
-        for node in nodes:
-            if id(node) == node_id:
-                return node
-    raise KeyError(node_id)
