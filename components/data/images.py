@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import warnings
+from typing import Literal
 
 import numpy as np
 from PIL import Image
@@ -159,7 +160,7 @@ def with_upright_tag(data: bytes) -> bytes:
     tiff = data[start:]
     if found < 0 or tiff[:2] not in (b"II", b"MM"):
         return data
-    order = "little" if tiff[:2] == b"II" else "big"
+    order: Literal["little", "big"] = "little" if tiff[:2] == b"II" else "big"
     ifd = int.from_bytes(tiff[4:8], order)
     for k in range(int.from_bytes(tiff[ifd : ifd + 2], order)):
         entry = ifd + 2 + 12 * k

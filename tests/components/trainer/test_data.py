@@ -33,7 +33,5 @@ def test_crowd_flags_travel_with_their_boxes_through_the_crop():
     boxes = tf.constant([[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 0.01, 0.01], [0.2, 0.2, 0.9, 0.9]], tf.float32)
     crowd = tf.constant([True, False, False])
     for seed in range(10):
-        _, _, labels, out_crowd = augment(
-            image, boxes, tf.constant([1, 2, 3]), tf.constant([seed, 1], tf.int64), crowd
-        )
+        _, _, labels, out_crowd = augment(image, boxes, tf.constant([1, 2, 3]), tf.constant([seed, 1], tf.int64), crowd)
         assert out_crowd.numpy().tolist() == [label == 1 for label in labels.numpy()]

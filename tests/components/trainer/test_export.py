@@ -37,9 +37,7 @@ def unbatched(tmp_path_factory):
     return tf.saved_model.load(export_tiny(str(tmp_path_factory.mktemp("m") / "plain"), seed=3, batching=None))
 
 
-def test_concurrent_calls_with_images_of_different_sizes_share_one_execution_and_keep_their_boxes(
-    tmp_path, unbatched
-):
+def test_concurrent_calls_with_images_of_different_sizes_share_one_execution_and_keep_their_boxes(tmp_path, unbatched):
     # A batch runs when full or when its oldest call has waited the timeout: with 4 calls, a full
     # batch of 4 and a 60 s timeout, finishing in seconds means the four calls ran as one batch.
     model = tf.saved_model.load(
