@@ -10,6 +10,7 @@ Built with the `cryptography` library; keys never leave the test's temp folder.
 from __future__ import annotations
 
 import datetime
+import ipaddress
 from pathlib import Path
 
 from cryptography import x509
@@ -19,7 +20,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
 def issue(folder: Path, hosts: tuple[str, ...]) -> tuple[Path, Path, Path]:
-    """Writes a CA certificate and a server certificate + key for `hosts`.
+    """Writes a CA certificate and a server certificate + key for `hosts` (names or IP addresses).
 
     Returns:
         (ca.pem for the client, server.pem, server.key for the server).
@@ -42,7 +43,7 @@ def issue(folder: Path, hosts: tuple[str, ...]) -> tuple[Path, Path, Path]:
         )
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(h) for h in hosts]), critical=False)
+        .add_extension(x509.SubjectAlternativeName([_name(h) for h in hosts]), critical=False)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
@@ -53,3 +54,10 @@ def issue(folder: Path, hosts: tuple[str, ...]) -> tuple[Path, Path, Path]:
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     return paths
+
+
+def _name(host: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)

@@ -3,55 +3,24 @@ each gets the boxes the model gives it alone."""
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import threading
 import urllib.request
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from detx.components.data.synth import SynthConfig, generate
 from detx.components.model_store import ModelStore
 from detx.serving.client import DetectionClient, PredictionError
+from tests.pipeline import fake_ca
 from tests.serving.server_process import Server
 
 pytestmark = pytest.mark.e2e
 
 
-def _self_signed(tmp_path):
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "server.pem", tmp_path / "server.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return str(cert_path), str(key_path)
-
-
 def test_batched_tls_server_answers_like_the_model(tmp_path, tiny_model):
-    cert, key = _self_signed(tmp_path)
+    ca, cert, key = (str(path) for path in fake_ca.issue(tmp_path, ("localhost", "127.0.0.1")))
     dest = str(tmp_path / "models" / "detx")
     ModelStore(dest).push(tiny_model, {})
     server = Server(
@@ -66,7 +35,7 @@ def test_batched_tls_server_answers_like_the_model(tmp_path, tiny_model):
         # A batch runs when full: 8 concurrent requests fill one long before this wait ends.
         "--batch-timeout-ms",
         "20000",
-        tls_ca=cert,
+        tls_ca=ca,
     )
     try:
         small = [image.jpeg for image in generate(SynthConfig(num_images=4, seed=2, width=320, height=240))]
@@ -75,7 +44,7 @@ def test_batched_tls_server_answers_like_the_model(tmp_path, tiny_model):
         signature = tf.saved_model.load(tiny_model).signatures["encoded_image"]
         # Unbatched answers: each image alone.
         alone = [signature(encoded_image=tf.constant([image])) for image in images]
-        client = DetectionClient(f"localhost:{server.port}", tls_ca=cert, timeout=60)
+        client = DetectionClient(f"localhost:{server.port}", tls_ca=ca, timeout=60)
         results = [None] * len(images)
 
         def call(i):
