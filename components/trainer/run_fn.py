@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
+import tensorflow as tf
+
 from detx.components.data.label_map import LABEL_MAP_FILENAME, LabelMap
+from detx.components.model_card.facts import training_device, write_training_facts
 from detx.components.trainer import data, export, train
 from detx.components.trainer.options import TrainerOptions
 from detx.components.trainer.pretrained import initializer
@@ -27,6 +31,7 @@ def run_fn(fn_args: Any) -> None:
     examples_dir = os.path.dirname(os.path.dirname(fn_args.train_files[0]))
     label_map_path = os.path.join(examples_dir, LABEL_MAP_FILENAME)
     label_map = LabelMap.read(label_map_path)
+    started = time.monotonic()
     result = train.train(
         lambda batch: data.make_dataset(fn_args.train_files, model_config, train_config, batch_size=batch),
         model_config,
@@ -36,6 +41,7 @@ def run_fn(fn_args: Any) -> None:
         initialize=initializer(options.pretrained, options.restore_scope, log=PROGRESS.info),
         log=PROGRESS.info,
     )
+    duration = time.monotonic() - started
     # Saving a SavedModel leaves the absl logger at WARNING: TensorFlow's
     # AutoTrackable quiets absl while it lists attributes, then "restores"
     # absl's verbosity flag (WARNING when flags were never parsed) rather than
@@ -46,4 +52,20 @@ def run_fn(fn_args: Any) -> None:
         export.export(result.network, model_config, label_map_path, fn_args.serving_model_dir)
     finally:
         absl_logger.setLevel(level)
+    # For the model card: the facts travel inside the model, so every push carries its own.
+    losses = result.history.get("loss", [])
+    write_training_facts(
+        fn_args.serving_model_dir,
+        {
+            "preset": options.preset,
+            "train_steps": train_config.train_steps,
+            "resumed_from_step": result.resumed_from_step,
+            "pretrained": options.pretrained,
+            "device": training_device(),
+            "batch_size": train_config.batch_size,
+            "duration_seconds": round(duration, 1),
+            "final_loss": float(losses[-1]) if losses else None,
+            "tensorflow_version": tf.__version__,
+        },
+    )
     PROGRESS.info("exported the detector to %s", fn_args.serving_model_dir)
