@@ -21,7 +21,11 @@ setup(
     python_requires=">=3.11,<3.12",
     packages=["detx", *(f"detx.{p}" for p in find_packages(include=[p for f in FOLDERS for p in (f, f"{f}.*")]))],
     package_dir={"detx": "detx", **{f"detx.{folder}": folder for folder in FOLDERS}},
-    package_data={"detx.components.schema_gen": ["schema.pbtxt"]},
+    package_data={
+        "detx.components.schema_gen": ["schema.pbtxt"],
+        "detx.components.model_card": ["templates/*.j2"],
+        "detx.serving.webapp": ["page.html"],
+    },
     install_requires=[
         "click",
         "numpy",
