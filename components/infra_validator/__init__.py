@@ -1,0 +1,1 @@
+"""InfraValidator: the candidate in a real model server before it may be pushed."""
