@@ -7,6 +7,7 @@ import os
 from collections.abc import Sequence
 
 import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2
 
 from detx.components.infra_validator import probe
 from detx.components.infra_validator.model_server import ServerFailed, ServerProcess, choose
@@ -21,11 +22,11 @@ MODEL_NAME = "candidate"
 _VERSION = 1
 
 
-def stage(model_dir: str, requests: Sequence[object], base_path: str) -> str:
+def stage(model_dir: str, requests: Sequence[predict_pb2.PredictRequest], base_path: str) -> str:
     """Copies the SavedModel to `<base_path>/1` and writes the warm-up file into it; returns that directory."""
     staged = os.path.join(base_path, str(_VERSION))
     copy_tree(model_dir, staged)
-    warmup.write(warmup.path_in(staged), requests)  # type: ignore[arg-type]
+    warmup.write(warmup.path_in(staged), requests)
     return staged
 
 
