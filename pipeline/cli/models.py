@@ -2,20 +2,40 @@
 
 from __future__ import annotations
 
+import os
+from typing import TYPE_CHECKING
+
 import click
 
 from detx.pipeline.cli.options import model_place, models_options
 
+if TYPE_CHECKING:
+    from detx.components.model_store import ModelStore
+
 
 @click.command("models")
+@click.option(
+    "--card",
+    "card_version",
+    type=click.IntRange(min=1),
+    metavar="VERSION",
+    help="Print where the model card of VERSION is (HTML and Markdown) instead of the list.",
+)
+@click.option("--show", is_flag=True, help="With --card: print the card's Markdown.")
+@click.option("--rebuild", is_flag=True, help="With --card: render the card again from the version's lineage.")
 @models_options()
 @click.pass_context
-def models_command(ctx: click.Context, **_: object) -> None:
+def models_command(ctx: click.Context, card_version: int | None, show: bool, rebuild: bool, **_: object) -> None:
     """List the pushed versions: which one is served, their mAP, data spans and when they were pushed."""
     from detx.components.example_gen.report import describe_spans
     from detx.components.model_store import ModelStore, describe
 
     store = ModelStore(model_place(ctx).push_destination)
+    if card_version is not None:
+        _card(store, card_version, show, rebuild)
+        return
+    if show or rebuild:
+        raise click.UsageError("--show and --rebuild go with --card VERSION")
     rows = describe(store)
     if not rows:
         click.echo(f"No versions in {store.root} yet.")
@@ -29,6 +49,37 @@ def models_command(ctx: click.Context, **_: object) -> None:
     retired = store.retired_versions()
     if retired:
         click.echo(f"  retired by rollbacks: {', '.join(map(str, retired))}")
+
+
+def _card(store: ModelStore, version: int, show: bool, rebuild: bool) -> None:
+    """Prints where VERSION's model card is (re-rendering it first with `rebuild`), or its Markdown."""
+    import tensorflow as tf
+
+    from detx.components.model_card import render
+    from detx.components.model_card.facts import ModelCardError
+
+    version_dir = store.path(version)
+    if not tf.io.gfile.isdir(version_dir):
+        versions = ", ".join(str(v.version) for v in store.versions()) or "none"
+        raise click.ClickException(f"there is no version {version} in {store.root} (versions: {versions})")
+    if rebuild:
+        try:
+            render.rebuild(store, version)
+        except ModelCardError as e:
+            raise click.ClickException(str(e)) from e
+    html, md = (os.path.join(version_dir, name) for name in (render.CARD_HTML, render.CARD_MD))
+    if not (tf.io.gfile.exists(html) and tf.io.gfile.exists(md)):
+        raise click.ClickException(
+            f"version {version} has no model card (it was pushed before detx wrote cards, or by another tool); "
+            f"make one from its lineage with: detx models --card {version} --rebuild"
+        )
+    if show:
+        with tf.io.gfile.GFile(md) as f:
+            click.echo(f.read(), nl=False)
+        return
+    click.echo(f"Model card of version {version}{' (rebuilt)' if rebuild else ''}:")
+    click.echo(f"  HTML:     {html}")
+    click.echo(f"  Markdown: {md}")
 
 
 @click.command("rollback")

@@ -6,6 +6,10 @@ TF Serving) through `detx.serving.client.DetectionClient`, and answers JSON: the
 model name and version that answered, the image size and the detections with
 label names. The page (`page.html`) draws the boxes on the image.
 
+`GET /model-card` shows the model card (HTML) of the version the model server
+serves now, `GET /model-card/<version>` that of any version, both read from
+the push destination (`detx.components.model_card`).
+
 Phone photos: the client turns a photo upright from its EXIF orientation before
 the model sees it (`detx.serving.client`), and the browser draws it upright
 too, so the boxes, the size answered and the picture share the displayed frame.
@@ -21,7 +25,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
 from detx.serving.client import ENCODED_IMAGE, DetectionClient, PredictionError, read_label_names
 
@@ -93,6 +97,35 @@ def check_image(data: bytes, filename: str) -> tuple[int, int] | str:
     return int(size[0]), int(size[1])
 
 
+def read_card(push_destination: str, version: int) -> bytes | str:
+    """The HTML model card of `version`, or a message saying why there is none and how to make one."""
+    import tensorflow as tf
+
+    from detx.components.model_card.render import CARD_HTML
+    from detx.components.model_store import ModelStore
+
+    if not push_destination:
+        return "this web page was started without a push destination, so it cannot read model cards"
+    store = ModelStore(push_destination)
+    path = os.path.join(store.path(version), CARD_HTML)
+    if not tf.io.gfile.isdir(store.path(version)):
+        return f"there is no version {version} in {store.root}"
+    if not tf.io.gfile.exists(path):
+        return (
+            f"version {version} has no model card in {store.root} (it was pushed before detx wrote cards, or by "
+            f"another tool); make one with: detx models --card {version} --rebuild --push-destination {store.root}"
+        )
+    with tf.io.gfile.GFile(path, "rb") as f:
+        card: bytes = f.read()
+    return card
+
+
+def _card_response(found: bytes | str) -> Response:
+    if isinstance(found, str):
+        return PlainTextResponse(found, status_code=404)
+    return HTMLResponse(found)
+
+
 def create_app(config: WebConfig) -> FastAPI:
     """The web app for one model server."""
     app = FastAPI(title="detx", docs_url=None, redoc_url=None)
@@ -112,6 +145,22 @@ def create_app(config: WebConfig) -> FastAPI:
         except PredictionError as e:
             return _error(503, f"the model server at {config.server} does not answer: {e}")
         return JSONResponse({"model": config.model, "versions": [{"version": v, "state": s} for v, s, _ in versions]})
+
+    @app.get("/model-card")
+    async def served_model_card() -> Response:
+        try:
+            versions = await run_in_threadpool(client.status)
+        except PredictionError as e:
+            return PlainTextResponse(f"the model server at {config.server} does not answer: {e}", status_code=503)
+        # The served version is the one the model server answers with: the newest AVAILABLE one.
+        available = [v for v, state, _ in versions if state == "AVAILABLE"]
+        if not available:
+            return PlainTextResponse(f"the model server serves no version of {config.model} yet", status_code=404)
+        return _card_response(await run_in_threadpool(read_card, config.push_destination, max(available)))
+
+    @app.get("/model-card/{version}")
+    async def model_card(version: int) -> Response:
+        return _card_response(await run_in_threadpool(read_card, config.push_destination, version))
 
     @app.post("/api/detect")
     async def detect(request: Request) -> JSONResponse:
