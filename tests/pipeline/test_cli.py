@@ -185,3 +185,42 @@ def _context(path, args):
         command = command.commands[name]
         parent = command.make_context(name, [], parent=parent, resilient_parsing=True)
     return command.commands[path[-1]].make_context(path[-1], args, parent=parent)
+
+
+def test_models_card_paths_show_rebuild_and_the_missing_card_error(tmp_path, fake_saved_model):
+    from detx.components.model_card import render
+
+    dest = str(tmp_path / "dest")
+    store = ModelStore(dest)
+    store.push(fake_saved_model(tmp_path / "m"), {"pipeline": {"name": "shapes"}, "metrics": {"map_50": 0.61}})
+    fake_saved_model(tmp_path / "dest" / "2")  # pushed by another tool: no lineage, no card
+    card = ["models", "--push-destination", dest, "--card"]
+
+    result = CliRunner().invoke(main, [*card, "1"])
+    assert result.exit_code == 1
+    assert "version 1 has no model card (it was pushed before detx wrote cards, or by another tool)" in result.output
+    assert "detx models --card 1 --rebuild" in result.output
+
+    result = CliRunner().invoke(main, [*card, "1", "--rebuild"])
+    assert result.exit_code == 0, result.output
+    html, md = (os.path.join(dest, "1", name) for name in (render.CARD_HTML, render.CARD_MD))
+    assert result.output.splitlines() == [
+        "Model card of version 1 (rebuilt):",
+        f"  HTML:     {html}",
+        f"  Markdown: {md}",
+    ]
+    assert os.path.getsize(html) > 0
+
+    result = CliRunner().invoke(main, [*card, "1", "--show"])
+    assert result.exit_code == 0, result.output
+    with open(md) as f:
+        assert result.output == f.read()
+    assert result.output.startswith("# Model card: shapes version 1") and "| mAP@0.5 | 0.610 |" in result.output
+
+    result = CliRunner().invoke(main, [*card, "2", "--rebuild"])
+    assert result.exit_code == 1 and "version 2 has no detx_lineage.json" in result.output
+    assert not os.path.exists(os.path.join(dest, "2", render.CARD_DIR))
+    result = CliRunner().invoke(main, [*card, "7"])
+    assert result.exit_code == 1 and f"there is no version 7 in {dest} (versions: 1, 2)" in result.output
+    result = CliRunner().invoke(main, ["models", "--push-destination", dest, "--show"])
+    assert result.exit_code == 2 and "--show and --rebuild go with --card VERSION" in result.output
