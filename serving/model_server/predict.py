@@ -110,21 +110,27 @@ def _inputs(fn: Any, request: Any, limits: Limits) -> dict[str, np.ndarray]:
     return arrays
 
 
-def predict(
-    manager: VersionManager,
-    request: Any,
-    limits: Limits,
-    batcher: Batcher | None = None,
-    request_log: RequestLog | None = None,
-) -> Any:
-    """Runs one PredictRequest, in a batch with concurrent ones when a batcher is given.
+def run_request(
+    model: Any, version: int, request: Any, limits: Limits, batcher: Batcher | None = None
+) -> tuple[str, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Checks one PredictRequest against a loaded version's signature and runs it.
 
-    A request log, when given, is offered every successful prediction (it keeps a sample).
+    The Predict path and the warm-up replay (warmup_replay.py) both run requests
+    through here, so a warm-up record meets exactly the checks a client request does.
+
+    Args:
+        model: the loaded SavedModel.
+        version: its number (batches never mix versions).
+        request: a PredictRequest; its model_spec's name and version are not looked at.
+        limits: what one request may ask for.
+        batcher: batch with concurrent requests (None: run alone).
+
+    Returns:
+        The signature name, the request's inputs and the outputs, as arrays.
 
     Raises:
-        ServingError: with NOT_FOUND, FAILED_PRECONDITION or INVALID_ARGUMENT as TF Serving answers.
+        ServingError: with FAILED_PRECONDITION or INVALID_ARGUMENT as TF Serving answers.
     """
-    version, model = _model(manager, request.model_spec)
     signature = request.model_spec.signature_name or DEFAULT_SIGNATURE
     if signature not in model.signatures:
         raise ServingError(grpc.StatusCode.FAILED_PRECONDITION, f'Serving signature key "{signature}" not found.')
@@ -143,6 +149,25 @@ def predict(
         outputs = run(arrays) if batcher is None else batcher.run(Batcher.key(version, signature, arrays), run, arrays)
     except tf.errors.InvalidArgumentError as e:
         raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, e.message) from None
+    return signature, arrays, outputs
+
+
+def predict(
+    manager: VersionManager,
+    request: Any,
+    limits: Limits,
+    batcher: Batcher | None = None,
+    request_log: RequestLog | None = None,
+) -> Any:
+    """Runs one PredictRequest, in a batch with concurrent ones when a batcher is given.
+
+    A request log, when given, is offered every successful prediction (it keeps a sample).
+
+    Raises:
+        ServingError: with NOT_FOUND, FAILED_PRECONDITION or INVALID_ARGUMENT as TF Serving answers.
+    """
+    version, model = _model(manager, request.model_spec)
+    signature, arrays, outputs = run_request(model, version, request, limits, batcher)
     if request_log is not None:
         request_log.offer(version, signature, arrays, outputs)
     response = predict_pb2.PredictResponse()

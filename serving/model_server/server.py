@@ -26,6 +26,7 @@ from detx.serving.model_server.predict import Limits
 from detx.serving.model_server.request_log import RequestLog, RequestLogConfig
 from detx.serving.model_server.servicers import ModelServicer, PredictionServicer
 from detx.serving.model_server.versions import VersionManager, VersionPolicy, load_saved_model
+from detx.serving.model_server.warmup_replay import WarmingLoader
 
 LOG = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ class ServerConfig:
         max_batch_size: rows per batch at most.
         batch_timeout_ms: how long a request may wait for others.
         request_log: log a sample of requests' image statistics and score profiles (None: off).
+        warmup_iterations: times each record of a version's warm-up file runs before the version
+            serves (TF Serving's ModelWarmupOptions.num_request_iterations).
     """
 
     model_name: str
@@ -72,19 +75,25 @@ class ServerConfig:
     max_batch_size: int = 16
     batch_timeout_ms: float = 2.0
     request_log: RequestLogConfig | None = None
+    warmup_iterations: int = 1
 
 
 class ModelServer:
     """The gRPC server, its version manager and its metrics endpoint."""
 
     def __init__(self, config: ServerConfig, loader: Callable[[str], Any] = load_saved_model) -> None:
+        """Builds the server; `loader` loads one version directory, and its warm-up file is replayed after.
+
+        Raises:
+            ValueError: a setting is out of range (TLS without a key, warm-up iterations below 1).
+        """
         self.config = config
         self.metrics = ServerMetrics(config.model_name)
         self.manager = VersionManager(
             config.model_name,
             config.push_destination,
             config.policy,
-            loader=loader,
+            loader=WarmingLoader(loader, config.limits, config.warmup_iterations, self.metrics.observe_warmup),
             on_change=self.metrics.update_versions,
         )
         self._server = grpc.server(
