@@ -3,10 +3,11 @@
     <root>/1/                       a version: saved_model.pb, variables/, assets/, detx_lineage.json
     <root>/2/
     <root>/.staging-<host>-<pid>-<hex>/   a push in progress (local file systems only)
-    <root>/.retired/3/              a version a rollback took out of service
+    <root>/.retired/3/              a version a rollback (or a rejection) took out of service
+    <root>/.pending/4/              a candidate waiting for approval (release.approval: required)
 
-TF Serving (and `detx serve`) only look at numeric directories, so staging and
-retired directories are invisible to them. A version is complete when its
+TF Serving (and `detx serve`) only look at numeric directories, so staging,
+retired and pending directories are invisible to them. A version is complete when its
 `saved_model.pb` exists: on a local file system the whole directory appears at
 once by `rename`; on an object store (gs://, s3://), where a rename is a copy,
 `saved_model.pb` is written last, so a version whose copy was cut short has no
@@ -40,6 +41,7 @@ LINEAGE_FILE = "detx_lineage.json"
 # The training split's statistics (TFDV DatasetFeatureStatisticsList, binary), written by the Pusher.
 TRAIN_STATS_FILENAME = "detx_train_stats.pb"
 RETIRED_DIR = ".retired"
+PENDING_DIR = ".pending"
 _STAGING_PREFIX = ".staging-"
 _NUMERIC = re.compile(r"^[0-9]+$")
 # A push retries with the next number when another push took this one.
@@ -85,10 +87,24 @@ def copy_tree(src: str, dst: str, on_file: Callable[[str], None] | None = None) 
     return _copy_tree(src, dst, SAVED_MODEL_FILE, on_file)
 
 
+# Files made from a version's final lineage (number and push time included), e.g. its model card.
+LineageFiles = Callable[[dict[str, Any]], Mapping[str, bytes]]
+
+
 def _write_files(directory: str, files: Mapping[str, bytes]) -> None:
     for name, content in files.items():
-        with tf.io.gfile.GFile(os.path.join(directory, name), "wb") as f:
+        path = os.path.join(directory, name)
+        tf.io.gfile.makedirs(os.path.dirname(path))
+        with tf.io.gfile.GFile(path, "wb") as f:
             f.write(content)
+
+
+def write_lineage(directory: str, record: dict[str, Any], derived: LineageFiles | None = None) -> None:
+    """Writes `detx_lineage.json` into a version directory, and the files `derived` makes from it."""
+    with tf.io.gfile.GFile(os.path.join(directory, LINEAGE_FILE), "w") as f:
+        f.write(json.dumps(record, indent=2, sort_keys=True))
+    if derived is not None:
+        _write_files(directory, derived(record))
 
 
 def _pid_alive(pid: int) -> bool:
@@ -140,23 +156,43 @@ class ModelStore:
 
     def lineage(self, version: int) -> dict[str, Any]:
         """The lineage recorded with `version` ({} for models pushed by other tools)."""
-        path = os.path.join(self.path(version), LINEAGE_FILE)
+        return self.lineage_at(self.path(version))
+
+    @staticmethod
+    def lineage_at(version_dir: str) -> dict[str, Any]:
+        """The lineage in a version directory, wherever it is (served, pending, retired)."""
+        path = os.path.join(version_dir, LINEAGE_FILE)
         if not tf.io.gfile.exists(path):
             return {}
         with tf.io.gfile.GFile(path) as f:
             result: dict[str, Any] = json.load(f)
         return result
 
-    def retired_versions(self) -> list[int]:
-        """Versions a rollback took out of service."""
-        retired = os.path.join(self.root, RETIRED_DIR)
-        if not tf.io.gfile.isdir(retired):
+    def _numbered(self, folder: str) -> list[int]:
+        path = os.path.join(self.root, folder)
+        if not tf.io.gfile.isdir(path):
             return []
-        return sorted(int(n.rstrip("/")) for n in tf.io.gfile.listdir(retired) if _NUMERIC.match(n.rstrip("/")))
+        return sorted(int(n.rstrip("/")) for n in tf.io.gfile.listdir(path) if _NUMERIC.match(n.rstrip("/")))
+
+    def retired_versions(self) -> list[int]:
+        """Versions a rollback or a rejection took out of service."""
+        return self._numbered(RETIRED_DIR)
+
+    def pending_versions(self) -> list[int]:
+        """Candidates waiting for approval whose copy is complete, oldest first."""
+        return [
+            v
+            for v in self._numbered(PENDING_DIR)
+            if tf.io.gfile.exists(os.path.join(self.pending_path(v), SAVED_MODEL_FILE))
+        ]
+
+    def pending_path(self, version: int) -> str:
+        """The directory of a pending candidate."""
+        return os.path.join(self.root, PENDING_DIR, str(version))
 
     def next_version(self) -> int:
-        """One above every number ever issued here (complete, incomplete or retired)."""
-        issued = [v.version for v in self.versions()] + self.retired_versions()
+        """One above every number ever issued here (complete, incomplete, pending or retired)."""
+        issued = [v.version for v in self.versions()] + self.retired_versions() + self._numbered(PENDING_DIR)
         return max(issued, default=0) + 1
 
     # Writing -------------------------------------------------------------
@@ -167,6 +203,8 @@ class ModelStore:
         lineage: dict[str, Any],
         on_file: Callable[[str], None] | None = None,
         extra_files: Mapping[str, bytes] | None = None,
+        pending: bool = False,
+        derived: LineageFiles | None = None,
     ) -> VersionInfo:
         """Publishes `model_dir` as the next version, all at once or not at all.
 
@@ -183,6 +221,10 @@ class ModelStore:
             extra_files: more files for the version directory (name to bytes),
                 such as the training statistics; written before the model, so
                 a complete version always has them.
+            pending: publish into `.pending/<number>` (a candidate waiting for
+                approval, which no model server loads) instead of `<number>`.
+            derived: makes more files from the final lineage (with the version
+                number), e.g. the model card; written with the lineage, before the model.
 
         Returns:
             The new version.
@@ -193,13 +235,14 @@ class ModelStore:
         if not tf.io.gfile.exists(os.path.join(model_dir, SAVED_MODEL_FILE)):
             raise ModelStoreError(f"{model_dir} has no {SAVED_MODEL_FILE}: not a SavedModel, nothing pushed")
         tf.io.gfile.makedirs(self.root)
+        folder = PENDING_DIR if pending else ""
         if is_local(self.root):
-            return self._push_local(model_dir, lineage, on_file, extra_files or {})
-        return self._push_ordered(model_dir, lineage, on_file, extra_files or {})
+            return self._push_local(model_dir, lineage, on_file, extra_files or {}, folder, derived)
+        return self._push_ordered(model_dir, lineage, on_file, extra_files or {}, folder, derived)
 
-    def _lineage_bytes(self, lineage: dict[str, Any], version: int) -> str:
-        record = {**lineage, "version": version, "pushed_at": datetime.datetime.now(datetime.UTC).isoformat()}
-        return json.dumps(record, indent=2, sort_keys=True)
+    @staticmethod
+    def _record(lineage: dict[str, Any], version: int) -> dict[str, Any]:
+        return {**lineage, "version": version, "pushed_at": datetime.datetime.now(datetime.UTC).isoformat()}
 
     def _push_local(
         self,
@@ -207,18 +250,21 @@ class ModelStore:
         lineage: dict[str, Any],
         on_file: Callable[[str], None] | None,
         extra_files: Mapping[str, bytes],
+        folder: str = "",
+        derived: LineageFiles | None = None,
     ) -> VersionInfo:
         root = _strip_file_scheme(self.root)
         self.remove_stale_staging()
+        parent = os.path.join(root, folder)
+        os.makedirs(parent, exist_ok=True)
         staging = os.path.join(root, f"{_STAGING_PREFIX}{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}")
         try:
             copy_tree(model_dir, staging, on_file=on_file)
             _write_files(staging, extra_files)
             version = self.next_version()
             for _ in range(_MAX_RENAME_ATTEMPTS):
-                with open(os.path.join(staging, LINEAGE_FILE), "w") as f:
-                    f.write(self._lineage_bytes(lineage, version))
-                target = os.path.join(root, str(version))
+                write_lineage(staging, self._record(lineage, version), derived)
+                target = os.path.join(parent, str(version))
                 if os.path.exists(target):
                     version = max(version + 1, self.next_version())
                     continue
@@ -230,7 +276,7 @@ class ModelStore:
                         raise
                     version = max(version + 1, self.next_version())
                     continue
-                return VersionInfo(version, os.path.join(self.root, str(version)), True)
+                return VersionInfo(version, os.path.join(self.root, folder, str(version)), True)
             raise ModelStoreError(f"could not claim a version number in {self.root} after {_MAX_RENAME_ATTEMPTS} tries")
         finally:
             if os.path.exists(staging):
@@ -242,13 +288,14 @@ class ModelStore:
         lineage: dict[str, Any],
         on_file: Callable[[str], None] | None,
         extra_files: Mapping[str, bytes],
+        folder: str = "",
+        derived: LineageFiles | None = None,
     ) -> VersionInfo:
         version = self.next_version()
-        target = self.path(version)
+        target = self.pending_path(version) if folder else self.path(version)
         # The lineage goes in before saved_model.pb: a complete version always has it.
         tf.io.gfile.makedirs(target)
-        with tf.io.gfile.GFile(os.path.join(target, LINEAGE_FILE), "w") as f:
-            f.write(self._lineage_bytes(lineage, version))
+        write_lineage(target, self._record(lineage, version), derived)
         _write_files(target, extra_files)
         copy_tree(model_dir, target, on_file=on_file)
         return VersionInfo(version, target, True)
@@ -301,22 +348,32 @@ class ModelStore:
             retired.append(v.version)
         return RollbackResult(previous=current, serving=to, retired=retired)
 
-    def _retire(self, v: VersionInfo) -> None:
-        retired_root = os.path.join(self.root, RETIRED_DIR)
-        tf.io.gfile.makedirs(retired_root)
-        target = os.path.join(retired_root, str(v.version))
-        if tf.io.gfile.exists(target):
-            # A version can only be retired once: numbers are never reissued.
-            raise ModelStoreError(f"{target} already exists; remove it by hand if it is a leftover")
+    def move(self, src: str, dst: str) -> None:
+        """Moves a version directory within the store: a rename locally, else a copy with saved_model.pb last.
+
+        On an object store the source's `saved_model.pb` is deleted right
+        after the copy, the rest of it after that: a reader never sees a half
+        copy as complete (two complete copies exist for a moment, which is harmless:
+        only one of the two places is read by model servers).
+
+        Raises:
+            ModelStoreError: `dst` exists (numbers are never reused).
+        """
+        if tf.io.gfile.exists(dst):
+            raise ModelStoreError(f"{dst} already exists; remove it by hand if it is a leftover")
         if is_local(self.root):
-            os.rename(_strip_file_scheme(v.path), _strip_file_scheme(target))
+            os.makedirs(os.path.dirname(_strip_file_scheme(dst)), exist_ok=True)
+            os.rename(_strip_file_scheme(src), _strip_file_scheme(dst))
             return
-        copy_tree(v.path, target)
-        # saved_model.pb goes first: from then on no loader picks the version up again.
-        marker = os.path.join(v.path, SAVED_MODEL_FILE)
+        copy_tree(src, dst)
+        marker = os.path.join(src, SAVED_MODEL_FILE)
         if tf.io.gfile.exists(marker):
             tf.io.gfile.remove(marker)
-        tf.io.gfile.rmtree(v.path)
+        tf.io.gfile.rmtree(src)
+
+    def _retire(self, v: VersionInfo) -> None:
+        # A version can only be retired once: numbers are never reissued.
+        self.move(v.path, os.path.join(self.root, RETIRED_DIR, str(v.version)))
 
 
 def describe(store: ModelStore) -> list[dict[str, Any]]:
@@ -336,6 +393,23 @@ def describe(store: ModelStore) -> list[dict[str, Any]]:
                 "pushed_at": lineage.get("pushed_at"),
                 "spans": list(lineage.get("data", {}).get("spans", [])),
                 "path": v.path,
+                "pending": False,
+            }
+        )
+    for version in store.pending_versions():
+        lineage = store.lineage_at(store.pending_path(version))
+        metrics = lineage.get("metrics", {})
+        rows.append(
+            {
+                "version": version,
+                "complete": True,
+                "serving": False,
+                "map": metrics.get("map"),
+                "map_50": metrics.get("map_50"),
+                "pushed_at": lineage.get("pushed_at"),
+                "spans": list(lineage.get("data", {}).get("spans", [])),
+                "path": store.pending_path(version),
+                "pending": True,
             }
         )
     return rows

@@ -15,8 +15,11 @@ from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
 from detx.components.evaluator.report import EvaluationReport
-from detx.components.example_gen.report import SUMMARY_FILENAME
+from detx.components.infra_validator.report import HAS_MODEL_KEY, InfraReport
 from detx.components.model_store import TRAIN_STATS_FILENAME, ModelStore, ModelStoreError
+from detx.components.pusher import lineage
+from detx.components.release import approval
+from detx.components.release.options import ReleaseOptions
 
 PROGRESS = logging.getLogger("detx.progress")
 
@@ -27,15 +30,6 @@ _TRAIN_SPLIT = "train"
 PUSHED = "pushed"
 PUSHED_VERSION = "pushed_version"
 PUSHED_DESTINATION = "pushed_destination"
-
-
-def _ingest_summary(examples_uri: str) -> dict[str, Any]:
-    path = os.path.join(examples_uri, SUMMARY_FILENAME)
-    if not tf.io.gfile.exists(path):
-        return {}
-    with tf.io.gfile.GFile(path) as f:
-        summary: dict[str, Any] = json.load(f)
-    return summary
 
 
 def _train_statistics(statistics: list[types.Artifact]) -> dict[str, bytes]:
@@ -53,50 +47,22 @@ def _train_statistics(statistics: list[types.Artifact]) -> dict[str, bytes]:
 class Executor(base_executor.BaseExecutor):
     """Pushes only blessed models; records what it did in `detx_push.json` and the artifact's properties."""
 
-    def _lineage(
-        self, model: types.Artifact, examples: types.Artifact, report: EvaluationReport, blessing_uri: str
-    ) -> dict[str, Any]:
-        ingest = _ingest_summary(examples.uri)
-        context = self._context
-        pipeline_info = context.pipeline_info if context is not None else None
-        return {
-            "model": {"uri": model.uri, "artifact_id": model.id},
-            "pipeline": {
-                "name": pipeline_info.id if pipeline_info is not None else "",
-                "run_id": (context.pipeline_run_id if context is not None else None) or "",
-            },
-            "data": {
-                "examples_uri": examples.uri,
-                "examples_artifact_id": examples.id,
-                "span": int(examples.span) if examples.has_property("span") else 0,
-                "spans": list(ingest.get("spans", [])),
-                "source": ingest.get("input_base", ""),
-                "num_examples": ingest.get("num_examples"),
-                "num_rejected": ingest.get("num_rejected"),
-            },
-            "metrics": report.metrics,
-            "baseline": {
-                "version": report.baseline_version,
-                "path": report.baseline_path,
-                "metrics": report.baseline_metrics,
-            },
-            "thresholds": {"min_map_50": report.min_map_50, "max_map_50_drop": report.max_map_50_drop},
-            "blessing_uri": blessing_uri,
-        }
-
     def Do(
         self,
         input_dict: dict[str, list[types.Artifact]],
         output_dict: dict[str, list[types.Artifact]],
         exec_properties: dict[str, Any],
     ) -> None:
-        """Pushes the model if blessed.
+        """Pushes the model if blessed (and infra-blessed, when an InfraValidator ran).
 
         Args:
             input_dict: `model`, `model_blessing` (the Evaluator's), `examples` (for the lineage),
-                optionally `statistics` (StatisticsGen's, pushed with the model).
+                optionally `infra_blessing` (the InfraValidator's: its `stamped_model/`, the model
+                with TF Serving's warm-up file, is what gets pushed) and `statistics`
+                (StatisticsGen's, pushed with the model).
             output_dict: `pushed_model`: a record of the push (TFX's PushedModel).
-            exec_properties: `push_destination`.
+            exec_properties: `push_destination`, `approval` ("required": push as a pending
+                candidate), `release` (the model card's texts, JSON).
 
         Raises:
             ModelStoreError: the blessing is for another model, or the push failed.
@@ -105,8 +71,10 @@ class Executor(base_executor.BaseExecutor):
         model = artifact_utils.get_single_instance(input_dict["model"])
         blessing = artifact_utils.get_single_instance(input_dict["model_blessing"])
         examples = artifact_utils.get_single_instance(input_dict["examples"])
+        infra_artifacts = input_dict.get("infra_blessing") or []
         pushed = artifact_utils.get_single_instance(output_dict["pushed_model"])
         destination = exec_properties[PUSH_DESTINATION]
+        release = lineage.release_options(exec_properties)
         record: dict[str, Any] = {"destination": destination, "pushed": False}
 
         blessed_model = blessing.get_string_custom_property(tfx_constants.ARTIFACT_PROPERTY_CURRENT_MODEL_URI_KEY)
@@ -115,21 +83,35 @@ class Executor(base_executor.BaseExecutor):
                 f"the blessing at {blessing.uri} is for {blessed_model}, not {model.uri}; not pushing"
             )
         report = EvaluationReport.read(blessing.uri)
+        infra = InfraReport.read(infra_artifacts[0].uri) if infra_artifacts else None
         store = ModelStore(destination)
         serving = store.serving_version()
         record["served_before"] = serving
+        known = {v: store.lineage_at(store.pending_path(v)) for v in store.pending_versions()}
+        if serving is not None:
+            known[serving] = store.lineage(serving)
+        already = [v for v, found in known.items() if found.get("model", {}).get("uri") == model.uri]
         if not report.blessed:
             record["reason"] = report.verdict()
-            PROGRESS.info("not pushing: %s", report.verdict())
-        elif serving is not None and store.lineage(serving).get("model", {}).get("uri") == model.uri:
-            record.update(reason=f"this model is already served as version {serving}", version=serving)
-            PROGRESS.info("not pushing: this model is already served as version %d", serving)
+        elif infra is not None and not infra.blessed:
+            record["reason"] = infra.verdict()
+        elif already:
+            where = "served" if already[0] == serving else "waiting for approval"
+            record.update(reason=f"this model is already {where} as version {already[0]}", version=already[0])
         else:
-            source = path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model))
-            extra = _train_statistics(input_dict.get("statistics") or [])
-            version = store.push(source, self._lineage(model, examples, report, blessing.uri), extra_files=extra)
-            record.update(pushed=True, version=version.version, path=version.path)
-            PROGRESS.info("pushed version %d to %s", version.version, version.path)
+            source = _model_to_push(model, infra_artifacts)
+            record.update(
+                _push(
+                    store,
+                    source,
+                    lineage.lineage(model, source, examples, report, blessing.uri, infra, release, self._pipeline()),
+                    release,
+                    report.baseline_version,
+                    _train_statistics(input_dict.get("statistics") or []),
+                )
+            )
+        if not record["pushed"]:
+            PROGRESS.info("not pushing: %s", record["reason"])
         pushed.set_int_custom_property(PUSHED, int(record["pushed"]))
         pushed.set_string_custom_property(PUSHED_DESTINATION, destination)
         if record.get("version") is not None:
@@ -137,3 +119,49 @@ class Executor(base_executor.BaseExecutor):
         tf.io.gfile.makedirs(pushed.uri)
         with tf.io.gfile.GFile(os.path.join(pushed.uri, PUSH_REPORT_FILENAME), "w") as f:
             f.write(json.dumps(record, indent=2, sort_keys=True))
+
+    def _pipeline(self) -> dict[str, str]:
+        context = self._context
+        pipeline_info = context.pipeline_info if context is not None else None
+        return {
+            "name": pipeline_info.id if pipeline_info is not None else "",
+            "run_id": (context.pipeline_run_id if context is not None else None) or "",
+        }
+
+
+def _model_to_push(model: types.Artifact, infra_artifacts: list[types.Artifact]) -> str:
+    """The InfraValidator's copy with the warm-up file if it made one (as TFX's Pusher does), else the model."""
+    if infra_artifacts and infra_artifacts[0].get_int_custom_property(HAS_MODEL_KEY):
+        return str(path_utils.stamped_model_path(infra_artifacts[0].uri))
+    return str(path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model)))
+
+
+def _push(
+    store: ModelStore,
+    source: str,
+    record: dict[str, Any],
+    release: ReleaseOptions,
+    baseline_version: int | None,
+    extra: dict[str, bytes],
+) -> dict[str, Any]:
+    """Publishes `source` as the next version, or as a pending candidate when approval is required."""
+    pending = release.approval == "required"
+    version = store.push(
+        source, record, extra_files=extra, pending=pending, derived=lineage.card_files(store, baseline_version)
+    )
+    result: dict[str, Any] = {"pushed": True, "version": version.version, "path": version.path, "pending": pending}
+    if pending:
+        superseded = approval.supersede(store, version.version)
+        result["superseded"] = superseded
+        PROGRESS.info(
+            "pushed version %d as a candidate waiting for approval (%s); "
+            "serve it with: detx approve %d --by NAME --reason TEXT",
+            version.version,
+            version.path,
+            version.version,
+        )
+        if superseded:
+            PROGRESS.info("retired older pending candidate(s) %s: superseded", ", ".join(map(str, superseded)))
+    else:
+        PROGRESS.info("pushed version %d to %s", version.version, version.path)
+    return result

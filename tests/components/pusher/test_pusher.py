@@ -7,6 +7,7 @@ import pytest
 from tfx.components.evaluator import constants as tfx_constants
 from tfx.types import standard_artifacts
 
+from detx.components.data.testing import write_examples
 from detx.components.evaluator.report import EvaluationReport
 from detx.components.model_store import TRAIN_STATS_FILENAME, ModelStore, ModelStoreError
 from detx.components.pusher import executor
@@ -36,7 +37,8 @@ def _artifacts(tmp_path, blessed, fake_saved_model, model_uri=None):
     examples = standard_artifacts.Examples()
     examples.uri = str(tmp_path / "examples")
     examples.span = 3
-    os.makedirs(examples.uri, exist_ok=True)
+    if not os.path.exists(examples.uri):
+        write_examples(examples.uri, 4)  # real splits and label map: the model card counts them
     with open(os.path.join(examples.uri, "ingest_summary.json"), "w") as f:
         json.dump({"input_base": "/data/coco", "num_examples": 400, "num_rejected": 2}, f)
     pushed = standard_artifacts.PushedModel()

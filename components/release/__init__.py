@@ -1,0 +1,1 @@
+"""Releasing models: approval of pushed candidates (and, later, progressive rollout)."""
