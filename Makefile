@@ -115,6 +115,7 @@ bench: install
 	$(BIN)/python bench/ct_check_cost.py
 	$(BIN)/python bench/bn_fold.py
 	$(BIN)/python bench/coco_scan_scale.py
+	$(BIN)/python bench/warmup_latency.py
 
 clean:
 	rm -rf $(VENV) .tools .detx .pytest_cache .mypy_cache .ruff_cache build *.egg-info
