@@ -116,7 +116,7 @@ def replay(model: Any, version_dir: str, limits: Limits, iterations: int = 1) ->
                     run_request(model, version, request, limits)
                 except ServingError as e:
                     raise WarmupReplayError(
-                        f"warm-up record {number} of {path} failed ({e.code.name}): {e.message}; {_FIX}",
+                        f"warm-up record {number} of {path} failed ({e.code.name}): {e.message.rstrip('.')}; {_FIX}",
                         e.code.name,
                         done,
                     ) from None

@@ -113,7 +113,7 @@ def test_warmup_replays_before_available_and_a_bad_file_fails_the_load(tiny_mode
         state, error = _statuses(server)[3]
         assert state != AVAILABLE and error == (
             f"WarmupReplayError: warm-up record 1 of {warmup.path_in(v3.path)} failed (FAILED_PRECONDITION): "
-            'Serving signature key "nope" not found.; fix or remove the warm-up file: '
+            'Serving signature key "nope" not found; fix or remove the warm-up file: '
             "the version does not serve until its warm-up succeeds"
         )
         assert "model detx version 3 is available" not in server.log()
