@@ -12,14 +12,21 @@
 # `make install` does (tests/pipeline/test_image.py checks that they agree).
 ARG TFX_IMAGE=tensorflow/tfx:1.16.0
 ARG BEAM_SDK_IMAGE=apache/beam_python3.11_sdk:2.72.0
+# The TF Serving that serves detx in production (serving/k8s/base): the
+# InfraValidator step loads every candidate in this very binary.
+ARG TF_SERVING_IMAGE=tensorflow/serving:2.16.1
 
 FROM ${BEAM_SDK_IMAGE} AS beam
+FROM ${TF_SERVING_IMAGE} AS serving
 
 FROM ${TFX_IMAGE}
 
 # Beam's worker boot program, matching the locked apache-beam (Dataflow and
 # Flink workers start it; the TFX image's copy belongs to its older Beam).
 COPY --from=beam /opt/apache/beam /opt/apache/beam
+# The CPU build of the model server (the InfraValidator checks loading,
+# answers and latency on the step's CPU; GPU serving uses the -gpu image).
+COPY --from=serving /usr/bin/tensorflow_model_server /usr/bin/tensorflow_model_server
 
 ENV UV_VERSION=0.13.9 \
     PYTHON_VERSION=3.11.7 \

@@ -14,7 +14,9 @@ from types import MappingProxyType
 
 from detx.components.data.ingest_options import IngestOptions
 from detx.components.evaluator.options import EvaluatorOptions
+from detx.components.infra_validator.options import InfraValidatorOptions
 from detx.components.modeling.config import TrainConfig
+from detx.components.release.options import ReleaseOptions
 from detx.components.trainer.options import TrainerOptions
 
 
@@ -189,6 +191,8 @@ class PipelineConfig:
         trainer: model preset, starting weights and training overrides.
         train_steps: training steps.
         evaluator: blessing thresholds and slices.
+        infra_validator: the model server check before a push, and its budgets.
+        release: approval of pushed models and the model card's texts.
         push_destination: the TF Serving model base path pushes go to ("" lets the runner choose).
         baseline: how the Evaluator finds the model in production: "auto" (look in
             the push destination when it runs), "none", or a version directory
@@ -209,6 +213,8 @@ class PipelineConfig:
     trainer: TrainerOptions = dataclasses.field(default_factory=TrainerOptions)
     train_steps: int = TrainConfig.train_steps  # the Zoo's schedule length, written once in modeling/config.py
     evaluator: EvaluatorOptions = dataclasses.field(default_factory=EvaluatorOptions)
+    infra_validator: InfraValidatorOptions = dataclasses.field(default_factory=InfraValidatorOptions)
+    release: ReleaseOptions = dataclasses.field(default_factory=ReleaseOptions)
     push_destination: str = ""
     baseline: str = "auto"
     beam_args: tuple[str, ...] = ()

@@ -7,6 +7,8 @@ The file mirrors `PipelineConfig`, section by section:
     trainer: {preset: zoo320, pretrained: checkpoints/ssd_mobilenet_v2_fpnlite_320x320}
     train_steps: 50000
     evaluator: {min_map_50: 0.3, max_map_50_drop: 0.01}
+    infra_validator: {max_p99_ms: 200, max_memory_mb: 4096, concurrency: 4}
+    release: {approval: required, intended_use: "...", limitations: "..."}
     push_destination: gs://bucket/models/detx
     stop_after: push
     beam_args: [--runner=DataflowRunner, --project=my-project, ...]   # optional
@@ -27,6 +29,8 @@ from typing import Any
 import yaml
 
 from detx.components.evaluator.options import EvaluatorOptions
+from detx.components.infra_validator.options import InfraValidatorOptions
+from detx.components.release.options import ReleaseOptions
 from detx.components.trainer.options import TrainerOptions
 from detx.pipeline.config import ContinuousTrainingConfig, DataConfig, KubeflowConfig, PipelineConfig, Stage
 
@@ -34,6 +38,8 @@ _SECTIONS: dict[str, type[Any]] = {
     "data": DataConfig,
     "trainer": TrainerOptions,
     "evaluator": EvaluatorOptions,
+    "infra_validator": InfraValidatorOptions,
+    "release": ReleaseOptions,
     "kubeflow": KubeflowConfig,
     "ct": ContinuousTrainingConfig,
 }
@@ -135,7 +141,7 @@ def build_config(values: Mapping[str, Any]) -> PipelineConfig:
             raise ConfigError(
                 f"beam_args must be a list of strings such as --runner=DataflowRunner, got {kwargs['beam_args']!r}"
             )
-        sections = {k: _SECTIONS[k](**kwargs.pop(k)) for k in ("trainer", "evaluator", "kubeflow", "ct") if k in kwargs}
+        sections = {k: _SECTIONS[k](**kwargs.pop(k)) for k in _SECTIONS if k != "data" and k in kwargs}
         return PipelineConfig(data=DataConfig(**data), **sections, **kwargs)
     except (TypeError, ValueError) as e:
         raise ConfigError(str(e)) from e

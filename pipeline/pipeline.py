@@ -10,6 +10,7 @@ from tfx import v1 as tfx
 from detx.components.data_gate.component import DataGate
 from detx.components.evaluator.component import DetectionEvaluator
 from detx.components.example_gen.component import DetectionExampleGen
+from detx.components.infra_validator.component import DetectionInfraValidator
 from detx.components.pusher.component import DetectionPusher
 from detx.components.schema_gen.component import DetectionSchemaGen
 from detx.components.trainer.component import DetectionTrainer
@@ -27,7 +28,7 @@ def create_pipeline(
     """Builds the detx pipeline up to `config.stop_after`.
 
     DetectionExampleGen -> StatisticsGen -> ExampleValidator -> DataGate ->
-    Trainer -> DetectionEvaluator -> DetectionPusher, with DetectionSchemaGen
+    Trainer -> DetectionEvaluator -> DetectionInfraValidator -> DetectionPusher, with DetectionSchemaGen
     (the curated schema plus the dataset's label map) feeding StatisticsGen and
     ExampleValidator. The Trainer waits for DataGate, so data the gate stops is
     never trained on. There is no Resolver node (open-source KFP cannot run
@@ -94,15 +95,23 @@ def create_pipeline(
         )
         components.append(evaluator)
     if config.stop_after.includes(Stage.PUSH):
-        components.append(
-            DetectionPusher(
-                model=trainer.outputs["model"],
-                model_blessing=evaluator.outputs["blessing"],
-                examples=example_gen.outputs["examples"],
-                push_destination=values["push_destination"],
-                statistics=statistics_gen.outputs["statistics"],
-            )
+        infra_validator = DetectionInfraValidator(
+            model=trainer.outputs["model"],
+            examples=example_gen.outputs["examples"],
+            model_blessing=evaluator.outputs["blessing"],
+            options=config.infra_validator,
         )
+        pusher = DetectionPusher(
+            model=trainer.outputs["model"],
+            model_blessing=evaluator.outputs["blessing"],
+            infra_blessing=infra_validator.outputs["blessing"],
+            examples=example_gen.outputs["examples"],
+            push_destination=values["push_destination"],
+            statistics=statistics_gen.outputs["statistics"],
+            approval=values["approval"],
+            release=config.release,
+        )
+        components.extend([infra_validator, pusher])
     return tfx.dsl.Pipeline(
         pipeline_name=config.name,
         pipeline_root=pipeline_root,

@@ -15,17 +15,19 @@ from typing import Any
 
 from tfx.v1.dsl.experimental import RuntimeParameter
 
+from detx.components.release.options import APPROVAL_MODES
 from detx.pipeline.config import PipelineConfig
 
 
 @dataclasses.dataclass(frozen=True)
 class RunParameter:
-    """One pipeline parameter: its name, type, help text and where its default comes from."""
+    """One pipeline parameter: its name, type, help text, where its default comes from, and its allowed values."""
 
     name: str
     ptype: type[Any]
     help: str
     default: Callable[[PipelineConfig], Any]
+    choices: tuple[str, ...] = ()
 
     def value(self, config: PipelineConfig) -> Any:
         """The config's value, in this parameter's type."""
@@ -51,6 +53,13 @@ RUN_PARAMETERS: tuple[RunParameter, ...] = (
         float,
         "largest mAP@0.5 drop below production still blessed",
         lambda c: c.evaluator.max_map_50_drop,
+    ),
+    RunParameter(
+        "approval",
+        str,
+        "'required': a pushed model waits for `detx approve` before it is served; 'none': served at once",
+        lambda c: c.release.approval,
+        APPROVAL_MODES,
     ),
 )
 NAMES = tuple(p.name for p in RUN_PARAMETERS)
@@ -84,4 +93,6 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
             values[name] = by_name[name].ptype(raw)
         except ValueError:
             raise ValueError(f"--param {name}={raw!r}: expected a {by_name[name].ptype.__name__}") from None
+        if by_name[name].choices and raw not in by_name[name].choices:
+            raise ValueError(f"--param {name}={raw!r}: expected one of {', '.join(by_name[name].choices)}")
     return values

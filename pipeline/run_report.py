@@ -115,6 +115,8 @@ def _output(runs: Sequence[ComponentRun], node: str, key: str) -> str | None:
 def _evaluation_lines(runs: Sequence[ComponentRun]) -> list[str]:
     """Evaluation numbers, the verdict and its reasons, and what the Pusher did."""
     from detx.components.evaluator.report import REPORT_FILENAME, EvaluationReport
+    from detx.components.infra_validator.report import REPORT_FILENAME as INFRA_REPORT
+    from detx.components.infra_validator.report import InfraReport
     from detx.components.pusher.executor import PUSH_REPORT_FILENAME
 
     lines = []
@@ -135,11 +137,20 @@ def _evaluation_lines(runs: Sequence[ComponentRun]) -> list[str]:
         )
         lines.append(f"  TFMA results: {_output(runs, 'DetectionEvaluator', 'evaluation')}")
         lines.append(("Blessed" if report.blessed else "Not blessed") + ": " + report.verdict().split(": ", 1)[1])
+    infra_uri = _output(runs, "DetectionInfraValidator", "blessing")
+    if infra_uri and tf.io.gfile.exists(os.path.join(infra_uri, INFRA_REPORT)):
+        verdict = InfraReport.read(infra_uri).verdict()
+        lines.append(verdict[0].upper() + verdict[1:])
     pushed_uri = _output(runs, "DetectionPusher", "pushed_model")
     if pushed_uri and tf.io.gfile.exists(os.path.join(pushed_uri, PUSH_REPORT_FILENAME)):
         with tf.io.gfile.GFile(os.path.join(pushed_uri, PUSH_REPORT_FILENAME)) as f:
             push = json.load(f)
-        if push.get("pushed"):
+        if push.get("pushed") and push.get("pending"):
+            lines.append(
+                f"Pushed: version {push['version']} -> {push['path']}, waiting for approval "
+                f"(serve it: detx approve {push['version']} --by NAME --reason TEXT; or detx reject)"
+            )
+        elif push.get("pushed"):
             lines.append(f"Pushed: version {push['version']} -> {push['path']} (now the served version)")
         else:
             before = push.get("served_before")

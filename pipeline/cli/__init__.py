@@ -3,6 +3,7 @@
 data      synth, add-span              (cli/data.py)
 run                                    (cli/run.py)
 models, rollback                       (cli/models.py)
+approve, reject                        (cli/release.py)
 serve, predict, web                    (cli/serving.py)
 compile, submit, schedule, runs        (cli/kubeflow.py)
 ct        check, run                   (cli/ct.py)
@@ -22,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # Python 3.11's end of life on every import; nothing a detx user can act on.
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")
 
-from detx.pipeline.cli import ct, data, kubeflow, models, run, serving  # noqa: E402 (after the settings above)
+from detx.pipeline.cli import ct, data, kubeflow, models, release, run, serving  # noqa: E402 (after the settings above)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -34,6 +35,7 @@ for _command in (
     data.data_group,
     run.run_command,
     *models.COMMANDS,
+    *release.COMMANDS,
     *serving.COMMANDS,
     *kubeflow.COMMANDS,
     ct.ct_group,

@@ -58,10 +58,15 @@ def _card(store: ModelStore, version: int, show: bool, rebuild: bool) -> None:
     from detx.components.model_card import render
     from detx.components.model_card.facts import ModelCardError
 
-    version_dir = store.path(version)
-    if not tf.io.gfile.isdir(version_dir):
+    version_dir = render.version_dir(store, version)
+    if version_dir is None:
         versions = ", ".join(str(v.version) for v in store.versions()) or "none"
-        raise click.ClickException(f"there is no version {version} in {store.root} (versions: {versions})")
+        pending = ", ".join(map(str, store.pending_versions()))
+        raise click.ClickException(
+            f"there is no version {version} in {store.root} (versions: {versions}"
+            + (f"; pending approval: {pending}" if pending else "")
+            + ")"
+        )
     if rebuild:
         try:
             render.rebuild(store, version)

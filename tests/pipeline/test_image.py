@@ -96,3 +96,12 @@ def test_python_on_path_is_the_detx_virtualenv(docker):
     assert path.startswith(f"PATH={venv}/bin:")
     entrypoint = [rest for keyword, rest in docker if keyword == "ENTRYPOINT"]
     assert entrypoint == ['["/opt/apache/beam/boot"]']
+
+
+def test_the_infra_validator_gets_the_tf_serving_binary_that_production_serves(docker):
+    deployment = _read("serving/k8s/base/deployment.yaml")
+    served = re.search(r"image: (tensorflow/serving:\S+)", deployment).group(1)
+    assert _arg(docker, "TF_SERVING_IMAGE") == served
+    copies = [rest for keyword, rest in docker if keyword == "COPY"]
+    # On PATH, where the InfraValidator looks for it (components/infra_validator/model_server.py).
+    assert "--from=serving /usr/bin/tensorflow_model_server /usr/bin/tensorflow_model_server" in copies

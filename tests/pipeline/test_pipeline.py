@@ -15,6 +15,7 @@ ALL = [
     "DataGate",
     "Trainer",
     "DetectionEvaluator",
+    "DetectionInfraValidator",
     "DetectionPusher",
 ]
 
@@ -25,7 +26,7 @@ def _pipeline(root="/tmp/root", **kwargs):
 
 
 @pytest.mark.parametrize(
-    "stage,count", [(Stage.VALIDATION, 5), (Stage.TRAINING, 6), (Stage.EVALUATION, 7), (Stage.PUSH, 8)]
+    "stage,count", [(Stage.VALIDATION, 5), (Stage.TRAINING, 6), (Stage.EVALUATION, 7), (Stage.PUSH, 9)]
 )
 def test_each_stage_adds_its_components(stage, count):
     assert [c.id for c in _pipeline(stop_after=stage).components] == ALL[:count]
@@ -54,6 +55,9 @@ def test_dag_wiring():
     assert by_id["DetectionEvaluator"].inputs["model"].producer_component_id == "Trainer"
     assert by_id["DetectionPusher"].inputs["model_blessing"].producer_component_id == "DetectionEvaluator"
     assert by_id["DetectionPusher"].inputs["model"].producer_component_id == "Trainer"
+    # The Pusher also needs the InfraValidator's blessing, which checks only what the Evaluator blessed.
+    assert by_id["DetectionPusher"].inputs["infra_blessing"].producer_component_id == "DetectionInfraValidator"
+    assert by_id["DetectionInfraValidator"].inputs["model_blessing"].producer_component_id == "DetectionEvaluator"
     assert by_id["DetectionEvaluator"].exec_properties["baseline"] == "auto"
 
 
