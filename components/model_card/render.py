@@ -16,13 +16,13 @@ import tensorflow as tf
 
 from detx.components.model_card.facts import ModelCardError, data_facts, training_facts
 from detx.components.model_card.sections import NOT_RECORDED, view
-from detx.components.model_store import ModelStore
+from detx.components.model_store import RETIRED_DIR, ModelStore
 
 CARD_DIR = "model_card"
 CARD_MD = f"{CARD_DIR}/model_card.md"
 CARD_HTML = f"{CARD_DIR}/model_card.html"
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
-__all__ = ["CARD_DIR", "CARD_HTML", "CARD_MD", "NOT_RECORDED", "rebuild", "render", "write"]
+__all__ = ["CARD_DIR", "CARD_HTML", "CARD_MD", "NOT_RECORDED", "rebuild", "render", "version_dir", "write"]
 
 # A "<" that CommonMark would read as the start of raw HTML (a tag, a comment, a declaration).
 _HTML_START = re.compile(r"<(?=[A-Za-z/!?])")
@@ -86,6 +86,14 @@ def write(version_dir: str, lineage: Mapping[str, Any], production: Mapping[str,
     return written
 
 
+def version_dir(store: ModelStore, version: int) -> str | None:
+    """Where `version` is: served (`<root>/N`), pending approval or retired; None when it is nowhere."""
+    for path in (store.path(version), store.pending_path(version), os.path.join(store.root, RETIRED_DIR, str(version))):
+        if tf.io.gfile.isdir(path):
+            return path
+    return None
+
+
 def rebuild(store: ModelStore, version: int) -> dict[str, str]:
     """Re-renders a version's card from its lineage, in place (`detx models --card N --rebuild`).
 
@@ -100,20 +108,20 @@ def rebuild(store: ModelStore, version: int) -> dict[str, str]:
     Raises:
         ModelCardError: no such version, or no lineage to build a card from.
     """
-    version_dir = store.path(version)
-    if not tf.io.gfile.isdir(version_dir):
+    found = version_dir(store, version)
+    if found is None:
         raise ModelCardError(f"there is no version {version} in {store.root}; `detx models` lists the versions")
-    lineage = dict(store.lineage(version))
+    lineage = dict(store.lineage_at(found))
     if not lineage:
         raise ModelCardError(
             f"version {version} has no detx_lineage.json (pushed by another tool?): there is nothing to build "
             "its card from; push the model with the detx pipeline to get one"
         )
     if not lineage.get("training"):
-        lineage["training"] = training_facts(version_dir)
+        lineage["training"] = training_facts(found)
     examples_uri = (lineage.get("data") or {}).get("examples_uri")
     if not lineage.get("data_facts") and examples_uri and tf.io.gfile.isdir(examples_uri):
         lineage["data_facts"] = data_facts(examples_uri)
     baseline_version = (lineage.get("baseline") or {}).get("version")
     production = store.lineage(baseline_version) if baseline_version is not None else None
-    return write(version_dir, lineage, production or None)
+    return write(found, lineage, production or None)

@@ -101,15 +101,16 @@ def read_card(push_destination: str, version: int) -> bytes | str:
     """The HTML model card of `version`, or a message saying why there is none and how to make one."""
     import tensorflow as tf
 
-    from detx.components.model_card.render import CARD_HTML
+    from detx.components.model_card.render import CARD_HTML, version_dir
     from detx.components.model_store import ModelStore
 
     if not push_destination:
         return "this web page was started without a push destination, so it cannot read model cards"
     store = ModelStore(push_destination)
-    path = os.path.join(store.path(version), CARD_HTML)
-    if not tf.io.gfile.isdir(store.path(version)):
+    found = version_dir(store, version)  # served, pending approval (for its reviewers) or retired
+    if found is None:
         return f"there is no version {version} in {store.root}"
+    path = os.path.join(found, CARD_HTML)
     if not tf.io.gfile.exists(path):
         return (
             f"version {version} has no model card in {store.root} (it was pushed before detx wrote cards, or by "

@@ -222,5 +222,13 @@ def test_models_card_paths_show_rebuild_and_the_missing_card_error(tmp_path, fak
     assert not os.path.exists(os.path.join(dest, "2", render.CARD_DIR))
     result = CliRunner().invoke(main, [*card, "7"])
     assert result.exit_code == 1 and f"there is no version 7 in {dest} (versions: 1, 2)" in result.output
+
+    # A candidate waiting for approval: its reviewers read its card before deciding.
+    pending = store.push(fake_saved_model(tmp_path / "m3"), {"metrics": {"map_50": 0.7}}, pending=True)
+    result = CliRunner().invoke(main, [*card, str(pending.version), "--rebuild"])
+    assert result.exit_code == 0, result.output
+    assert f"  Markdown: {os.path.join(pending.path, render.CARD_MD)}" in result.output
+    result = CliRunner().invoke(main, [*card, "7"])
+    assert "(versions: 1, 2; pending approval: 3)" in result.output
     result = CliRunner().invoke(main, ["models", "--push-destination", dest, "--show"])
     assert result.exit_code == 2 and "--show and --rebuild go with --card VERSION" in result.output

@@ -253,6 +253,17 @@ def test_rebuild_fills_in_facts_an_old_lineage_lacks(tmp_path, fake_saved_model)
     rows1 = _rows(open(render.rebuild(store, 1)[render.CARD_MD]).read())
     assert ["Production when evaluated", "none (first push)"] in rows1
 
+    pending = store.push(
+        model, {"metrics": {"map_50": 0.8}, "approval": {"required": True, "state": "pending"}}, pending=True
+    )
+    assert render.version_dir(store, pending.version) == pending.path
+    written = render.rebuild(store, pending.version)
+    assert written[render.CARD_HTML] == os.path.join(pending.path, render.CARD_HTML)
+    assert ["State", "pending"] in _rows(open(written[render.CARD_MD]).read())
+    store.rollback(1)  # version 2 goes to .retired/; its card is still found there
+    assert render.version_dir(store, 2) == os.path.join(store.root, ".retired", "2")
+    assert render.version_dir(store, 9) is None
+
 
 def test_rebuild_says_why_it_cannot(tmp_path, fake_saved_model):
     store = ModelStore(str(tmp_path / "dest"))
