@@ -100,7 +100,9 @@ def replay(model: Any, version_dir: str, limits: Limits, iterations: int = 1) ->
     if not tf.io.gfile.exists(path):
         LOG.info("no warm-up file at %s", path)
         return None
-    version = int(os.path.basename(os.path.normpath(version_dir)))  # the model store's numeric directories
+    # The number only keys batches (none here); the model store's version directories are named by it.
+    name = os.path.basename(os.path.normpath(version_dir))
+    version = int(name) if name.isdigit() else 0
     start = time.perf_counter()
     done = 0
     try:
