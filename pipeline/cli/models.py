@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 def models_command(ctx: click.Context, card_version: int | None, show: bool, rebuild: bool, **_: object) -> None:
     """List the pushed versions: which one is served, their mAP, data spans and when they were pushed."""
     from detx.components.example_gen.report import describe_spans
-    from detx.components.model_store import ModelStore, describe
+    from detx.components.model_store import ModelStore
+    from detx.components.release.catalog import describe
 
     store = ModelStore(model_place(ctx).push_destination)
     if card_version is not None:
@@ -43,6 +44,8 @@ def models_command(ctx: click.Context, card_version: int | None, show: bool, reb
     click.echo(f"{store.root}:")
     for row in rows:
         state = "serving" if row["serving"] else ("incomplete (ignored)" if not row["complete"] else "")
+        if row["pending"]:
+            state = f"waiting for approval (detx approve {row['version']} / detx reject {row['version']})"
         score = f"mAP@0.5 {row['map_50']:.3f}" if row["map_50"] is not None else "no lineage"
         spans = describe_spans(row["spans"]) if row["spans"] else ""
         click.echo(f"  {row['version']:>4}  {score:<18} {spans:<12} {row['pushed_at'] or '':<34} {state}".rstrip())
