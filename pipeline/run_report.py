@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
@@ -112,12 +113,23 @@ def _output(runs: Sequence[ComponentRun], node: str, key: str) -> str | None:
     return None
 
 
+def push_record(runs: Sequence[ComponentRun]) -> dict[str, Any] | None:
+    """What the run's Pusher did (its `detx_push.json`), or None when it did not run."""
+    from detx.components.pusher.executor import PUSH_REPORT_FILENAME
+
+    pushed_uri = _output(runs, "DetectionPusher", "pushed_model")
+    if not pushed_uri or not tf.io.gfile.exists(os.path.join(pushed_uri, PUSH_REPORT_FILENAME)):
+        return None
+    with tf.io.gfile.GFile(os.path.join(pushed_uri, PUSH_REPORT_FILENAME)) as f:
+        record: dict[str, Any] = json.load(f)
+    return record
+
+
 def _evaluation_lines(runs: Sequence[ComponentRun]) -> list[str]:
     """Evaluation numbers, the verdict and its reasons, and what the Pusher did."""
     from detx.components.evaluator.report import REPORT_FILENAME, EvaluationReport
     from detx.components.infra_validator.report import REPORT_FILENAME as INFRA_REPORT
     from detx.components.infra_validator.report import InfraReport
-    from detx.components.pusher.executor import PUSH_REPORT_FILENAME
 
     lines = []
     blessing_uri = _output(runs, "DetectionEvaluator", "blessing")
@@ -141,10 +153,8 @@ def _evaluation_lines(runs: Sequence[ComponentRun]) -> list[str]:
     if infra_uri and tf.io.gfile.exists(os.path.join(infra_uri, INFRA_REPORT)):
         verdict = InfraReport.read(infra_uri).verdict()
         lines.append(verdict[0].upper() + verdict[1:])
-    pushed_uri = _output(runs, "DetectionPusher", "pushed_model")
-    if pushed_uri and tf.io.gfile.exists(os.path.join(pushed_uri, PUSH_REPORT_FILENAME)):
-        with tf.io.gfile.GFile(os.path.join(pushed_uri, PUSH_REPORT_FILENAME)) as f:
-            push = json.load(f)
+    push = push_record(runs)
+    if push is not None:
         if push.get("pushed") and push.get("pending"):
             lines.append(
                 f"Pushed: version {push['version']} -> {push['path']}, waiting for approval "

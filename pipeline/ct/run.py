@@ -21,7 +21,6 @@ from typing import Any
 
 from detx.components.data.ingest_options import IngestOptions
 from detx.components.example_gen.report import describe_spans
-from detx.components.model_store import ModelStore
 from detx.pipeline.config import PipelineConfig
 from detx.pipeline.ct import state as state_lib
 from detx.pipeline.ct.check import Decision, check
@@ -132,7 +131,7 @@ def _run_local(
     verbose: bool,
 ) -> CtResult:
     from detx.pipeline.local_runner import PipelineRunFailed, run_local
-    from detx.pipeline.run_report import format_summary, latest_run
+    from detx.pipeline.run_report import format_summary, latest_run, push_record
 
     attempt = records.start(decision.key, reasons)
     echo(f"retraining on {describe_spans(decision.window)}: {'; '.join(reasons)}")
@@ -142,15 +141,17 @@ def _run_local(
         records.finish(attempt, f"failed at {e.node or 'start-up'}: {e.cause}")
         raise
     echo("")
-    echo(format_summary(latest_run(ProjectPaths(project_dir).metadata_path, config.name)))
-    serving = ModelStore(config.push_destination).serving_version()
-    if serving is not None and serving != decision.served_version:
-        outcome = f"pushed version {serving}"
-        pushed: int | None = serving
+    runs = latest_run(ProjectPaths(project_dir).metadata_path, config.name)
+    echo(format_summary(runs))
+    push = push_record(runs) or {}
+    kept = f"version {decision.served_version}" if decision.served_version is not None else "no version"
+    pushed: int | None = push.get("version") if push.get("pushed") else None
+    if pushed is not None and push.get("pending"):
+        outcome = f"pushed version {pushed}, waiting for approval (detx approve {pushed}); {kept} stays in production"
+    elif pushed is not None:
+        outcome = f"pushed version {pushed}"
     else:
-        kept = f"version {decision.served_version}" if decision.served_version is not None else "no version"
-        outcome = f"not pushed (the Evaluator did not bless it); {kept} stays in production"
-        pushed = None
+        outcome = f"not pushed ({push.get('reason', 'the Pusher did not run')}); {kept} stays in production"
     records.finish(attempt, outcome)
     return CtResult(decision, True, outcome, pushed)
 
@@ -175,6 +176,7 @@ def _submit(
     params = {"data_root": config.data.path, "data_span": decision.window[-1]}
     if config.push_destination:
         params["push_destination"] = config.push_destination
+    params["approval"] = config.release.approval  # the ct config's release rule, whatever the spec was compiled with
     name = f"detx ct: {describe_spans(decision.window)}"
     try:
         _, run_id = submit(target.connection, target.package, target.experiment, params, name)

@@ -18,6 +18,8 @@ COMMANDS = [
     ["run"],
     ["models"],
     ["rollback"],
+    ["approve"],
+    ["reject"],
     ["serve"],
     ["predict"],
     ["compile"],
