@@ -103,7 +103,8 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
         )
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
+        # Loopback never goes through a proxy, even when the step's environment names one for its bucket.
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}", options=[("grpc.enable_http_proxy", 0)])
         self._stop = threading.Event()
         self._sampler = threading.Thread(target=self._sample, name="infra-memory", daemon=True)
         self._sampler.start()
