@@ -74,6 +74,7 @@ demo: install
 	$(BIN)/detx run --data $(DEMO_DIR)/data --format coco --project $(DEMO_DIR)/project \
 		--preset tiny --train-steps 400
 	$(BIN)/detx models --project $(DEMO_DIR)/project
+	$(BIN)/detx models --project $(DEMO_DIR)/project --card 1
 	@# One prediction against the pushed model, through a real detx serve on loopback.
 	$(BIN)/detx serve --project $(DEMO_DIR)/project --port $(DEMO_PORT) --metrics-port 0 2> $(DEMO_DIR)/serve.log & \
 	pid=$$!; \
@@ -116,6 +117,7 @@ bench: install
 	$(BIN)/python bench/bn_fold.py
 	$(BIN)/python bench/coco_scan_scale.py
 	$(BIN)/python bench/warmup_latency.py
+	$(BIN)/python bench/infra_validator_cost.py
 
 clean:
 	rm -rf $(VENV) .tools .detx .pytest_cache .mypy_cache .ruff_cache build *.egg-info
