@@ -18,11 +18,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import tensorflow as tf
 
 from detx.components import storage
+from detx.components.modeling.config import ModelConfig
 from detx.components.tflite import inputs
 from detx.components.tflite.convert import convert
 from detx.components.tflite.evaluate import saved_model_metrics, tflite_metrics
@@ -90,6 +91,7 @@ def build(
     options: TFLiteOptions | None = None,
     name: str = "detx",
     log: Callable[[str], None] = lambda _: None,
+    configs: Mapping[str, ModelConfig] | None = None,
 ) -> TFLiteReport:
     """Converts, describes, evaluates and gates the TFLite models of a detx SavedModel, and writes them to `output`.
 
@@ -103,6 +105,7 @@ def build(
         options: calibration size, the gate's threshold, NMS flavour, interpreter threads.
         name: the model's name in the metadata.
         log: progress lines.
+        configs: the architectures the SavedModel may have (default: detx's presets; see source.py).
 
     Raises:
         OutputExistsError: `output` holds files.
@@ -116,12 +119,12 @@ def build(
     if unknown or not kinds:
         raise ValueError(f"unknown TFLite model kind(s) {unknown}; choose from {', '.join(KINDS)}")
     _check_output(output)
-    detector = load_detector(saved_model)
+    if INT8 in kinds and representative is None:
+        raise inputs.RepresentativeDataError("an int8 model needs representative images to calibrate on")
+    detector = load_detector(saved_model, configs)
     size, num_classes = detector.config.image_size, detector.label_map.num_classes
     sample = None
-    if INT8 in kinds:
-        if representative is None:
-            raise inputs.RepresentativeDataError("an int8 model needs representative images to calibrate on")
+    if INT8 in kinds and representative is not None:
         sample = inputs.representative_images(representative, size, options.calibration_examples, options.seed)
         log(f"calibrating int8 on {len(sample)} representative image(s)")
     examples = None
@@ -183,6 +186,8 @@ def build(
                 "use_regular_nms": options.use_regular_nms,
                 "max_int8_map50_drop": options.max_int8_map50_drop,
                 "num_threads": options.num_threads,
+                # interpreter.py runs per-class NMS with one thread (TFLite's kernel skips a class with more).
+                "eval_threads": 1 if options.use_regular_nms else options.num_threads,
                 "seed": options.seed,
             },
             models=entries,

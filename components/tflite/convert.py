@@ -35,6 +35,7 @@ from detx.components.tflite.postprocess_op import (
     PostProcessSettings,
     center_size_anchors,
     postprocess_function,
+    with_op_attributes,
 )
 from detx.components.tflite.source import Detector
 
@@ -116,10 +117,24 @@ def convert(
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8
     try:
-        return bytes(converter.convert())
+        converted = bytes(converter.convert())
+        return with_op_attributes(converted, settings)
     except Exception as e:  # the converter raises ConverterError, ValueError or RuntimeError
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConversionError(
-            f"converting {detector.path} to a {kind} TFLite model failed: {first}. Nothing was written; "
-            "check that the model was exported by this version of detx, or report the message"
+            f"converting {detector.path} to a {kind} TFLite model failed: {converter_message(e)}. Nothing was "
+            "written; check that the model was exported by this version of detx, or report the message"
         ) from e
+
+
+def converter_message(error: BaseException) -> str:
+    """The converter's own words: its `error:` lines without MLIR's source locations, else the first line."""
+    found: list[str] = []
+    for line in str(error).splitlines():
+        if "error: " in line:
+            text = line.split("error: ", 1)[1].strip().rstrip(":").strip()
+            if text and text not in found:
+                found.append(text)
+    if found:
+        return "; ".join(found)
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__

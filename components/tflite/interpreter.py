@@ -5,6 +5,9 @@ not clipped to the image (postprocess_op.py). Here classes become detx's
 1-based label ids and boxes are clipped to the image, those left with no area
 dropped, as `modeling.postprocess` does after NMS; so a TFLite model's COCO mAP,
 `detx predict --tflite` output and the SavedModel's are comparable.
+
+A model with per-class ("regular") NMS runs with one thread: TFLite's kernel
+skips a class when its NMS runs on more (postprocess_op.py).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from detx.components.data import features as F
 from detx.components.tflite import inputs
 from detx.components.tflite.detections import Detections
 from detx.components.tflite.metadata import MetadataError, read_metadata
-from detx.components.tflite.postprocess_op import OUTPUTS
+from detx.components.tflite.postprocess_op import OUTPUTS, op_attributes
 
 SIGNATURE = "serving_default"
 INPUT = "image"
@@ -34,7 +37,10 @@ class TFLiteDetector:
 
     Args:
         model: the .tflite file's path or bytes.
-        num_threads: CPU threads of the interpreter.
+        num_threads: CPU threads of the interpreter (1 for a model with per-class NMS, whatever is asked).
+
+    Attributes:
+        num_threads: the threads it runs with.
     """
 
     def __init__(self, model: str | bytes, num_threads: int = DEFAULT_THREADS) -> None:
@@ -43,10 +49,12 @@ class TFLiteDetector:
                 model = bytes(f.read())
         self.model_bytes = model
         try:
-            self._interpreter = tf.lite.Interpreter(model_content=model, num_threads=num_threads)
+            self.num_threads = 1 if op_attributes(model).get("use_regular_nms") else num_threads
+            self._interpreter = tf.lite.Interpreter(model_content=model, num_threads=self.num_threads)
             runner = self._interpreter.get_signature_runner(SIGNATURE)
-        except (ValueError, RuntimeError) as e:
-            raise TFLiteModelError(f"not a TFLite detector converted by detx: {str(e).splitlines()[0]}") from None
+        except Exception as e:  # flatbuffer parsing and the interpreter raise several kinds on foreign bytes
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise TFLiteModelError(f"not a TFLite detector converted by detx: {first}") from None
         self._runner = runner
         details = runner.get_input_details().get(INPUT)
         outputs = set(runner.get_output_details())

@@ -35,11 +35,10 @@ from tensorflow.lite.python import schema_py_generated as schema
 
 from detx.components.data.label_map import LabelMap
 from detx.components.tflite import flatbuffer_read
-from detx.components.tflite.postprocess_op import OP_NAME
+from detx.components.tflite.postprocess_op import MODEL_IDENTIFIER, output_order
 
 METADATA_NAME = "TFLITE_METADATA"
 METADATA_IDENTIFIER = b"M001"
-MODEL_IDENTIFIER = b"TFL3"
 LABELS_FILE = "labelmap.txt"
 # Output tensor names the Task Library's ObjectDetector looks for (object_detector.cc), in the op's order.
 OUTPUT_NAMES = ("location", "category", "score", "number of detections")
@@ -207,20 +206,14 @@ def metadata_buffer(info: ModelInfo, image_size: int, uint8_input: bool) -> byte
     return bytes(b.Output())
 
 
-def _postprocess_outputs(model: schema.ModelT) -> list[int]:
-    subgraph = model.subgraphs[0]
-    for op in subgraph.operators:
-        code = model.operatorCodes[op.opcodeIndex]
-        if code.customCode is not None and code.customCode.decode() == OP_NAME:
-            return [int(i) for i in op.outputs]
-    raise MetadataError(f"the model has no {OP_NAME} op: it is not a detector converted by detx")
-
-
 def with_metadata(tflite_model: bytes, info: ModelInfo, label_map: LabelMap) -> bytes:
     """The model with its outputs in the op's order, the metadata, and labelmap.txt attached."""
     model = schema.ModelT.InitFromPackedBuf(bytearray(tflite_model), 0)
     subgraph = model.subgraphs[0]
-    subgraph.outputs = _postprocess_outputs(model)
+    try:
+        subgraph.outputs = output_order(model)
+    except ValueError as e:
+        raise MetadataError(str(e)) from None
     image = subgraph.tensors[int(subgraph.inputs[0])]
     buffer = schema.BufferT()
     buffer.data = list(metadata_buffer(info, int(image.shape[1]), image.type == schema.TensorType.UINT8))

@@ -18,16 +18,28 @@ TFLite's Task Library ObjectDetector and the Coral/MediaPipe samples read.
 
 Where detx's post-processing (`modeling/postprocess.py`) and the op differ, and why:
 
-- `use_regular_nms=True` (the default here) is per-class NMS, as detx's: up to
-  `detections_per_class` boxes per class, then the best `max_detections` overall.
-  The OD API exports the op with the faster class-agnostic NMS instead (one class
-  per anchor, one NMS); `PostProcessSettings(use_regular_nms=False)` gives that.
+- NMS. detx runs per-class NMS. The op can (`use_regular_nms=True`), but its
+  multi-threaded path never processes class index T when the interpreter runs
+  with T >= 2 threads and there are more than T classes: the worker tasks start
+  at columns 0..T-1 and then take `++next_col` from T, i.e. T + 1
+  (tensorflow/lite/kernels/detection_postprocess.cc, NonMaxSuppressionWorkerTask;
+  still so in LiteRT's tflite/kernels/detection_postprocess.cc;
+  tensorflow/tensorflow#56058). Measured here: a 3-class model run with 2
+  threads never reports class 3. Phones run TFLite with several threads, so the
+  default is the op's class-agnostic "fast" NMS (`use_regular_nms=False`, as
+  the OD API's TF2 export): each anchor keeps its best class and one NMS runs
+  over all anchors. Its effect on mAP is measured (BENCHMARKS.md); with
+  `use_regular_nms=True` detx runs the interpreter with one thread itself
+  (interpreter.py) and the model detects exactly as the SavedModel.
 - The op neither clips boxes to the image nor drops boxes left with no area after
   clipping; detx does both after NMS. `interpreter.py` does both on the op's
   output, so detx's own TFLite results (evaluation, `detx predict --tflite`) mean
   what the SavedModel's do; an app reading the raw outputs may get a box that
   sticks out of the image a little.
 - The op keeps scores `>= nms_score_threshold`; TensorFlow's NMS keeps `>`.
+- TF 2.16's converter drops `detections_per_class` from the op's attributes (it
+  knows the OD API's list only), so `with_op_attributes` writes the op's whole
+  attribute map again after conversion.
 """
 
 from __future__ import annotations
@@ -36,14 +48,18 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+import flatbuffers  # type: ignore[import-untyped]
 import numpy as np
 import tensorflow as tf
+from flatbuffers import flexbuffers
 from google.protobuf import text_format
 from tensorflow.core.framework import attr_value_pb2
+from tensorflow.lite.python import schema_py_generated as schema
 
 from detx.components.modeling.config import ModelConfig
 
 OP_NAME = "TFLite_Detection_PostProcess"
+MODEL_IDENTIFIER = b"TFL3"  # the TFLite schema's file identifier
 # The op's outputs, in its own order (kOutputTensorDetectionBoxes = 0 ... kOutputTensorNumDetections = 3).
 OUTPUTS = ("detection_boxes", "detection_classes", "detection_scores", "num_detections")
 
@@ -59,7 +75,7 @@ class PostProcessSettings:
         iou_threshold: a box overlapping a kept one of its class by more than this is dropped.
         num_classes: K, foreground classes.
         box_code_scales: the box coder's (y, x, h, w) scales.
-        use_regular_nms: per-class NMS (detx's); False: the OD API's class-agnostic fast NMS.
+        use_regular_nms: per-class NMS (detx's, but see the module doc); False: the op's class-agnostic fast NMS.
     """
 
     max_detections: int
@@ -68,10 +84,10 @@ class PostProcessSettings:
     iou_threshold: float
     num_classes: int
     box_code_scales: tuple[float, float, float, float]
-    use_regular_nms: bool = True
+    use_regular_nms: bool = False
 
     @classmethod
-    def from_config(cls, config: ModelConfig, num_classes: int, use_regular_nms: bool = True) -> PostProcessSettings:
+    def from_config(cls, config: ModelConfig, num_classes: int, use_regular_nms: bool = False) -> PostProcessSettings:
         """Detx's own NMS settings (`ModelConfig`), as the op can express them."""
         return cls(
             max_detections=config.max_detections,
@@ -83,26 +99,31 @@ class PostProcessSettings:
             use_regular_nms=use_regular_nms,
         )
 
+    def attributes(self) -> dict[str, int | float | bool]:
+        """The op's attribute map (detection_postprocess.cc reads these names from its flexbuffer)."""
+        scales = dict(zip(("y_scale", "x_scale", "h_scale", "w_scale"), self.box_code_scales, strict=True))
+        return {
+            "max_detections": int(self.max_detections),
+            # The fast NMS reports one class per box; regular NMS ignores this attribute.
+            "max_classes_per_detection": 1,
+            "detections_per_class": int(self.detections_per_class),
+            "num_classes": int(self.num_classes),
+            "nms_score_threshold": float(self.score_threshold),
+            "nms_iou_threshold": float(self.iou_threshold),
+            **{k: float(v) for k, v in scales.items()},
+            "use_regular_nms": bool(self.use_regular_nms),
+        }
+
     def implements_signature(self) -> str:
         """The `experimental_implements` text: a NameAttrList naming the op, with its attributes."""
         signature = attr_value_pb2.NameAttrList(name=OP_NAME)
-        ints: dict[str, int] = {
-            "max_detections": self.max_detections,
-            # The fast NMS reports one class per box; regular NMS ignores this attribute.
-            "max_classes_per_detection": 1,
-            "detections_per_class": self.detections_per_class,
-            "num_classes": self.num_classes,
-        }
-        floats: dict[str, float] = {
-            "nms_score_threshold": self.score_threshold,
-            "nms_iou_threshold": self.iou_threshold,
-            **dict(zip(("y_scale", "x_scale", "h_scale", "w_scale"), self.box_code_scales, strict=True)),
-        }
-        for key, number in ints.items():
-            signature.attr[key].i = number
-        for key, real in floats.items():
-            signature.attr[key].f = real
-        signature.attr["use_regular_nms"].b = self.use_regular_nms
+        for key, value in self.attributes().items():
+            if isinstance(value, bool):
+                signature.attr[key].b = value
+            elif isinstance(value, int):
+                signature.attr[key].i = value
+            else:
+                signature.attr[key].f = value
         return str(text_format.MessageToString(signature, as_one_line=True))
 
 
@@ -127,3 +148,52 @@ def postprocess_function(settings: PostProcessSettings) -> Callable[..., Any]:
         return tuple(tf.constant(0.0, name=name) for name in OUTPUTS)
 
     return detection_postprocess
+
+
+def _postprocess_op(model: Any) -> Any:
+    """The post-processing operator of a TFLite `ModelT`, or None."""
+    for op in model.subgraphs[0].operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        if code.customCode is not None and code.customCode.decode() == OP_NAME:
+            return op
+    return None
+
+
+def output_order(model: Any) -> list[int]:
+    """The op's output tensors (boxes, classes, scores, count) in a TFLite `ModelT`.
+
+    Raises:
+        ValueError: the model has no post-processing op.
+    """
+    op = _postprocess_op(model)
+    if op is None:
+        raise ValueError(f"the model has no {OP_NAME} op: it is not a detector converted by detx")
+    return [int(i) for i in op.outputs]
+
+
+def with_op_attributes(tflite_model: bytes, settings: PostProcessSettings) -> bytes:
+    """The model with the op's full attribute map (the converter keeps only the OD API's attributes).
+
+    Raises:
+        ValueError: the model lacks the op, or needs other custom ops: the converter turns any
+            op it cannot map into a custom op that no TFLite runtime has, and the model would fail
+            only on the device.
+    """
+    model = schema.ModelT.InitFromPackedBuf(bytearray(tflite_model), 0)
+    custom = sorted({c.customCode.decode() for c in model.operatorCodes if c.customCode} - {OP_NAME})
+    if custom:
+        raise ValueError(f"the network needs ops TFLite does not have: {', '.join(custom)}")
+    op = _postprocess_op(model)
+    if op is None:
+        raise ValueError(f"the converted model has no {OP_NAME} op")
+    op.customOptions = list(flexbuffers.Dumps(settings.attributes()))
+    builder = flatbuffers.Builder(len(tflite_model) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=MODEL_IDENTIFIER)
+    return bytes(builder.Output())
+
+
+def op_attributes(tflite_model: bytes) -> dict[str, Any]:
+    """The op's attribute map in a TFLite model ({} without the op)."""
+    model = schema.ModelT.InitFromPackedBuf(bytearray(tflite_model), 0)
+    op = _postprocess_op(model)
+    return {} if op is None else dict(flexbuffers.Loads(bytes(bytearray(op.customOptions))))

@@ -5,8 +5,9 @@ TensorFlow's NMS), and a loaded SavedModel keeps no callable network. So, as
 the OD API's TFLite export rebuilds its model from a checkpoint, detx rebuilds
 the network from its preset and restores the SavedModel's own variables into
 it: the exported object's `model` (components/trainer/export.py) is the
-network with batch norm folded (or as trained), and its variables sit in the
-SavedModel's checkpoint under that object's path.
+network with batch norm folded, and its variables sit in the SavedModel's
+checkpoint under that object's path. (A model exported with
+`fold_batchnorm=False`, which only bench/bn_fold.py does, is not recognized.)
 
 Which preset: the one whose class head has the SavedModel's shape and whose
 every variable the checkpoint fills. The rebuilt detector must then detect
@@ -152,16 +153,15 @@ def load_detector(path: str, configs: Mapping[str, ModelConfig] | None = None) -
     shapes = {tuple(shape) for _, shape in tf.train.list_variables(variables_path)}
     presets = configs if configs is not None else {name: model for name, (model, _) in PRESETS.items()}
     for name, config in _candidates(shapes, label_map.num_classes, presets):
-        network = build_network(config, label_map.num_classes)
-        # The export folds batch norm by default; a model exported unfolded keeps the training network.
-        for model in (fold.fold_batchnorm(network.model), network.model):
-            if not _restore(model, variables_path):
-                continue
-            size = config.image_size
-            reference = _probe_detections(loaded.signatures[SERVING_DEFAULT], size)
-            rebuilt = _probe_detections(rebuilt_detections(model, config), size)
-            if len(reference) == len(rebuilt) and not unmatched(reference, rebuilt, 0.999, 1e-4):
-                return Detector(model, config, label_map, name, path)
+        # The Trainer's export folds batch norm (export.export's default), and so does the rebuilt copy.
+        model = fold.fold_batchnorm(build_network(config, label_map.num_classes).model)
+        if not _restore(model, variables_path):
+            continue
+        size = config.image_size
+        reference = _probe_detections(loaded.signatures[SERVING_DEFAULT], size)
+        rebuilt = _probe_detections(rebuilt_detections(model, config), size)
+        if len(reference) == len(rebuilt) and not unmatched(reference, rebuilt, 0.999, 1e-4):
+            return Detector(model, config, label_map, name, path)
     raise DetectorSourceError(
         f"{path}'s weights fit none of detx's presets ({', '.join(presets)}) for {label_map.num_classes} "
         "class(es), or the rebuilt network does not detect as the SavedModel does: it was not exported by this "
