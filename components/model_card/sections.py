@@ -16,6 +16,7 @@ from detx.components.evaluator.report import EvaluationReport
 from detx.components.example_gen.report import format_spans
 
 NOT_RECORDED = "not recorded"
+UNDEFINED = "undefined"
 _OVERALL = (("map", "mAP@[.50:.95]"), ("map_50", "mAP@0.5"), ("map_75", "mAP@0.75"), ("ar_100", "AR@100"))
 
 Table = dict[str, list[Any]]
@@ -27,8 +28,11 @@ def _text(value: Any) -> str:
 
 def _num(value: Any, digits: int | None = 3) -> str:
     """A number for people: floats with `digits` decimals (None: as short as exact, `1.2e-06`), ints in full."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return NOT_RECORDED
+    if math.isnan(value):
+        # Recorded, but it has no value: COCO AP on images without boxes, for one.
+        return UNDEFINED
     if isinstance(value, int):
         return f"{value:,}"
     return f"{value:g}" if digits is None else f"{value:,.{digits}f}"
@@ -40,7 +44,7 @@ def _count(value: Any) -> str:
 
 
 def _diff(value: Any, base: Any) -> str:
-    if _num(value) == NOT_RECORDED or _num(base) == NOT_RECORDED:
+    if {_num(value), _num(base)} & {NOT_RECORDED, UNDEFINED}:
         return ""
     return f"{value - base:+.3f}"
 
@@ -166,9 +170,7 @@ def _metrics(lineage: Mapping[str, Any]) -> dict[str, Any]:
     )
     evaluation = lineage.get("evaluation") or {}
     slices, base_slices = evaluation.get("slices") or {}, evaluation.get("baseline_slices") or {}
-    return {
-        "recorded": bool(metrics),
-        "note": note + ".",
+    tables: dict[str, Table | None] = {
         "overall": {"header": header, "rows": [row(label, metrics.get(k), base.get(k)) for k, label in _OVERALL]},
         "classes": {
             "header": ["Class (AP@[.50:.95])", *header[1:]],
@@ -188,6 +190,9 @@ def _metrics(lineage: Mapping[str, Any]) -> dict[str, Any]:
         if slices
         else None,
     }
+    if any(UNDEFINED in r for t in tables.values() if t for r in t["rows"]):
+        note += f'; "{UNDEFINED}": there were no boxes to find (COCO AP is undefined without ground truth)'
+    return {"recorded": bool(metrics), "note": note + ".", **tables}
 
 
 def _blessing(lineage: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -239,9 +244,11 @@ def _approval(lineage: Mapping[str, Any]) -> list[tuple[str, str]] | None:
     approval = lineage.get("approval")
     if not approval:
         return None
+    rows = [("Required", _yes(approval.get("required"))), ("State", _text(approval.get("state")))]
+    if approval.get("required") is False and not approval.get("by"):
+        return rows  # released without sign-off: there is no who, when or why to record
     return [
-        ("Required", _yes(approval.get("required"))),
-        ("State", _text(approval.get("state"))),
+        *rows,
         ("By", _text(approval.get("by"))),
         ("At", _text(approval.get("at"))),
         ("Reason", _text(approval.get("reason"))),

@@ -71,6 +71,7 @@ def full_lineage() -> dict:
         },
         "evaluation": {
             "slices": {
+                "detx/stats/num_objects=0": {"map_50": float("nan"), "example_count": 16.0},
                 "detx/stats/num_objects=10": {"map_50": 0.2, "example_count": 3.0},
                 "detx/stats/num_objects=2": {"map_50": 0.5, "example_count": 30.0},
             },
@@ -157,6 +158,7 @@ def test_every_recorded_fact_is_on_both_renderings():
         ["circle", "0.196", "0.200", "-0.004"],
         ["detx/stats/num_objects=2", "30", "0.500", "0.450", "+0.050"],
         ["detx/stats/num_objects=10", "3", "0.200", "not recorded", ""],
+        ["detx/stats/num_objects=0", "16", "undefined", "not recorded", ""],
         ["Verdict", "blessed: mAP@0.5 0.420 >= 0.30, compared with production version 3 (mAP@0.5 0.400)"],
         ["Verdict", "INFRA_BLESSED"],
         ["Latency p99 (ms)", "60.3"],
@@ -172,7 +174,8 @@ def test_every_recorded_fact_is_on_both_renderings():
     assert rows.index(expected_rows[21]) < rows.index(expected_rows[22])
     widths = {len(r) for r in rows if r and r[0] in ("Reason", "By")}
     assert widths == {2}  # the "|" in the approval reason did not split its row
-    assert "Quarantined: 2 of 402 records (0.5%)." in md and "On the eval split (77 examples)." in md
+    assert "Quarantined: 2 of 402 records (0.5%)." in md
+    assert 'On the eval split (77 examples); "undefined": there were no boxes to find' in md
     assert "Counting shapes on a conveyor." in md and "Synthetic shapes only." in md
     assert "Reasons: none." in md and "not recorded" not in md.replace("| not recorded |", "")
 
@@ -194,6 +197,13 @@ def test_the_markdown_escapes_raw_html_but_keeps_comparisons_readable():
     md = render.render(full_lineage(), None)[render.CARD_MD].decode()
     assert EVIL not in md and "&lt;script>alert(1)&lt;/script>" in md
     assert ">= 0.30" in md
+
+
+def test_a_release_without_sign_off_has_no_who_when_or_why():
+    lineage = {**full_lineage(), "approval": {"required": False, "state": "not required"}}
+    rows = _rows(render.render(lineage, None)[render.CARD_MD].decode())
+    assert ["Required", "no"] in rows and ["State", "not required"] in rows
+    assert not [r for r in rows if r and r[0] in ("By", "At")]
 
 
 @pytest.mark.parametrize(
