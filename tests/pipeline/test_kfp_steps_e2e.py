@@ -95,7 +95,7 @@ def test_two_runs_on_a_gs_root_push_twice_to_the_bucket_and_the_second_reads_the
         mlmd = kfp_launcher.Mlmd()
         outputs = run("run-1")
 
-        assert set(outputs) == set(spec.root.dag.tasks) and mlmd.executions == 8
+        assert set(outputs) == set(spec.root.dag.tasks) and mlmd.executions == 9
         examples = kfp_launcher.artifact_dict(outputs["DetectionExampleGen"], "examples")
         assert examples["name"].isdigit()  # the MLMD id, as the driver names inputs
         assert examples["metadata"]["span"] == 3.0 and examples["metadata"]["display_name"] == "examples"
@@ -106,6 +106,12 @@ def test_two_runs_on_a_gs_root_push_twice_to_the_bucket_and_the_second_reads_the
         assert blessing["metadata"]["blessed"] == 1.0
         evaluation = json.loads(gcs.read(blessing["uri"] + "/detx_evaluation.json"))
         assert evaluation["baseline_version"] is None  # nothing in production yet: first push
+        # The InfraValidator served the candidate (here `detx serve`: no TF Serving binary on this machine)
+        # and left TFX's InfraBlessing with the model and its warm-up file, which the Pusher pushed.
+        infra = kfp_launcher.artifact_dict(outputs["DetectionInfraValidator"], "blessing")
+        assert infra["metadata"]["blessed"] == 1.0 and infra["metadata"]["has_model"] == 1.0
+        assert json.loads(gcs.read(infra["uri"] + "/detx_infra_validation.json"))["server"] == "detx serve"
+        assert "models/detx/1/assets.extra/tf_serving_warmup_requests" in gcs.objects("models/detx/1/")
         pushed = kfp_launcher.artifact_dict(outputs["DetectionPusher"], "pushed_model")
         assert pushed["metadata"]["pushed"] == 1.0 and pushed["metadata"]["pushed_version"] == "1"
         lineage = json.loads(gcs.read(push_destination + "/1/detx_lineage.json"))
@@ -124,7 +130,7 @@ def test_two_runs_on_a_gs_root_push_twice_to_the_bucket_and_the_second_reads_the
         # The same spec and parameters again, with the same ML Metadata: KFP's cache sees nothing new.
         outputs = run("run-2")
 
-        assert mlmd.executions == 16  # ExampleGen is never cached, so its readers see new inputs and run too
+        assert mlmd.executions == 18  # ExampleGen is never cached, so its readers see new inputs and run too
         assert kfp_launcher.artifact_dict(outputs["DetectionExampleGen"], "examples")["metadata"]["span"] == 4.0
         blessing = kfp_launcher.artifact_dict(outputs["DetectionEvaluator"], "blessing")
         assert json.loads(gcs.read(blessing["uri"] + "/detx_evaluation.json"))["baseline_version"] == 1
