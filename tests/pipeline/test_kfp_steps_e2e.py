@@ -137,6 +137,7 @@ def test_two_runs_on_a_gs_root_push_twice_to_the_bucket_and_the_second_reads_the
         pushed = kfp_launcher.artifact_dict(outputs["DetectionPusher"], "pushed_model")
         assert pushed["metadata"]["pushed_version"] == "2"
         assert json.loads(gcs.read(push_destination + "/2/detx_lineage.json"))["data"]["spans"] == [3, 4]
+        assert "models/detx/2/assets.extra/tf_serving_warmup_requests" in gcs.objects("models/detx/2/")
         # What TF Serving would load from the bucket: version 2 answers its signature.
         served = tf.saved_model.load(gcs.download(push_destination + "/2", str(tmp_path / "serve"), skip_markers=True))
         out = served.signatures["serving_default"](tf.zeros([1, 64, 64, 3], tf.uint8))
