@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 
 import httpx
 import portpicker
@@ -174,3 +175,95 @@ def test_browser_shows_the_error_for_a_non_image(web, tmp_path):
             browser.close()
     assert "report.pdf is not an image detx can read" in message and "upload a JPEG" in message
     assert drawn in ("", "none")
+
+
+@pytest.fixture(scope="module")
+def card_web(web, trained_project, tmp_path_factory):
+    """(URL, push destination): the web app on its own port, over `web`'s model server, reading model cards
+    from a copy of the trained version 1 (a copy, so the test decides whether a card is there)."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from detx.components.model_card.render import CARD_DIR
+    from detx.serving.webapp.app import WebConfig, create_app
+
+    dest = tmp_path_factory.mktemp("cards") / "detx"
+    shutil.copytree(os.path.join(trained_project.push_destination, "1"), dest / "1")
+    shutil.rmtree(dest / "1" / CARD_DIR, ignore_errors=True)
+    _, server = web
+    port = portpicker.pick_unused_port()
+    app = create_app(WebConfig(f"127.0.0.1:{server.port}", "detx", str(dest)))
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not uv.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert uv.started, "the web app did not start"
+    try:
+        yield f"http://127.0.0.1:{port}", str(dest)
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=30)
+
+
+def test_the_served_versions_model_card_is_linked_and_served(web, card_web):
+    from detx.components.model_card import render
+    from detx.components.model_store import ModelStore
+
+    page = httpx.get(web[0], timeout=30)
+    assert '<a id="model-card" href="/model-card">' in page.text  # the page of `detx serve --web`
+    url, dest = card_web
+    missing = httpx.get(f"{url}/model-card", timeout=30)
+    assert missing.status_code == 404
+    assert missing.text == (
+        f"version 1 has no model card in {dest} (it was pushed before detx wrote cards, or by another tool); "
+        f"make one with: detx models --card 1 --rebuild --push-destination {dest}"
+    )
+    assert httpx.get(f"{url}/model-card/9", timeout=30).text == f"there is no version 9 in {dest}"
+
+    # Rebuilt from the real run's lineage, the training facts its run_fn wrote and its Examples artifact.
+    store = ModelStore(dest)
+    render.rebuild(store, 1)
+    card = httpx.get(f"{url}/model-card", timeout=30)
+    assert card.status_code == 200 and card.headers["content-type"].startswith("text/html")
+    assert card.content == httpx.get(f"{url}/model-card/1", timeout=30).content
+    lineage = store.lineage(1)
+    for fact in (
+        '<th scope="row">Preset</th><td>tiny</td>',
+        '<th scope="row">Steps</th><td>800</td>',
+        '<th scope="row">Device</th><td>CPU</td>',
+        f'<th scope="row">Examples</th><td>{lineage["data"]["num_examples"]:,}</td>',
+        f"<td>mAP@0.5</td><td>{lineage['metrics']['map_50']:.3f}</td>",
+        f'<th scope="row">Pipeline run id</th><td>{lineage["pipeline"]["run_id"]}</td>',
+    ):
+        assert fact in card.text, fact
+    assert "<td>train</td>" in card.text and "<td>eval</td>" in card.text and "<td>circle</td>" in card.text
+
+
+def test_browser_follows_the_card_link_of_the_version_that_answered(card_web, busy_image):
+    from playwright.sync_api import sync_playwright
+
+    from detx.components.model_card import render
+    from detx.components.model_store import ModelStore
+
+    url, dest = card_web
+    render.write(ModelStore(dest).path(1), ModelStore(dest).lineage(1), None)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.goto(url)
+            page.set_input_files("#file", busy_image[0])
+            page.wait_for_selector("body[data-drawn]", timeout=60_000)
+            link = page.locator("#model-card")
+            text, href = link.inner_text(), link.get_attribute("href")
+            link.click()
+            page.wait_for_load_state()
+            title = page.title()
+        finally:
+            browser.close()
+    assert (text, href) == ("Model card of version 1", "/model-card/1")
+    assert title == "Model card: detx version 1"
