@@ -128,13 +128,28 @@ def _training(lineage: Mapping[str, Any]) -> list[tuple[str, str]] | None:
     if not facts:
         return None
     resumed = facts.get("resumed_from_step")
-    return [
+    start = "none (from scratch)" if facts.get("pretrained") == "" else _text(facts.get("pretrained"))
+    if facts.get("pretrained_fallback_reason"):
+        start += f" (fell back: {facts['pretrained_fallback_reason']})"
+    rows = [
         ("Preset", _text(facts.get("preset"))),
         ("Steps", _count(facts.get("train_steps")) + (f" (resumed at step {resumed})" if resumed else "")),
-        (
-            "Starting weights",
-            "none (from scratch)" if facts.get("pretrained") == "" else _text(facts.get("pretrained")),
-        ),
+        ("Starting weights", start),
+    ]
+    # Warm starts (from a pushed version) are recorded by newer Trainers only: older facts have no such key.
+    if "warm_start" in facts:
+        warm = facts["warm_start"] or {}
+        rows.append(
+            ("Warm start", f"from version {_text(warm.get('version'))} ({_text(warm.get('path'))})" if warm else "no")
+        )
+        if warm.get("new_classes"):
+            rows.append(("Classes new to the starting model", ", ".join(map(str, warm["new_classes"]))))
+    if "warmup_steps" in facts:
+        rows.append(("Warm-up steps", _count(facts.get("warmup_steps"))))
+    if "learning_rate" in facts:
+        rows.append(("Peak learning rate", _num(facts.get("learning_rate"), None)))
+    return [
+        *rows,
         ("Device", _text(facts.get("device"))),
         ("Batch size", _count(facts.get("batch_size"))),
         ("Duration (s)", _num(facts.get("duration_seconds"), 1)),

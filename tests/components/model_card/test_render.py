@@ -199,6 +199,22 @@ def test_the_markdown_escapes_raw_html_but_keeps_comparisons_readable():
     assert ">= 0.30" in md
 
 
+def test_a_warm_start_is_stated_when_the_trainer_recorded_one():
+    lineage = full_lineage()
+    lineage["training"] = {
+        **lineage["training"],
+        "pretrained": "/m/3",
+        "warm_start": {"version": 3, "path": "/m/3", "classes": ["circle"], "new_classes": ["square"]},
+        "warmup_steps": 50,
+        "learning_rate": 0.0125,
+    }
+    rows = _rows(render.render(lineage, None)[render.CARD_MD].decode())
+    assert ["Warm start", "from version 3 (/m/3)"] in rows
+    assert ["Classes new to the starting model", "square"] in rows
+    assert ["Warm-up steps", "50"] in rows and ["Peak learning rate", "0.0125"] in rows
+    assert "Warm start" not in render.render(full_lineage(), None)[render.CARD_MD].decode()
+
+
 def test_a_release_without_sign_off_has_no_who_when_or_why():
     lineage = {**full_lineage(), "approval": {"required": False, "state": "not required"}}
     rows = _rows(render.render(lineage, None)[render.CARD_MD].decode())
