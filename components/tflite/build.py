@@ -28,11 +28,12 @@ from detx.components.tflite import inputs
 from detx.components.tflite.convert import convert
 from detx.components.tflite.evaluate import saved_model_metrics, tflite_metrics
 from detx.components.tflite.gate import decide
+from detx.components.tflite.interpreter import run_threads
 from detx.components.tflite.metadata import ModelInfo, with_metadata
 from detx.components.tflite.options import INT8, KINDS, TFLiteOptions
 from detx.components.tflite.postprocess_op import PostProcessSettings
 from detx.components.tflite.report import REJECTED_DIR, REPORT_FILE, ModelEntry, TFLiteReport
-from detx.components.tflite.source import load_detector
+from detx.components.tflite.source import Detector, load_detector
 
 MODEL_FILE = "detector_{kind}.tflite"
 
@@ -92,6 +93,7 @@ def build(
     name: str = "detx",
     log: Callable[[str], None] = lambda _: None,
     configs: Mapping[str, ModelConfig] | None = None,
+    detector: Detector | None = None,
 ) -> TFLiteReport:
     """Converts, describes, evaluates and gates the TFLite models of a detx SavedModel, and writes them to `output`.
 
@@ -106,6 +108,7 @@ def build(
         name: the model's name in the metadata.
         log: progress lines.
         configs: the architectures the SavedModel may have (default: detx's presets; see source.py).
+        detector: `saved_model` already loaded by `source.load_detector` (it is loaded otherwise).
 
     Raises:
         OutputExistsError: `output` holds files.
@@ -121,7 +124,8 @@ def build(
     _check_output(output)
     if INT8 in kinds and representative is None:
         raise inputs.RepresentativeDataError("an int8 model needs representative images to calibrate on")
-    detector = load_detector(saved_model, configs)
+    if detector is None or detector.path != saved_model:
+        detector = load_detector(saved_model, configs)
     size, num_classes = detector.config.image_size, detector.label_map.num_classes
     sample = None
     if INT8 in kinds and representative is not None:
@@ -132,10 +136,11 @@ def build(
         examples = inputs.serialized_examples(eval_patterns(eval_data))
         if not examples:
             raise ValueError(f"no tf.Examples in the eval data {eval_data}: give an ExampleGen folder or TFRecords")
-    saved_map = saved_model_metrics(saved_model, examples, num_classes) if examples else None
+    saved_map = saved_model_metrics(detector.saved_model or saved_model, examples, num_classes) if examples else None
     settings = PostProcessSettings.from_config(detector.config, num_classes, options.use_regular_nms)
     weights = variables_bytes(saved_model)
     staging = _staging(output)
+    eval_threads = options.num_threads
     try:
         entries = []
         for kind in kinds:
@@ -147,6 +152,7 @@ def build(
                 version=saved_model,
             )
             model = with_metadata(convert(detector, kind, settings, sample), info, detector.label_map)
+            eval_threads = run_threads(model, options.num_threads)
             metrics = tflite_metrics(model, examples, num_classes, options.num_threads) if examples else None
             map_50 = metrics.map_50 if metrics else None
             saved_50 = saved_map.map_50 if saved_map else None
@@ -187,7 +193,7 @@ def build(
                 "max_int8_map50_drop": options.max_int8_map50_drop,
                 "num_threads": options.num_threads,
                 # interpreter.py runs per-class NMS with one thread (TFLite's kernel skips a class with more).
-                "eval_threads": 1 if options.use_regular_nms else options.num_threads,
+                "eval_threads": eval_threads,
                 "seed": options.seed,
             },
             models=entries,

@@ -10,6 +10,7 @@ that signature does.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import tensorflow as tf
 
@@ -19,13 +20,19 @@ from detx.components.tflite.source import DetectorSourceError
 from detx.components.trainer.export import TF_EXAMPLE
 
 
-def saved_model_metrics(path: str, examples: Sequence[bytes], num_classes: int) -> CocoMetrics:
+def saved_model_metrics(saved_model: str | Any, examples: Sequence[bytes], num_classes: int) -> CocoMetrics:
     """The SavedModel's COCO metrics through its `tf_example` signature.
+
+    Args:
+        saved_model: its folder, or the loaded SavedModel.
+        examples: serialized tf.Examples with boxes.
+        num_classes: K.
 
     Raises:
         DetectorSourceError: the SavedModel has no `tf_example` signature.
     """
-    loaded = tf.saved_model.load(path)
+    loaded = tf.saved_model.load(saved_model) if isinstance(saved_model, str) else saved_model
+    path = saved_model if isinstance(saved_model, str) else "the SavedModel"
     if TF_EXAMPLE not in loaded.signatures:
         raise DetectorSourceError(
             f"{path} has no {TF_EXAMPLE!r} signature to evaluate it on tf.Examples; export it with detx"

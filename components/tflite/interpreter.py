@@ -6,8 +6,8 @@ not clipped to the image (postprocess_op.py). Here classes become detx's
 dropped, as `modeling.postprocess` does after NMS; so a TFLite model's COCO mAP,
 `detx predict --tflite` output and the SavedModel's are comparable.
 
-A model with per-class ("regular") NMS runs with one thread: TFLite's kernel
-skips a class when its NMS runs on more (postprocess_op.py).
+A model with per-class ("regular") NMS and more classes than threads runs with
+one thread: TFLite's kernel skips class index T on T >= 2 threads (postprocess_op.py).
 """
 
 from __future__ import annotations
@@ -26,6 +26,13 @@ from detx.components.tflite.postprocess_op import OUTPUTS, op_attributes
 SIGNATURE = "serving_default"
 INPUT = "image"
 DEFAULT_THREADS = 2
+
+
+def run_threads(model: bytes, requested: int) -> int:
+    """The threads detx runs a model with: 1 when TFLite's per-class NMS would skip a class on `requested`."""
+    attributes = op_attributes(model)
+    skips = bool(attributes.get("use_regular_nms")) and int(attributes.get("num_classes", 0)) > requested
+    return 1 if skips else requested
 
 
 class TFLiteModelError(ValueError):
@@ -49,7 +56,7 @@ class TFLiteDetector:
                 model = bytes(f.read())
         self.model_bytes = model
         try:
-            self.num_threads = 1 if op_attributes(model).get("use_regular_nms") else num_threads
+            self.num_threads = run_threads(model, num_threads)
             self._interpreter = tf.lite.Interpreter(model_content=model, num_threads=self.num_threads)
             runner = self._interpreter.get_signature_runner(SIGNATURE)
         except Exception as e:  # flatbuffer parsing and the interpreter raise several kinds on foreign bytes

@@ -18,16 +18,16 @@ class TFLiteOptions:
         calibration_examples: train-split images int8 calibration runs on (a seeded sample).
         max_int8_map50_drop: the int8 model ships only if its mAP@0.5 is at most this much
             below the SavedModel's (on the eval split, the same images and metric code).
-        use_regular_nms: per-class NMS, as detx's own post-processing, which TFLite's kernel gets
-            wrong with more than one thread; False (the default): the op's class-agnostic fast NMS,
-            as the OD API exports it (see postprocess_op.py).
+        use_regular_nms: per-class NMS, as detx's own post-processing (the default), which TFLite's
+            kernel gets right only on one thread; False: the op's class-agnostic fast NMS, as the OD
+            API exports it, right on any number of threads but less accurate (see postprocess_op.py).
         num_threads: CPU threads of TFLite's interpreter when evaluating.
         seed: seeds the calibration sample.
     """
 
     calibration_examples: int = 100
     max_int8_map50_drop: float = 0.02
-    use_regular_nms: bool = False
+    use_regular_nms: bool = True
     num_threads: int = 2
     seed: int = 0
 

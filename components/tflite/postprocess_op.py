@@ -18,19 +18,20 @@ TFLite's Task Library ObjectDetector and the Coral/MediaPipe samples read.
 
 Where detx's post-processing (`modeling/postprocess.py`) and the op differ, and why:
 
-- NMS. detx runs per-class NMS. The op can (`use_regular_nms=True`), but its
-  multi-threaded path never processes class index T when the interpreter runs
-  with T >= 2 threads and there are more than T classes: the worker tasks start
-  at columns 0..T-1 and then take `++next_col` from T, i.e. T + 1
-  (tensorflow/lite/kernels/detection_postprocess.cc, NonMaxSuppressionWorkerTask;
-  still so in LiteRT's tflite/kernels/detection_postprocess.cc;
-  tensorflow/tensorflow#56058). Measured here: a 3-class model run with 2
-  threads never reports class 3. Phones run TFLite with several threads, so the
-  default is the op's class-agnostic "fast" NMS (`use_regular_nms=False`, as
-  the OD API's TF2 export): each anchor keeps its best class and one NMS runs
-  over all anchors. Its effect on mAP is measured (BENCHMARKS.md); with
-  `use_regular_nms=True` detx runs the interpreter with one thread itself
-  (interpreter.py) and the model detects exactly as the SavedModel.
+- NMS. Both run per-class NMS by default (`use_regular_nms=True`), with
+  detx's thresholds, so a float32 model detects as the SavedModel does. But
+  the op's multi-threaded path never processes class index T when the
+  interpreter runs with T >= 2 threads and there are more than T classes: the
+  worker tasks start at columns 0..T-1, then take `++next_col` from T, i.e.
+  T + 1 (tensorflow/lite/kernels/detection_postprocess.cc,
+  NonMaxSuppressionWorkerTask; still so in LiteRT's
+  tflite/kernels/detection_postprocess.cc; tensorflow/tensorflow#56058).
+  Measured here: a 3-class model run with 2 threads never reports class 3.
+  detx runs such models with one thread (interpreter.py); an app must too, or
+  use the op's class-agnostic "fast" NMS (`use_regular_nms=False`, the OD API
+  export's default: each anchor keeps its best class, one NMS over all
+  anchors), which any thread count runs right but which scores lower
+  (BENCHMARKS.md).
 - The op neither clips boxes to the image nor drops boxes left with no area after
   clipping; detx does both after NMS. `interpreter.py` does both on the op's
   output, so detx's own TFLite results (evaluation, `detx predict --tflite`) mean
@@ -75,7 +76,8 @@ class PostProcessSettings:
         iou_threshold: a box overlapping a kept one of its class by more than this is dropped.
         num_classes: K, foreground classes.
         box_code_scales: the box coder's (y, x, h, w) scales.
-        use_regular_nms: per-class NMS (detx's, but see the module doc); False: the op's class-agnostic fast NMS.
+        use_regular_nms: per-class NMS, as detx's (run it with one thread: see the module doc); False: the op's
+            class-agnostic fast NMS.
     """
 
     max_detections: int
@@ -84,10 +86,10 @@ class PostProcessSettings:
     iou_threshold: float
     num_classes: int
     box_code_scales: tuple[float, float, float, float]
-    use_regular_nms: bool = False
+    use_regular_nms: bool = True
 
     @classmethod
-    def from_config(cls, config: ModelConfig, num_classes: int, use_regular_nms: bool = False) -> PostProcessSettings:
+    def from_config(cls, config: ModelConfig, num_classes: int, use_regular_nms: bool = True) -> PostProcessSettings:
         """Detx's own NMS settings (`ModelConfig`), as the op can express them."""
         return cls(
             max_detections=config.max_detections,

@@ -54,6 +54,7 @@ class Detector:
         label_map: its classes.
         preset: the detx preset it was built from.
         path: the SavedModel it came from.
+        saved_model: that SavedModel, loaded (its signatures evaluate it beside the TFLite models).
     """
 
     model: keras.Model
@@ -61,6 +62,7 @@ class Detector:
     label_map: LabelMap
     preset: str
     path: str
+    saved_model: Any = dataclasses.field(default=None, repr=False, compare=False)
 
 
 def _check_signature(loaded: Any, path: str) -> None:
@@ -161,7 +163,7 @@ def load_detector(path: str, configs: Mapping[str, ModelConfig] | None = None) -
         reference = _probe_detections(loaded.signatures[SERVING_DEFAULT], size)
         rebuilt = _probe_detections(rebuilt_detections(model, config), size)
         if len(reference) == len(rebuilt) and not unmatched(reference, rebuilt, 0.999, 1e-4):
-            return Detector(model, config, label_map, name, path)
+            return Detector(model, config, label_map, name, path, loaded)
     raise DetectorSourceError(
         f"{path}'s weights fit none of detx's presets ({', '.join(presets)}) for {label_map.num_classes} "
         "class(es), or the rebuilt network does not detect as the SavedModel does: it was not exported by this "

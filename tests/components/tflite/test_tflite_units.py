@@ -32,13 +32,13 @@ def test_the_op_gets_detx_s_own_nms_settings():
         "x_scale": 10.0,
         "h_scale": 5.0,
         "w_scale": 5.0,
-        "use_regular_nms": False,
+        "use_regular_nms": True,
     }
     parsed = text_format.Parse(settings.implements_signature(), attr_value_pb2.NameAttrList())
     assert parsed.name == OP_NAME
     assert parsed.attr["num_classes"].i == 90 and parsed.attr["nms_iou_threshold"].f == pytest.approx(0.6)
-    assert parsed.attr["use_regular_nms"].b is False
-    assert PostProcessSettings.from_config(config, 3, use_regular_nms=True).attributes()["use_regular_nms"] is True
+    assert parsed.attr["use_regular_nms"].b is True
+    assert PostProcessSettings.from_config(config, 3, use_regular_nms=False).attributes()["use_regular_nms"] is False
 
 
 def test_center_size_anchors_decode_like_detx_s_box_coder():
@@ -98,9 +98,9 @@ def test_float_models_always_ship_and_int8_only_within_the_allowed_drop():
 
 
 def test_options_travel_as_exec_properties_and_are_checked():
-    options = TFLiteOptions(calibration_examples=7, max_int8_map50_drop=0.05, use_regular_nms=True, num_threads=1)
+    options = TFLiteOptions(calibration_examples=7, max_int8_map50_drop=0.05, use_regular_nms=False, num_threads=1)
     props = options.exec_properties()
-    assert props["use_regular_nms"] == 1
+    assert props["use_regular_nms"] == 0
     assert TFLiteOptions.from_exec_properties(props) == options
     assert TFLiteOptions.from_exec_properties({}) == TFLiteOptions()
     with pytest.raises(ValueError, match="calibration_examples must be at least 1, got 0"):
@@ -126,3 +126,15 @@ def test_the_report_round_trips_and_reads_as_lines(tmp_path):
         "SavedModel (tiny): variables 3.00 MB, mAP@0.5 0.700 on 40 eval images",
         "int8       0.80 MB (0.26x)  mAP@0.5 0.650  NOT shipped: too low",
     ]
+
+
+def test_the_loader_tries_only_presets_whose_class_head_fits_the_checkpoint():
+    from detx.components.tflite.source import _candidates
+
+    tiny, _ = preset("tiny")
+    zoo, _ = preset("zoo320")
+    presets = {"tiny": tiny, "zoo320": zoo}
+    # The class head is a 1x1 pointwise kernel from fpn_depth to anchors x (K + 1) channels.
+    assert [n for n, _ in _candidates({(1, 1, 64, 6 * 4), (3, 3, 64, 1)}, 3, presets)] == ["tiny"]
+    assert [n for n, _ in _candidates({(1, 1, 128, 6 * 91)}, 90, presets)] == ["zoo320"]
+    assert _candidates({(1, 1, 64, 6 * 4)}, 4, presets) == []
