@@ -156,6 +156,10 @@ class ContinuousTrainingConfig:
         max_score_drop: relative fall of the live mean top score, against the eval split's, that triggers.
         skew_brightness_jsd: serving vs training brightness divergence reported as skew.
         state_dir: where `detx ct run` keeps its lock and what it started ("" = <project>/ct).
+        warm_start: retrain from the served version's weights (`trainer.pretrained: production`)
+            when it has them, on the shorter warm-start schedule (`trainer.warm_start_steps`,
+            `trainer.warm_start_learning_rate`): each retraining builds on what production
+            learned instead of paying the whole schedule again. False: from `trainer.pretrained`.
     """
 
     min_new_images: int = 500
@@ -168,6 +172,7 @@ class ContinuousTrainingConfig:
     max_score_drop: float = 0.2
     skew_brightness_jsd: float = 0.1
     state_dir: str = ""
+    warm_start: bool = True
 
     def __post_init__(self) -> None:
         for name in ("class_linf", "box_size_jsd", "brightness_jsd", "max_score_drop", "skew_brightness_jsd"):

@@ -80,6 +80,8 @@ def create_pipeline(
             options=config.trainer,
             train_steps=values["train_steps"],
             pretrained=values["pretrained"],
+            # Where `pretrained: production` finds the served version: the Evaluator's and the Pusher's destination.
+            push_destination=values["push_destination"],
         ).with_id("Trainer")
         trainer.add_upstream_node(data_gate)
         components.append(trainer)

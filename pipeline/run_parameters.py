@@ -44,7 +44,11 @@ RUN_PARAMETERS: tuple[RunParameter, ...] = (
     ),
     RunParameter("train_steps", int, "training steps", lambda c: c.train_steps),
     RunParameter(
-        "pretrained", str, "Model Zoo checkpoint directory or ImageNet .h5 ('' = none)", lambda c: c.trainer.pretrained
+        "pretrained",
+        str,
+        "'production' (warm start from the served version), a detx model, Model Zoo checkpoint directory "
+        "or ImageNet .h5 ('' = none)",
+        lambda c: c.trainer.pretrained,
     ),
     RunParameter("push_destination", str, "TF Serving model base path pushes go to", lambda c: c.push_destination),
     RunParameter("min_map_50", float, "blessing floor on mAP@0.5", lambda c: c.evaluator.min_map_50),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from detx.components.modeling.config import ModelConfig
@@ -167,6 +168,17 @@ def build_network(config: ModelConfig, num_classes: int, freeze_batchnorm: bool 
         for layer in network.batch_norms():
             _freeze_statistics(layer)
     return network
+
+
+def class_head_columns(anchors_per_location: int, num_classes: int) -> np.ndarray:
+    """The class head's output channel of each (anchor, column): int [anchors, K + 1].
+
+    The class head emits A * (K + 1) channels per cell and `class_logits_p*` reshapes
+    them to [cells * A, K + 1], so anchor a's column c (0 background, 1..K the label ids)
+    is channel a * (K + 1) + c. Worked example: with 6 anchors and 3 classes, label 2 of
+    anchor 1 is channel 1 * 4 + 2 = 6; with a 4th class appended it moves to 1 * 5 + 2 = 7.
+    """
+    return np.arange(anchors_per_location * (num_classes + 1)).reshape(anchors_per_location, num_classes + 1)
 
 
 def _freeze_statistics(layer: keras.layers.BatchNormalization) -> None:

@@ -2,13 +2,14 @@
 
 TFX's Trainer keeps the step count inside the `train_args` proto and everything
 else in one `custom_config` JSON string, so a KFP run form would ask users to
-type JSON. This component adds `train_steps` (int) and `pretrained` (str)
-execution properties, which can be KFP runtime parameters. They are the only
-channel of these two values: `train_args` names the splits only and
+type JSON. This component adds `train_steps` (int), `pretrained` (str) and
+`push_destination` (str, where `pretrained: production` finds the served
+version) execution properties, which can be KFP runtime parameters. They are
+the only channel of these values: `train_args` names the splits only and
 `custom_config` holds the other TrainerOptions; the executor puts them on
-`fn_args` (`fn_args.train_steps`, `fn_args.pretrained`) before TFX's
-GenericExecutor runs `run_fn`. Everything else is the stock Trainer (same spec
-and outputs).
+`fn_args` (`fn_args.train_steps`, `fn_args.pretrained`,
+`fn_args.push_destination`) before TFX's GenericExecutor runs `run_fn`.
+Everything else is the stock Trainer (same spec and outputs).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from tfx.types import Channel, standard_artifacts
 from tfx.types.component_spec import ExecutionParameter
 from tfx.types.standard_component_specs import TrainerSpec
 
-from detx.components.trainer.executor import PRETRAINED_KEY, TRAIN_STEPS_KEY, Executor
+from detx.components.trainer.executor import PRETRAINED_KEY, PUSH_DESTINATION_KEY, TRAIN_STEPS_KEY, Executor
 from detx.components.trainer.options import TrainerOptions
 
 # The Trainer's entry point, by import path: the pipeline image installs detx,
@@ -31,12 +32,13 @@ RUN_FN = "detx.components.trainer.run_fn.run_fn"
 
 
 class DetectionTrainerSpec(TrainerSpec):
-    """TFX's TrainerSpec plus the two per-run settings."""
+    """TFX's TrainerSpec plus the per-run settings."""
 
     PARAMETERS = {  # noqa: RUF012
         **TrainerSpec.PARAMETERS,
         TRAIN_STEPS_KEY: ExecutionParameter(type=int),
         PRETRAINED_KEY: ExecutionParameter(type=str, optional=True),
+        PUSH_DESTINATION_KEY: ExecutionParameter(type=str, optional=True),
     }
 
 
@@ -53,6 +55,7 @@ class DetectionTrainer(base_component.BaseComponent):
         options: TrainerOptions,
         train_steps: Any,
         pretrained: Any = None,
+        push_destination: Any = "",
     ) -> None:
         """Builds the component.
 
@@ -63,6 +66,8 @@ class DetectionTrainer(base_component.BaseComponent):
             train_steps: training steps: an int or a RuntimeParameter.
             pretrained: starting weights (a str or a RuntimeParameter); None
                 keeps `options.pretrained`.
+            push_destination: where `production` is served from (a str or a
+                RuntimeParameter; "" when the run has none).
         """
         spec = DetectionTrainerSpec(
             examples=examples,
@@ -75,6 +80,7 @@ class DetectionTrainer(base_component.BaseComponent):
             custom_config=json.dumps(options.to_custom_config(), sort_keys=True),
             train_steps=train_steps,
             pretrained=options.pretrained if pretrained is None else pretrained,
+            push_destination=push_destination,
             model=Channel(type=standard_artifacts.Model),
             model_run=Channel(type=standard_artifacts.ModelRun),
         )

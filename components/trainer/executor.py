@@ -1,4 +1,4 @@
-"""The DetectionTrainer's executor: TFX's GenericExecutor with this run's `train_steps` and `pretrained` on fn_args."""
+"""The DetectionTrainer's executor: TFX's GenericExecutor with this run's settings on fn_args."""
 
 from __future__ import annotations
 
@@ -10,17 +10,20 @@ from tfx.components.trainer import fn_args_utils
 
 TRAIN_STEPS_KEY = "train_steps"
 PRETRAINED_KEY = "pretrained"
+PUSH_DESTINATION_KEY = "push_destination"
 
 
 @attr.s
 class DetectionFnArgs(fn_args_utils.FnArgs):
-    """TFX's FnArgs plus the starting weights, for which TFX's Trainer has no field."""
+    """TFX's FnArgs plus the starting weights and where production is, for which TFX's Trainer has no field."""
 
     pretrained = attr.ib(type=str, default="")
+    # Where `pretrained: production` finds the served version (the Evaluator's and the Pusher's run parameter).
+    push_destination = attr.ib(type=str, default="")
 
 
 def with_run_settings(fn_args: Any, exec_properties: dict[str, Any]) -> DetectionFnArgs:
-    """`fn_args` with this run's `train_steps` and `pretrained`, each read from its own exec property.
+    """`fn_args` with this run's `train_steps`, `pretrained` and `push_destination`, each from its own exec property.
 
     TFX's own channel for the step count is `train_args.num_steps`, a field of
     the `train_args` proto, which TFX copies to `fn_args.train_steps`. A KFP
@@ -40,11 +43,15 @@ def with_run_settings(fn_args: Any, exec_properties: dict[str, Any]) -> Detectio
     if train_steps <= 0:
         raise ValueError(f"train_steps must be a positive number of steps, got {train_steps}")
     fields = {**attr.asdict(fn_args, recurse=False), "train_steps": train_steps}
-    return DetectionFnArgs(**fields, pretrained=exec_properties.get(PRETRAINED_KEY) or "")
+    return DetectionFnArgs(
+        **fields,
+        pretrained=exec_properties.get(PRETRAINED_KEY) or "",
+        push_destination=exec_properties.get(PUSH_DESTINATION_KEY) or "",
+    )
 
 
 class Executor(trainer_executor.GenericExecutor):
-    """Runs `run_fn` with the step count and starting weights of this run."""
+    """Runs `run_fn` with the step count, starting weights and push destination of this run."""
 
     def _GetFnArgs(
         self,

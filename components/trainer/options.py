@@ -12,6 +12,9 @@ from typing import Any
 
 from detx.components.modeling.config import RESTORE_SCOPES, ModelConfig, TrainConfig, preset
 
+# `pretrained`'s keyword for the version served from the push destination (components/trainer/pretrained.py).
+PRODUCTION = "production"
+
 # The fields that are run parameters: each is an exec property of its own, so `custom_config` leaves it out.
 RUN_SETTINGS = ("pretrained",)
 
@@ -26,10 +29,22 @@ class TrainerOptions:
             learning rate is scaled from the Zoo's batch 128 either way.
         freeze_batchnorm: BN statistics fixed, gamma and beta trained (advisable with batches under ~16).
         seed: seeds data order, augmentation and initialization.
-        pretrained: a Model Zoo model directory (`pipeline.config` +
-            `checkpoint/`), a Keras MobileNetV2 ImageNet weights file (.h5), or "".
+        pretrained: "production" (the version served from the push destination: a warm
+            start), an exported detx model directory (a warm start from it), a Model Zoo
+            model directory (`pipeline.config` + `checkpoint/`), a Keras MobileNetV2
+            ImageNet weights file (.h5), or "".
         restore_scope: for Zoo checkpoints: "detection", "detection+box" or "full".
         checkpoint_every: steps between checkpoints (0 keeps the preset's).
+        pretrained_fallback: what "production" starts from when no served version can be
+            used (nothing served yet, or one without training weights): a Zoo model
+            directory, an ImageNet .h5, or "" (from scratch).
+        warm_start_steps: a warm start trains this fraction of `train_steps`, and of the
+            preset's warm-up. The weights already detect the known classes; the steps go to
+            the new data (BENCHMARKS.md, "Warm start").
+        warm_start_learning_rate: a warm start's peak and warm-up learning rates, as a
+            fraction of the preset's (already scaled to the batch size). At most 1: the Zoo's
+            rate knocks a trained model out of its minimum, and at small batches it diverges
+            outright (tensorflow/models#10509).
     """
 
     preset: str = "zoo320"
@@ -39,14 +54,26 @@ class TrainerOptions:
     pretrained: str = ""
     restore_scope: str = "detection"
     checkpoint_every: int = 0
+    pretrained_fallback: str = ""
+    warm_start_steps: float = 0.25
+    warm_start_learning_rate: float = 0.25
 
     def __post_init__(self) -> None:
         preset(self.preset)  # raises on an unknown name
         if self.restore_scope not in RESTORE_SCOPES:
             raise ValueError(f"unknown restore scope {self.restore_scope!r}; choose one of {', '.join(RESTORE_SCOPES)}")
+        if self.pretrained_fallback == PRODUCTION:
+            raise ValueError(
+                "trainer.pretrained_fallback is what 'production' falls back to: give a Model Zoo directory, "
+                "an ImageNet .h5 or '' (from scratch), not 'production'"
+            )
+        for name in ("warm_start_steps", "warm_start_learning_rate"):
+            value = getattr(self, name)
+            if not 0 < value <= 1:
+                raise ValueError(f"trainer.{name} is a fraction of the preset's schedule in (0, 1], got {value}")
 
-    def configs(self, train_steps: int) -> tuple[ModelConfig, TrainConfig]:
-        """The preset's configs with this run's overrides."""
+    def configs(self, train_steps: int, warm_start: bool = False) -> tuple[ModelConfig, TrainConfig]:
+        """The preset's configs with this run's overrides; `warm_start` shortens the schedule (see the fields)."""
         model_config, train_config = preset(self.preset)
         overrides: dict[str, Any] = {
             "train_steps": train_steps,
@@ -55,6 +82,12 @@ class TrainerOptions:
         }
         if self.batch_size:
             overrides["batch_size"] = self.batch_size
+        if warm_start:
+            train_steps = max(1, round(train_steps * self.warm_start_steps))
+            overrides["train_steps"] = train_steps
+            overrides["warmup_steps"] = round(train_config.warmup_steps * self.warm_start_steps)
+            overrides["base_learning_rate"] = train_config.base_learning_rate * self.warm_start_learning_rate
+            overrides["warmup_learning_rate"] = train_config.warmup_learning_rate * self.warm_start_learning_rate
         every = self.checkpoint_every or train_config.checkpoint_every
         overrides["checkpoint_every"] = max(1, min(every, train_steps))
         return model_config, dataclasses.replace(train_config, **overrides)

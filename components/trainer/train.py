@@ -117,6 +117,36 @@ class _StepLogger(keras.callbacks.Callback):
         )
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss stopped being a number; the message gives the learning rate and what to change."""
+
+
+class _DivergenceGuard(keras.callbacks.Callback):
+    """Stops training at the first checkpoint whose mean loss is not finite, before it is saved.
+
+    A diverged network only wastes the rest of the run and the Evaluator's time. The usual
+    cause is the Zoo's learning rate on a batch far below its 128 (tensorflow/models#10509).
+    """
+
+    def __init__(self, train_config: TrainConfig) -> None:
+        super().__init__()
+        self._config = train_config
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is None or math.isfinite(float(loss)):
+            return
+        c = self._config
+        base, _ = c.scaled_learning_rate()
+        raise TrainingDiverged(
+            f"the loss is {float(loss)} after step {(epoch + 1) * c.checkpoint_every}: training diverged at a "
+            f"peak learning rate of {base:.4g} with batch {c.batch_size}. Lower the rate: a larger batch keeps the "
+            "Zoo's rate per example (it is scaled from batch 128), a warm start takes "
+            "trainer.warm_start_learning_rate of it, and --freeze-batchnorm steadies very small batches "
+            "(tensorflow/models#10509)"
+        )
+
+
 def train(
     dataset_fn: Callable[[int], tf.data.Dataset],
     model_config: ModelConfig,
@@ -169,6 +199,8 @@ def train(
         shuffle=False,  # the tf.data pipeline shuffles, with its own seed
         verbose=0,
         callbacks=[
+            # First, so a diverged epoch is never checkpointed (a resume would start from it).
+            _DivergenceGuard(train_config),
             # Restores weights, optimizer state and the epoch after a crash; kept after success.
             # double_checkpoint keeps the previous checkpoint until the new one is written.
             keras.callbacks.BackupAndRestore(

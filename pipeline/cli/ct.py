@@ -31,6 +31,7 @@ CT_PATHS: dict[str, tuple[str, ...]] = {
     "max_age_days": ("ct", "max_model_age_days"),
     "request_log": ("ct", "request_log"),
     "state_dir": ("ct", "state_dir"),
+    "warm_start": ("ct", "warm_start"),
 }
 
 
@@ -84,6 +85,11 @@ def check_command(ctx: click.Context, as_json: bool, project_dir: str, **_: Any)
 @_ct_options
 @training_options()
 @click.option("--force", is_flag=True, help="Retrain even if no trigger fired or this situation was tried.")
+@click.option(
+    "--warm-start/--no-warm-start",
+    default=None,
+    help="Start from the served version's weights when it has them (else trainer.pretrained). [default: warm start]",
+)
 @kubeflow_options(required=False)
 @package_option
 @experiment_option

@@ -8,7 +8,7 @@ import sys
 import click
 
 from detx.components.modeling.config import RESTORE_SCOPES
-from detx.components.trainer.options import TrainerOptions
+from detx.components.trainer.options import PRODUCTION, TrainerOptions
 from detx.pipeline.cli.options import (
     CONFIG_PATHS,
     build_config,
@@ -57,14 +57,28 @@ def _splits(_ctx: click.Context, _param: click.Parameter, value: str | None) -> 
 
 
 def _path_or_keyword(_: click.Context, __: click.Parameter, value: str | None) -> str | None:
-    """A local path made absolute; keywords (auto, none) and URIs unchanged."""
+    """A local path made absolute; keywords (auto, none, production) and URIs unchanged."""
     from detx.pipeline.project import absolute
 
-    return value if value in (None, "", "auto", "none") else absolute(value)
+    return value if value in (None, "", "auto", "none", PRODUCTION) else absolute(value)
 
 
 def _default(cls: type, field: str) -> str:
     return f"[default: {default_of(cls, field)}]"
+
+
+def _pin_production(config: PipelineConfig, project_dir: str) -> PipelineConfig:
+    """`--pretrained production` as the served version's directory, so TFX's cache key follows production."""
+    import dataclasses
+
+    from detx.components.trainer.pretrained import pin_production
+    from detx.pipeline.project import ProjectPaths
+
+    if config.trainer.pretrained != PRODUCTION:
+        return config
+    destination = ProjectPaths(project_dir).push_destination(config.name, config.push_destination)
+    pinned = pin_production(config.trainer.pretrained, destination)
+    return dataclasses.replace(config, trainer=dataclasses.replace(config.trainer, pretrained=pinned))
 
 
 @click.command("run")
@@ -91,7 +105,10 @@ def _default(cls: type, field: str) -> str:
 @training_options()
 @click.option("--batch-size", type=click.IntRange(min=0), help="Overrides the preset's batch size.")
 @click.option(
-    "--pretrained", callback=_path_or_keyword, help="Model Zoo model dir or ImageNet MobileNetV2 .h5 weights."
+    "--pretrained",
+    callback=_path_or_keyword,
+    help="production (warm start from the served version), a detx model dir, a Model Zoo model dir, "
+    "or ImageNet MobileNetV2 .h5 weights.",
 )
 @click.option(
     "--restore-scope",
@@ -121,6 +138,7 @@ def run_command(ctx: click.Context, project_dir: str, no_cache: bool, verbose: b
     config = build_config(ctx, RUN_PATHS)
     if no_cache:
         config = dataclasses.replace(config, enable_cache=False)
+    config = _pin_production(config, project_dir)
     if not os.path.isdir(config.data.path) and "://" not in config.data.path:
         raise click.UsageError(f"the data folder {config.data.path} does not exist")
     from detx.pipeline.local_runner import PipelineRunFailed, run_local

@@ -11,6 +11,10 @@ Safe from cron or a Kubernetes CronJob:
 - the triggered run reads exactly the window the check looked at (the newest
   span is pinned), and pushes only what its Evaluator blesses against the
   served model.
+- with `ct.warm_start` (the default) the retraining starts from the served
+  version's weights when it has them: locally from that version's directory
+  (so TFX's cache key follows production), on Kubeflow as `pretrained:
+  production`, which the Trainer looks up when it runs.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 
 from detx.components.data.ingest_options import IngestOptions
 from detx.components.example_gen.report import describe_spans
+from detx.components.trainer.options import TrainerOptions
 from detx.pipeline.config import PipelineConfig
 from detx.pipeline.ct import state as state_lib
 from detx.pipeline.ct.check import Decision, check
@@ -77,6 +82,30 @@ def push_destination(config: PipelineConfig, project_dir: str) -> str:
     return ProjectPaths(project_dir).push_destination(config.name, config.push_destination)
 
 
+def starting_weights(
+    config: PipelineConfig, destination: str, on_kubeflow: bool, echo: Callable[[str], None]
+) -> TrainerOptions:
+    """The retraining's trainer options: a warm start from the served version when `ct.warm_start` allows it.
+
+    Says what the retraining starts from, and why when it is not production.
+    """
+    from detx.components.trainer.pretrained import PRODUCTION, describe, production_model
+
+    trainer = config.trainer
+    asked = trainer.pretrained == PRODUCTION
+    if not (asked or config.ct.warm_start):
+        echo(f"starting weights: {describe(trainer.pretrained)} (trainer.pretrained; ct.warm_start is off)")
+        return trainer
+    version, found = production_model(destination)
+    if version is None:
+        # With `production` asked for, the Trainer falls back by itself (and says so again).
+        key = "pretrained_fallback" if asked else "pretrained"
+        echo(f"starting weights: {describe(getattr(trainer, key))} (trainer.{key}): {found}")
+        return trainer
+    echo(f"starting weights: version {version}, the served version (a warm start)")
+    return dataclasses.replace(trainer, pretrained=PRODUCTION if on_kubeflow else found)
+
+
 def run_once(
     config: PipelineConfig,
     project_dir: str,
@@ -115,6 +144,7 @@ def run_once(
             config,
             data=dataclasses.replace(config.data.as_span_root(), span=newest),
             push_destination=destination,
+            trainer=starting_weights(config, destination, on_kubeflow=kubeflow is not None, echo=echo),
         )
         if kubeflow is not None:
             return _submit(run_config, decision, records, reasons, kubeflow)
@@ -163,6 +193,7 @@ def _submit(
     reasons: list[str],
     target: KubeflowTarget,
 ) -> CtResult:
+    from detx.components.trainer.options import PRODUCTION
     from detx.pipeline.kfp_client import recent_runs, submit
 
     runs = recent_runs(target.connection, target.experiment, 20, missing_ok=True)
@@ -177,6 +208,8 @@ def _submit(
     if config.push_destination:
         params["push_destination"] = config.push_destination
     params["approval"] = config.release.approval  # the ct config's release rule, whatever the spec was compiled with
+    if config.trainer.pretrained == PRODUCTION:
+        params["pretrained"] = PRODUCTION  # a warm start: the Trainer looks the served version up when it runs
     name = f"detx ct: {describe_spans(decision.window)}"
     try:
         _, run_id = submit(target.connection, target.package, target.experiment, params, name)

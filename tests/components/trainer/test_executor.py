@@ -16,14 +16,18 @@ CUSTOM_CONFIG = {"preset": "tiny", "seed": 3}
 
 def test_train_steps_and_pretrained_come_from_their_exec_properties():
     fn_args = fn_args_utils.FnArgs(custom_config=dict(CUSTOM_CONFIG))
-    result = with_run_settings(fn_args, {"train_steps": 1234, "pretrained": "gs://bucket/zoo/ssd320"})
-    assert (result.train_steps, result.pretrained) == (1234, "gs://bucket/zoo/ssd320")
+    result = with_run_settings(
+        fn_args, {"train_steps": 1234, "pretrained": "production", "push_destination": "gs://bucket/models/detx"}
+    )
+    assert (result.train_steps, result.pretrained) == (1234, "production")
+    assert result.push_destination == "gs://bucket/models/detx"
     assert result.custom_config == CUSTOM_CONFIG  # nothing is folded into custom_config
 
 
 @pytest.mark.parametrize("props", [{"train_steps": 5, "pretrained": ""}, {"train_steps": 5}])
 def test_an_empty_or_missing_pretrained_parameter_means_from_scratch(props):
-    assert with_run_settings(fn_args_utils.FnArgs(), props).pretrained == ""
+    result = with_run_settings(fn_args_utils.FnArgs(), props)
+    assert (result.pretrained, result.push_destination) == ("", "")
 
 
 @pytest.mark.parametrize("steps", [0, -5])
@@ -40,7 +44,12 @@ def test_a_second_channel_through_train_args_num_steps_is_refused():
 def record_fn_args(fn_args):
     """A run_fn that writes what it was given where the model would go."""
     os.makedirs(fn_args.serving_model_dir)
-    seen = {"train_steps": fn_args.train_steps, "pretrained": fn_args.pretrained, "custom": fn_args.custom_config}
+    seen = {
+        "train_steps": fn_args.train_steps,
+        "pretrained": fn_args.pretrained,
+        "push_destination": fn_args.push_destination,
+        "custom": fn_args.custom_config,
+    }
     with open(os.path.join(fn_args.serving_model_dir, "fn_args.json"), "w") as f:
         json.dump(seen, f)
 
@@ -61,8 +70,14 @@ def test_the_executor_hands_run_fn_the_exec_properties(tmp_path):
             "run_fn": f"{__name__}.record_fn_args",
             "train_steps": 42,
             "pretrained": "/zoo/ssd320",
+            "push_destination": "/models/detx",
         },
     )
     with open(tmp_path / "model" / "Format-Serving" / "fn_args.json") as f:
         seen = json.load(f)
-    assert seen == {"train_steps": 42, "pretrained": "/zoo/ssd320", "custom": CUSTOM_CONFIG}
+    assert seen == {
+        "train_steps": 42,
+        "pretrained": "/zoo/ssd320",
+        "push_destination": "/models/detx",
+        "custom": CUSTOM_CONFIG,
+    }
