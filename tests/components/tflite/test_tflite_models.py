@@ -24,8 +24,6 @@ from detx.components.data.testing import write_examples
 from detx.components.evaluation.testing import write_oracle_model
 from detx.components.modeling import anchors as anchor_lib
 from detx.components.modeling import box_coder
-from detx.components.modeling import config as config_lib
-from detx.components.modeling.network import build_network
 from detx.components.tflite import build as build_lib
 from detx.components.tflite import convert, inputs, metadata, source
 from detx.components.tflite.component import TFLiteModels
@@ -35,13 +33,11 @@ from detx.components.tflite.interpreter import TFLiteDetector, TFLiteModelError
 from detx.components.tflite.options import TFLiteOptions
 from detx.components.tflite.postprocess_op import PostProcessSettings, op_attributes
 from detx.components.tflite.report import REPORT_FILE, TFLiteReport
-from detx.components.trainer import export
+from detx.components.tflite.testing import SMALL_CONFIG, SMALL_PRESET, export_noisy, small_preset_registered
 
-SIZE = 64
-_tiny_model, _tiny_train = config_lib.preset("tiny")
-MODEL = dataclasses.replace(_tiny_model, image_size=SIZE, fpn_depth=32, tower_layers=1)
-TRAIN = _tiny_train
-PRESET = "test64"
+MODEL = SMALL_CONFIG
+SIZE = MODEL.image_size
+PRESET = SMALL_PRESET
 NAMES = ["circle", "square", "triangle"]
 
 
@@ -59,22 +55,16 @@ def trained(tmp_path_factory):
     examples = write_examples(
         str(root / "examples"), 50, seed=3, width=SIZE, height=SIZE, min_size=21, max_size=48, max_objects=2
     )
-    keras.utils.set_random_seed(0)
-    network = build_network(MODEL, 3)
-    rng = np.random.default_rng(0)
-    for variable in network.model.weights:
-        variable.assign(variable.numpy() + rng.normal(0, 0.05, variable.shape).astype(variable.dtype))
     artifact = str(root / "model")
     saved_model = os.path.join(artifact, "Format-Serving")
-    export.export(network, MODEL, os.path.join(examples, LABEL_MAP_FILENAME), saved_model, batching=None)
+    export_noisy(saved_model, os.path.join(examples, LABEL_MAP_FILENAME))
     return Exported(examples, artifact, saved_model)
 
 
 @pytest.fixture(scope="module")
 def registered():
     """`test64` among detx's presets while this module runs."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(config_lib.PRESETS, PRESET, (MODEL, TRAIN))
+    with small_preset_registered():
         yield
 
 

@@ -27,15 +27,19 @@ from detx.components.tflite.executor import Executor
 from detx.components.tflite.interpreter import TFLiteDetector
 from detx.components.tflite.options import TFLiteOptions
 from detx.components.tflite.report import REPORT_FILE, TFLiteReport
+from detx.components.tflite.testing import SMALL_CONFIG, small_preset_registered
 from detx.components.trainer import data, export, train
 
-SIZE = 64
-_tiny_model, _tiny_train = config_lib.preset("tiny")
-MODEL = dataclasses.replace(_tiny_model, image_size=SIZE, fpn_depth=32, tower_layers=1)
+MODEL = SMALL_CONFIG
+SIZE = MODEL.image_size
 TRAIN = dataclasses.replace(
-    _tiny_train, train_steps=100, checkpoint_every=100, base_learning_rate=0.08, warmup_steps=30, augment=False
+    config_lib.preset("tiny")[1],
+    train_steps=100,
+    checkpoint_every=100,
+    base_learning_rate=0.08,
+    warmup_steps=30,
+    augment=False,
 )
-PRESET = "test64"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,8 +67,7 @@ def trained(tmp_path_factory):
 @pytest.fixture(scope="module")
 def registered():
     """`test64` among detx's presets while this module runs."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(config_lib.PRESETS, PRESET, (MODEL, TRAIN))
+    with small_preset_registered():
         yield
 
 
