@@ -40,7 +40,9 @@ def saved_model_metrics(saved_model: str | Any, examples: Sequence[bytes], num_c
     return evaluate(loaded.signatures[TF_EXAMPLE], examples, num_classes)
 
 
-def tflite_metrics(model: bytes, examples: Sequence[bytes], num_classes: int, num_threads: int = 2) -> CocoMetrics:
-    """A TFLite model's COCO metrics, run by TFLite's interpreter with `num_threads` threads."""
-    detector = TFLiteDetector(model, num_threads=num_threads)
+def tflite_metrics(
+    model: bytes, examples: Sequence[bytes], num_classes: int, num_threads: int = 2, **runner: bool
+) -> CocoMetrics:
+    """A TFLite model's COCO metrics, run by TFLite's interpreter (`runner`: `TFLiteDetector`'s flags)."""
+    detector = TFLiteDetector(model, num_threads=num_threads, **runner)
     return evaluate(detector.example_predictor(), examples, num_classes)

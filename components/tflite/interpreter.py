@@ -45,18 +45,29 @@ class TFLiteDetector:
     Args:
         model: the .tflite file's path or bytes.
         num_threads: CPU threads of the interpreter (1 for a model with per-class NMS, whatever is asked).
+        clip_to_image: clip boxes and drop those left with no area, as detx's post-processing does
+            (False: the op's raw boxes, as an app reading the outputs gets them; benchmarks compare).
+        threads_as_given: use `num_threads` even where TFLite's per-class NMS then skips a class (what
+            a multi-threaded app gets; benchmarks measure it).
 
     Attributes:
         num_threads: the threads it runs with.
     """
 
-    def __init__(self, model: str | bytes, num_threads: int = DEFAULT_THREADS) -> None:
+    def __init__(
+        self,
+        model: str | bytes,
+        num_threads: int = DEFAULT_THREADS,
+        clip_to_image: bool = True,
+        threads_as_given: bool = False,
+    ) -> None:
         if isinstance(model, str):
             with tf.io.gfile.GFile(model, "rb") as f:
                 model = bytes(f.read())
         self.model_bytes = model
+        self.clip_to_image = clip_to_image
         try:
-            self.num_threads = run_threads(model, num_threads)
+            self.num_threads = num_threads if threads_as_given else run_threads(model, num_threads)
             self._interpreter = tf.lite.Interpreter(model_content=model, num_threads=self.num_threads)
             runner = self._interpreter.get_signature_runner(SIGNATURE)
         except Exception as e:  # flatbuffer parsing and the interpreter raise several kinds on foreign bytes
@@ -101,7 +112,9 @@ class TFLiteDetector:
             x = np.clip(np.round(x / self._scale + self._zero_point), 0, 255).astype(np.uint8)
         out = self._runner(**{INPUT: x})
         n = int(out["num_detections"][0])
-        boxes = np.clip(out["detection_boxes"][0, :n], 0.0, 1.0)
+        boxes = out["detection_boxes"][0, :n]
+        if self.clip_to_image:
+            boxes = np.clip(boxes, 0.0, 1.0)
         keep = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) > 0
         return Detections(
             boxes=boxes[keep].astype(np.float32),
