@@ -30,7 +30,8 @@ def stage(model_dir: str, requests: Sequence[predict_pb2.PredictRequest], base_p
     return staged
 
 
-def _budget_reasons(report: InfraReport, options: InfraValidatorOptions) -> list[str]:
+def apply_budgets(report: InfraReport, options: InfraValidatorOptions) -> InfraReport:
+    """The report judged against the budgets of `options`: not blessed, with reasons, when a figure is over one."""
     reasons = []
     if options.max_p99_ms and report.p99_ms is not None and report.p99_ms > options.max_p99_ms:
         reasons.append(
@@ -42,7 +43,9 @@ def _budget_reasons(report: InfraReport, options: InfraValidatorOptions) -> list
             f"the server's peak memory {report.peak_memory_mb:.0f} MB is above "
             f"infra_validator.max_memory_mb {options.max_memory_mb:g}"
         )
-    return reasons
+    if not reasons:
+        return report
+    return InfraReport(**{**report.to_dict(), "blessed": False, "reasons": report.reasons + reasons})
 
 
 def validate(
@@ -106,7 +109,4 @@ def validate(
                 reasons.append(f"{latency.errors} of {options.load_requests} requests failed under load")
         figures["peak_memory_mb"] = process.peak_rss / 2**20
     report = InfraReport(blessed=not reasons, reasons=reasons, **figures)  # type: ignore[arg-type]
-    budget = _budget_reasons(report, options)
-    if budget:
-        report = InfraReport(**{**report.to_dict(), "blessed": False, "reasons": reasons + budget})
-    return report, staged
+    return apply_budgets(report, options), staged
