@@ -101,6 +101,15 @@ def in_memory_worker(beam_pipeline_args: list[str]) -> list[str]:
     return [*kept, "--direct_running_mode=in_memory", "--direct_num_workers=1"]
 
 
+def _per_slice(metrics: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """mAP@0.5 and example count of every slice but the whole split."""
+    return {
+        name: {k: v for k, v in values.items() if k in (BLESSING_METRIC, "example_count")}
+        for name, values in metrics.items()
+        if name != "all"
+    }
+
+
 class Executor(base_beam_executor.BaseBeamExecutor):
     """Evaluates, compares with the model in production, and blesses or not."""
 
@@ -179,7 +188,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             )
 
         candidate = read_metrics(output_uri, candidate_name)
-        base = read_metrics(output_uri, BASELINE).get("all", {}) if baseline is not None else {}
+        base_slices = read_metrics(output_uri, BASELINE) if baseline is not None else {}
+        base = base_slices.get("all", {})
         overall = candidate.get("all", {})
         validation = tfma.load_validation_result(output_uri)
         report = EvaluationReport(
@@ -191,11 +201,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             baseline_metrics=base,
             min_map_50=options.min_map_50,
             max_map_50_drop=options.max_map_50_drop,
-            slices={
-                name: {k: v for k, v in values.items() if k in (BLESSING_METRIC, "example_count")}
-                for name, values in candidate.items()
-                if name != "all"
-            },
+            slices=_per_slice(candidate),
+            baseline_slices=_per_slice(base_slices),
         )
         report.write(blessing.uri)
         # The same files and properties as TFX's Evaluator, so TFX's Pusher and tools read it too.

@@ -26,6 +26,7 @@ class EvaluationReport:
         min_map_50: the value threshold.
         max_map_50_drop: the change threshold.
         slices: per slice (e.g. "detx/stats/num_objects=3"), the candidate's map_50 and example count.
+        baseline_slices: the same for the model in production, on the same examples ({} without one).
     """
 
     blessed: bool
@@ -37,6 +38,7 @@ class EvaluationReport:
     min_map_50: float
     max_map_50_drop: float
     slices: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+    baseline_slices: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
 
     def write(self, directory: str) -> str:
         """Writes the report into `directory` and returns its path."""

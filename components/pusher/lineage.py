@@ -71,7 +71,7 @@ def lineage(
         "data_facts": facts.data_facts(examples.uri),
         "training": facts.training_facts(model_dir),
         "metrics": report.metrics,
-        "evaluation": {"slices": report.slices},
+        "evaluation": {"slices": report.slices, "baseline_slices": report.baseline_slices},
         "baseline": {
             "version": report.baseline_version,
             "path": report.baseline_path,

@@ -93,6 +93,9 @@ def test_worse_than_production_is_not_blessed_and_better_is(tmp_path, examples_d
     assert report.baseline_metrics["map_50"] == pytest.approx(1.0)
     assert len(report.reasons) == 1 and "below production version 1 (1.000)" in report.reasons[0]
     assert blessing.get_int_custom_property("baseline_version") == 1
+    # Production's numbers per slice, on the same examples, for the model card (a perfect model: 1.0 where boxes are).
+    assert set(report.baseline_slices) == set(report.slices)
+    assert all(v["map_50"] == pytest.approx(1.0) for v in report.baseline_slices.values() if v.get("map_50", -1) >= 0)
 
     rolled = str(tmp_path / "dest2")
     ModelStore(rolled).push(models["noisy"], {})
