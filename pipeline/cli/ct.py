@@ -13,6 +13,7 @@ from detx.pipeline.cli.options import (
     absolute_callback,
     build_config,
     data_option,
+    default_of,
     experiment_option,
     format_option,
     kubeflow_connection,
@@ -23,6 +24,7 @@ from detx.pipeline.cli.options import (
     training_options,
     verbose_option,
 )
+from detx.pipeline.config import ContinuousTrainingConfig
 
 # `detx ct`'s own config-backed options, beside the shared ones.
 CT_PATHS: dict[str, tuple[str, ...]] = {
@@ -88,7 +90,8 @@ def check_command(ctx: click.Context, as_json: bool, project_dir: str, **_: Any)
 @click.option(
     "--warm-start/--no-warm-start",
     default=None,
-    help="Start from the served version's weights when it has them (else trainer.pretrained). [default: warm start]",
+    help="Start from the served version's weights when it has them (else trainer.pretrained). "
+    f"[default: {'--warm-start' if default_of(ContinuousTrainingConfig, 'warm_start') else '--no-warm-start'}]",
 )
 @kubeflow_options(required=False)
 @package_option
