@@ -18,6 +18,7 @@ converted.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -116,6 +117,10 @@ def _probe_detections(detect: Any, size: int) -> Detections:
     return Detections.from_outputs({k: v.numpy() for k, v in detect(tf.constant(probe)).items()})
 
 
+def _serve(signature: Any, images: tf.Tensor) -> Any:
+    return signature(**{INPUT: images})
+
+
 def rebuilt_detections(model: keras.Model, config: ModelConfig) -> Any:
     """Detx's own detector (network, then `modeling.postprocess`) on uint8 images, for comparisons."""
     anchors = tf.constant(anchor_lib.generate(config))
@@ -160,7 +165,7 @@ def load_detector(path: str, configs: Mapping[str, ModelConfig] | None = None) -
         if not _restore(model, variables_path):
             continue
         size = config.image_size
-        reference = _probe_detections(loaded.signatures[SERVING_DEFAULT], size)
+        reference = _probe_detections(functools.partial(_serve, loaded.signatures[SERVING_DEFAULT]), size)
         rebuilt = _probe_detections(rebuilt_detections(model, config), size)
         if len(reference) == len(rebuilt) and not unmatched(reference, rebuilt, 0.999, 1e-4):
             return Detector(model, config, label_map, name, path, loaded)
