@@ -256,3 +256,26 @@ def test_the_interpreter_refuses_a_wrong_size_and_foreign_bytes(detector):
         tflite.detect(np.zeros((100, 100, 3), np.float32))
     with pytest.raises(TFLiteModelError, match="not a TFLite detector converted by detx"):
         TFLiteDetector(b"not a model at all")
+
+
+def test_the_component_declares_its_channels_and_parameters():
+    from tfx import types
+
+    from detx.components.tflite.component import DetectionTFLiteConverter
+
+    component = DetectionTFLiteConverter(
+        model=types.Channel(type=standard_artifacts.Model),
+        examples=types.Channel(type=standard_artifacts.Examples),
+        options=TFLiteOptions(calibration_examples=50, use_regular_nms=False),
+        max_int8_map50_drop=0.05,
+        model_name="shapes",
+    )
+    assert component.outputs["tflite_models"].type_name == "detx.TFLiteModels"
+    assert component.exec_properties == {
+        "calibration_examples": 50,
+        "max_int8_map50_drop": 0.05,
+        "use_regular_nms": 0,
+        "num_threads": 2,
+        "seed": 0,
+        "model_name": "shapes",
+    }
