@@ -119,6 +119,7 @@ bench: install
 	$(BIN)/python bench/warmup_latency.py
 	$(BIN)/python bench/infra_validator_cost.py
 	$(BIN)/python bench/model_card_facts.py
+	$(BIN)/python bench/tflite.py
 
 clean:
 	rm -rf $(VENV) .tools .detx .pytest_cache .mypy_cache .ruff_cache build *.egg-info

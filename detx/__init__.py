@@ -11,7 +11,7 @@ from typing import Any
 
 
 def __getattr__(name: str) -> Any:
-    """`detx.DataGateResult`, the DataGate's artifact class, imported on first use.
+    """`detx.DataGateResult` and `detx.TFLiteModels`, custom artifact classes, imported on first use.
 
     On Kubeflow, TFX's container entrypoint recreates a custom artifact class by
     importing its type name as `<module>.<Class>`, and TFX's KFP compiler only
@@ -23,4 +23,8 @@ def __getattr__(name: str) -> Any:
         from detx.components.data_gate.component import DataGateResult
 
         return DataGateResult
+    if name == "TFLiteModels":
+        from detx.components.tflite.component import TFLiteModels
+
+        return TFLiteModels
     raise AttributeError(f"module 'detx' has no attribute {name!r}")

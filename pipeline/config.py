@@ -17,6 +17,7 @@ from detx.components.evaluator.options import EvaluatorOptions
 from detx.components.infra_validator.options import InfraValidatorOptions
 from detx.components.modeling.config import TrainConfig
 from detx.components.release.options import ReleaseOptions
+from detx.components.tflite.options import TFLiteOptions
 from detx.components.trainer.options import TrainerOptions
 
 
@@ -198,6 +199,7 @@ class PipelineConfig:
         evaluator: blessing thresholds and slices.
         infra_validator: the model server check before a push, and its budgets.
         release: approval of pushed models and the model card's texts.
+        tflite: the TFLite step (off by default) and its int8 gate.
         push_destination: the TF Serving model base path pushes go to ("" lets the runner choose).
         baseline: how the Evaluator finds the model in production: "auto" (look in
             the push destination when it runs), "none", or a version directory
@@ -220,6 +222,7 @@ class PipelineConfig:
     evaluator: EvaluatorOptions = dataclasses.field(default_factory=EvaluatorOptions)
     infra_validator: InfraValidatorOptions = dataclasses.field(default_factory=InfraValidatorOptions)
     release: ReleaseOptions = dataclasses.field(default_factory=ReleaseOptions)
+    tflite: TFLiteOptions = dataclasses.field(default_factory=TFLiteOptions)
     push_destination: str = ""
     baseline: str = "auto"
     beam_args: tuple[str, ...] = ()

@@ -9,6 +9,7 @@ The file mirrors `PipelineConfig`, section by section:
     evaluator: {min_map_50: 0.3, max_map_50_drop: 0.01}
     infra_validator: {max_p99_ms: 200, max_memory_mb: 4096, concurrency: 4}
     release: {approval: required, intended_use: "...", limitations: "..."}
+    tflite: {enabled: true, calibration_examples: 100, max_int8_map50_drop: 0.02}
     push_destination: gs://bucket/models/detx
     stop_after: push
     beam_args: [--runner=DataflowRunner, --project=my-project, ...]   # optional
@@ -31,6 +32,7 @@ import yaml
 from detx.components.evaluator.options import EvaluatorOptions
 from detx.components.infra_validator.options import InfraValidatorOptions
 from detx.components.release.options import ReleaseOptions
+from detx.components.tflite.options import TFLiteOptions
 from detx.components.trainer.options import TrainerOptions
 from detx.pipeline.config import ContinuousTrainingConfig, DataConfig, KubeflowConfig, PipelineConfig, Stage
 
@@ -40,6 +42,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "evaluator": EvaluatorOptions,
     "infra_validator": InfraValidatorOptions,
     "release": ReleaseOptions,
+    "tflite": TFLiteOptions,
     "kubeflow": KubeflowConfig,
     "ct": ContinuousTrainingConfig,
 }

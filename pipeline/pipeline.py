@@ -13,6 +13,7 @@ from detx.components.example_gen.component import DetectionExampleGen
 from detx.components.infra_validator.component import DetectionInfraValidator
 from detx.components.pusher.component import DetectionPusher
 from detx.components.schema_gen.component import DetectionSchemaGen
+from detx.components.tflite.component import DetectionTFLiteConverter
 from detx.components.trainer.component import DetectionTrainer
 from detx.pipeline import run_parameters
 from detx.pipeline.config import PipelineConfig, Stage
@@ -31,8 +32,10 @@ def create_pipeline(
     Trainer -> DetectionEvaluator -> DetectionInfraValidator -> DetectionPusher, with DetectionSchemaGen
     (the curated schema plus the dataset's label map) feeding StatisticsGen and
     ExampleValidator. The Trainer waits for DataGate, so data the gate stops is
-    never trained on. There is no Resolver node (open-source KFP cannot run
-    one): the Evaluator reads its baseline from the push destination.
+    never trained on. With `tflite.enabled`, DetectionTFLiteConverter turns the
+    Trainer's model into TFLite models, which the Pusher ships inside the
+    version. There is no Resolver node (open-source KFP cannot run one): the
+    Evaluator reads its baseline from the push destination.
 
     Args:
         config: what to run.
@@ -85,6 +88,15 @@ def create_pipeline(
         ).with_id("Trainer")
         trainer.add_upstream_node(data_gate)
         components.append(trainer)
+        tflite = None
+        if config.tflite.enabled:
+            tflite = DetectionTFLiteConverter(
+                model=trainer.outputs["model"],
+                examples=example_gen.outputs["examples"],
+                options=config.tflite,
+                model_name=config.name,
+            )
+            components.append(tflite)
     if config.stop_after.includes(Stage.EVALUATION):
         evaluator = DetectionEvaluator(
             examples=example_gen.outputs["examples"],
@@ -110,6 +122,7 @@ def create_pipeline(
             examples=example_gen.outputs["examples"],
             push_destination=values["push_destination"],
             statistics=statistics_gen.outputs["statistics"],
+            tflite_models=tflite.outputs["tflite_models"] if tflite is not None else None,
             approval=values["approval"],
             release=config.release,
         )

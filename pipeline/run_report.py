@@ -130,6 +130,8 @@ def _evaluation_lines(runs: Sequence[ComponentRun]) -> list[str]:
     from detx.components.evaluator.report import REPORT_FILENAME, EvaluationReport
     from detx.components.infra_validator.report import REPORT_FILENAME as INFRA_REPORT
     from detx.components.infra_validator.report import InfraReport
+    from detx.components.tflite.report import REPORT_FILE as TFLITE_REPORT
+    from detx.components.tflite.report import TFLiteReport
 
     lines = []
     blessing_uri = _output(runs, "DetectionEvaluator", "blessing")
@@ -149,6 +151,10 @@ def _evaluation_lines(runs: Sequence[ComponentRun]) -> list[str]:
         )
         lines.append(f"  TFMA results: {_output(runs, 'DetectionEvaluator', 'evaluation')}")
         lines.append(("Blessed" if report.blessed else "Not blessed") + ": " + report.verdict().split(": ", 1)[1])
+    tflite_uri = _output(runs, "DetectionTFLiteConverter", "tflite_models")
+    if tflite_uri and tf.io.gfile.exists(os.path.join(tflite_uri, TFLITE_REPORT)):
+        lines.append("TFLite models (" + tflite_uri + "):")
+        lines.extend(f"  {line}" for line in TFLiteReport.read(tflite_uri).summary_lines())
     infra_uri = _output(runs, "DetectionInfraValidator", "blessing")
     if infra_uri and tf.io.gfile.exists(os.path.join(infra_uri, INFRA_REPORT)):
         verdict = InfraReport.read(infra_uri).verdict()

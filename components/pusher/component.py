@@ -9,6 +9,7 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 
 from detx.components.pusher import executor, lineage
 from detx.components.release.options import ReleaseOptions
+from detx.components.tflite.component import TFLiteModels
 
 
 class DetectionPusherSpec(ComponentSpec):
@@ -23,6 +24,7 @@ class DetectionPusherSpec(ComponentSpec):
         "model": ChannelParameter(type=standard_artifacts.Model),
         "model_blessing": ChannelParameter(type=standard_artifacts.ModelBlessing),
         "infra_blessing": ChannelParameter(type=standard_artifacts.InfraBlessing, optional=True),
+        "tflite_models": ChannelParameter(type=TFLiteModels, optional=True),
         "examples": ChannelParameter(type=standard_artifacts.Examples),
         "statistics": ChannelParameter(type=standard_artifacts.ExampleStatistics, optional=True),
     }
@@ -54,6 +56,7 @@ class DetectionPusher(base_component.BaseComponent):
         push_destination: str | types.RuntimeParameter,
         statistics: types.BaseChannel | None = None,
         infra_blessing: types.BaseChannel | None = None,
+        tflite_models: types.BaseChannel | None = None,
         approval: str | types.RuntimeParameter = "none",
         release: ReleaseOptions | None = None,
     ) -> None:
@@ -68,6 +71,8 @@ class DetectionPusher(base_component.BaseComponent):
                 split's go into the version (`detx_train_stats.pb`), where
                 drift and skew checks find what the served model was trained on.
             infra_blessing: the InfraValidator's verdict (and its model with the warm-up file).
+            tflite_models: the TFLite step's models; the shipped ones go into the version's
+                `assets.extra/tflite/` (TF Serving ignores them).
             approval: "none" or "required" (a KFP run parameter; see `ReleaseOptions`).
             release: the model card's intended use and limitations (`approval` is the argument above).
         """
@@ -78,6 +83,7 @@ class DetectionPusher(base_component.BaseComponent):
                 examples=examples,
                 statistics=statistics,
                 infra_blessing=infra_blessing,
+                tflite_models=tflite_models,
                 push_destination=push_destination,
                 approval=approval,
                 **lineage.release_properties(release or ReleaseOptions()),

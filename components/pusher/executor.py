@@ -58,8 +58,9 @@ class Executor(base_executor.BaseExecutor):
         Args:
             input_dict: `model`, `model_blessing` (the Evaluator's), `examples` (for the lineage),
                 optionally `infra_blessing` (the InfraValidator's: its `stamped_model/`, the model
-                with TF Serving's warm-up file, is what gets pushed) and `statistics`
-                (StatisticsGen's, pushed with the model).
+                with TF Serving's warm-up file, is what gets pushed), `statistics`
+                (StatisticsGen's, pushed with the model) and `tflite_models` (the TFLite step's
+                shipped models, pushed into `assets.extra/tflite/`).
             output_dict: `pushed_model`: a record of the push (TFX's PushedModel).
             exec_properties: `push_destination`, `approval` ("required": push as a pending
                 candidate), `release` (the model card's texts, JSON).
@@ -100,16 +101,11 @@ class Executor(base_executor.BaseExecutor):
             record.update(reason=f"this model is already {where} as version {already[0]}", version=already[0])
         else:
             source = _model_to_push(model, infra_artifacts)
-            record.update(
-                _push(
-                    store,
-                    source,
-                    lineage.lineage(model, source, examples, report, blessing.uri, infra, release, self._pipeline()),
-                    release,
-                    report.baseline_version,
-                    _train_statistics(input_dict.get("statistics") or []),
-                )
-            )
+            pipeline = self._pipeline()
+            record_lineage = lineage.lineage(model, source, examples, report, blessing.uri, infra, release, pipeline)
+            tflite, record_lineage["tflite"] = lineage.tflite_files(input_dict.get("tflite_models") or [])
+            extra = {**_train_statistics(input_dict.get("statistics") or []), **tflite}
+            record.update(_push(store, source, record_lineage, release, report.baseline_version, extra))
         if not record["pushed"]:
             PROGRESS.info("not pushing: %s", record["reason"])
         pushed.set_int_custom_property(PUSHED, int(record["pushed"]))

@@ -88,6 +88,40 @@ def lineage(
     }
 
 
+TFLITE_DIR = "assets.extra/tflite"
+
+
+def tflite_files(tflite_artifacts: list[types.Artifact]) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """The shipped TFLite models and their report as files for the version, and their lineage entry.
+
+    The files go to `assets.extra/tflite/`: TF Serving reads nothing in
+    assets.extra/ but its warm-up file, so the models travel with the version
+    without changing what it serves. Both are empty without a TFLite step.
+    """
+    if not tflite_artifacts:
+        return {}, {}
+    from detx.components.tflite.report import REPORT_FILE, TFLiteReport
+
+    folder = tflite_artifacts[0].uri
+    report = TFLiteReport.read(folder)
+    files: dict[str, bytes] = {}
+    models: dict[str, Any] = {}
+    for entry in report.models:
+        if entry.shipped:
+            with tf.io.gfile.GFile(os.path.join(folder, entry.file), "rb") as f:
+                files[os.path.join(TFLITE_DIR, os.path.basename(entry.file))] = f.read()
+        models[entry.kind] = {
+            "path": os.path.join(TFLITE_DIR, os.path.basename(entry.file)) if entry.shipped else "",
+            "map_50": entry.map_50,
+            "size_bytes": entry.size_bytes,
+            "shipped": entry.shipped,
+            "reason": entry.reason,
+        }
+    with tf.io.gfile.GFile(os.path.join(folder, REPORT_FILE), "rb") as f:
+        files[os.path.join(TFLITE_DIR, REPORT_FILE)] = f.read()
+    return files, {"models": models, "saved_model_map_50": report.saved_model.get("map_50")}
+
+
 def card_files(store: ModelStore, baseline_version: int | None) -> LineageFiles:
     """Makes the model card from a version's final lineage, with the production it was compared with."""
     production = store.lineage(baseline_version) if baseline_version is not None else None

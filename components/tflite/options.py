@@ -15,6 +15,8 @@ class TFLiteOptions:
     """How the TFLite models are made and checked.
 
     Attributes:
+        enabled: add the step to the pipeline (off by default: not every team ships to devices;
+            `detx export tflite` converts any exported model on demand). Not an exec property.
         calibration_examples: train-split images int8 calibration runs on (a seeded sample).
         max_int8_map50_drop: the int8 model ships only if its mAP@0.5 is at most this much
             below the SavedModel's (on the eval split, the same images and metric code).
@@ -25,6 +27,7 @@ class TFLiteOptions:
         seed: seeds the calibration sample.
     """
 
+    enabled: bool = False
     calibration_examples: int = 100
     max_int8_map50_drop: float = 0.02
     use_regular_nms: bool = True
@@ -42,6 +45,7 @@ class TFLiteOptions:
     def exec_properties(self) -> dict[str, Any]:
         """The component's exec properties: one per field (booleans as 0/1, which TFX properties carry)."""
         values = dataclasses.asdict(self)
+        values.pop("enabled")  # decides whether the step exists, not how it runs
         values["use_regular_nms"] = int(self.use_regular_nms)
         return values
 

@@ -48,10 +48,11 @@ def models_command(ctx: click.Context, card_version: int | None, show: bool, reb
             state = f"waiting for approval (detx approve {row['version']} / detx reject {row['version']})"
         score = f"mAP@0.5 {row['map_50']:.3f}" if row["map_50"] is not None else "no lineage"
         spans = describe_spans(row["spans"]) if row["spans"] else ""
-        # The warm-start chain: the version this one's training started from (run_fn's training facts).
-        start = ((store.lineage_at(row["path"]).get("training") or {}).get("warm_start") or {}).get("version")
+        start = row["warm_start_version"]
         origin = f"from v{start}" if start is not None else ""
+        tflite = f"tflite {'+'.join(row['tflite'])}" if row["tflite"] else ""
         line = f"  {row['version']:>4}  {score:<18} {spans:<12} {origin:<8} {row['pushed_at'] or '':<34} {state}"
+        line = f"{line.rstrip()}  {tflite}" if tflite else line
         click.echo(line.rstrip())
     retired = store.retired_versions()
     if retired:

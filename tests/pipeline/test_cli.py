@@ -20,6 +20,8 @@ COMMANDS = [
     ["rollback"],
     ["approve"],
     ["reject"],
+    ["export"],
+    ["export", "tflite"],
     ["serve"],
     ["predict"],
     ["compile"],

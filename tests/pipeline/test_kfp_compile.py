@@ -62,10 +62,12 @@ def test_every_step_runs_the_detx_image_through_detx_entrypoint_with_tfx_argumen
         "DataGate",
         "Trainer",
         "DetectionEvaluator",
+        "DetectionInfraValidator",
+        "DetectionTFLiteConverter",
         "DetectionPusher",
     }
     executors = json_format.MessageToDict(spec.deployment_spec)["executors"]
-    assert len(executors) == 8
+    assert len(executors) == 10
     for name, executor in executors.items():
         # Only containers: no resolver or importer nodes (open-source KFP cannot run resolvers).
         assert set(executor) == {"container"}, name
@@ -114,10 +116,12 @@ def test_every_run_parameter_has_a_type_and_default_and_is_used(spec):
         ("DetectionExampleGen", "data_span"): "data_span",
         ("Trainer", "train_steps"): "train_steps",
         ("Trainer", "pretrained"): "pretrained",
+        ("Trainer", "push_destination"): "push_destination",  # pretrained=production reads the served version
         ("DetectionEvaluator", "push_destination"): "push_destination",
         ("DetectionEvaluator", "min_map_50"): "min_map_50",
         ("DetectionEvaluator", "max_map_50_drop"): "max_map_50_drop",
         ("DetectionPusher", "push_destination"): "push_destination",
+        ("DetectionPusher", "approval"): "approval",
     }
 
 
@@ -225,7 +229,7 @@ def test_every_artifact_type_can_be_recreated_by_tfx_container_entrypoint(spec):
             for artifact in definitions.artifacts.values():
                 titles.add(yaml.safe_load(artifact.artifact_type.instance_schema)["title"])
     custom = {t for t in titles if t not in compiler_utils.TITLE_TO_CLASS_PATH}
-    assert custom == {"detx.DataGateResult"}
+    assert custom == {"detx.DataGateResult", "detx.TFLiteModels"}
     for title in titles:
         path = compiler_utils.TITLE_TO_CLASS_PATH.get(title, title)
         assert import_utils.import_class_by_path(path).TYPE_NAME in (title, title.split(".", 1)[1]), title

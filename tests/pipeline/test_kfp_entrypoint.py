@@ -56,7 +56,7 @@ def _steps_with_inputs(spec):
 
 def test_every_step_with_inputs_fails_in_tfx_alone_and_parses_after_detx_fills_the_types(spec):
     steps = _steps_with_inputs(spec)
-    assert len(steps) == 7  # every step but ExampleGen reads an upstream artifact
+    assert len(steps) == 9  # every step but ExampleGen reads an upstream artifact
     read_types = set()
     for task_name in steps:
         executor_input = _driver_input(spec, task_name, kfp_launcher.Mlmd())
@@ -70,7 +70,16 @@ def test_every_step_with_inputs_fails_in_tfx_alone_and_parses_after_detx_fills_t
             (artifact,) = artifacts
             assert artifact.uri.endswith(f"/{name}")
             read_types.add(artifact.TYPE_NAME)
-    assert read_types == {"Examples", "ExampleStatistics", "Schema", "ExampleAnomalies", "Model", "ModelBlessing"}
+    assert read_types == {
+        "Examples",
+        "ExampleStatistics",
+        "Schema",
+        "ExampleAnomalies",
+        "Model",
+        "ModelBlessing",
+        "InfraBlessing",
+        "detx.TFLiteModels",  # the Pusher reads the TFLite step's custom type, rebuilt from detx/__init__.py
+    }
     # No step reads the DataGate's own type (detx.DataGateResult): the Trainer waits on the gate's task.
     assert "DataGate" in spec.root.dag.tasks["Trainer"].dependent_tasks
 

@@ -77,3 +77,14 @@ def test_compiles_to_kfp_v2_without_resolver_nodes(tmp_path):
     gate = spec["deploymentSpec"]["executors"]["DataGate_executor"]["container"]
     assert gate["image"] == "detx:test"
     assert "detx.components.data_gate.executor.Executor" in json.dumps(gate)
+
+
+def test_the_tflite_step_runs_after_the_trainer_when_enabled_and_feeds_the_pusher():
+    from detx.components.tflite.options import TFLiteOptions
+
+    assert "DetectionTFLiteConverter" not in [c.id for c in _pipeline().components]  # off by default
+    by_id = {c.id: c for c in _pipeline(tflite=TFLiteOptions(enabled=True, max_int8_map50_drop=0.05)).components}
+    converter = by_id["DetectionTFLiteConverter"]
+    assert converter.inputs["model"].producer_component_id == "Trainer"
+    assert converter.exec_properties["max_int8_map50_drop"] == 0.05 and "enabled" not in converter.exec_properties
+    assert by_id["DetectionPusher"].inputs["tflite_models"].producer_component_id == "DetectionTFLiteConverter"

@@ -82,3 +82,38 @@ def test_with_approval_required_the_model_waits_and_a_newer_candidate_supersedes
     assert store.pending_versions() == [2] and store.retired_versions() == [1]
     retired = store.lineage_at(os.path.join(dest, ".retired", "1"))["approval"]
     assert retired["state"] == "superseded" and "candidate 2" in retired["reason"]
+
+
+def test_the_tflite_models_that_ship_travel_in_assets_extra_and_the_lineage_names_all(tmp_path, fake_saved_model):
+    from detx.components.tflite.component import TFLiteModels
+    from detx.components.tflite.report import ModelEntry, TFLiteReport
+
+    folder = tmp_path / "tflite"
+    (folder / "rejected").mkdir(parents=True)
+    (folder / "detector_float32.tflite").write_bytes(b"float model")
+    (folder / "rejected" / "detector_int8.tflite").write_bytes(b"int8 model")
+    entries = [
+        ModelEntry("float32", "detector_float32.tflite", 11, 1.0, 0.71, 0.4, 0.0, True, "float models always ship"),
+        ModelEntry("int8", "rejected/detector_int8.tflite", 10, 0.3, 0.5, 0.3, 0.21, False, "0.21 below"),
+    ]
+    TFLiteReport({"map_50": 0.71, "preset": "tiny", "variables_bytes": 12}, 5, 4, {}, entries).write(str(folder))
+    artifact = TFLiteModels()
+    artifact.uri = str(folder)
+    inputs, outputs = _artifacts(tmp_path, True, fake_saved_model)
+    inputs["tflite_models"] = [artifact]
+    dest = str(tmp_path / "dest")
+    executor.Executor().Do(inputs, outputs, {executor.PUSH_DESTINATION: dest})
+    version = ModelStore(dest).path(1)
+    with open(os.path.join(version, "assets.extra", "tflite", "detector_float32.tflite"), "rb") as f:
+        assert f.read() == b"float model"
+    assert not os.path.exists(os.path.join(version, "assets.extra", "tflite", "detector_int8.tflite"))
+    assert os.path.exists(os.path.join(version, "assets.extra", "tflite", "tflite_report.json"))
+    models = ModelStore(dest).lineage(1)["tflite"]["models"]
+    assert models["float32"]["shipped"] and models["float32"]["path"] == "assets.extra/tflite/detector_float32.tflite"
+    assert not models["int8"]["shipped"] and models["int8"]["reason"] == "0.21 below"
+    from click.testing import CliRunner
+
+    from detx.pipeline.cli import main
+
+    listing = CliRunner().invoke(main, ["models", "--push-destination", dest])
+    assert "tflite float32" in listing.output and "int8" not in listing.output
