@@ -96,8 +96,8 @@ def new_classes(source: SourceModel, label_map: LabelMap) -> list[str]:
         raise WarmStartError(
             f"class(es) {', '.join(map(repr, missing))} of {source.name()} are not in this run's label map "
             f"({', '.join(label_map.names)}): a warm start keeps every class the model knows. Train on a span "
-            "window whose label map still has them, or start from a Model Zoo checkpoint or from scratch "
-            "(--pretrained PATH or '')"
+            "window whose label map still has them (--span-window), or start from a Model Zoo checkpoint or from "
+            "scratch (--pretrained PATH or ''; detx ct run --no-warm-start)"
         )
     moved = [
         f"{name!r} is label {label} in {source.name()} but {label_map.label_of(name)} here"

@@ -80,7 +80,8 @@ def production(tmp_path_factory):
         str(root / "run"),
         log=lambda _: None,
     )
-    model_dir = export.export(result.network, MODEL, _label_map_file(str(root / "labels3"), OLD), str(root / "model"))
+    labels = _label_map_file(str(root / "labels3"), OLD)
+    model_dir = export.export(result.network, MODEL, labels, str(root / "model"), batching=None)
     training_weights.write(result.network, MODEL, model_dir)  # as run_fn does
     dest = str(root / "models" / "detx")
     ModelStore(dest).push(model_dir, {})

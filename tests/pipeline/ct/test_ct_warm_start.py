@@ -113,3 +113,15 @@ def test_detx_models_shows_the_version_each_one_started_from(tmp_path, fake_save
     first, second = result.output.splitlines()[1:3]
     assert "from v" not in first and "mAP@0.5 0.600" in second and "from v1" in second
     assert second.rstrip().endswith("serving")
+
+
+def test_detx_run_pins_pretrained_production_to_the_served_version(tmp_path, fake_saved_model, network):
+    from detx.pipeline.cli.run import _pin_production
+
+    project = str(tmp_path / "project")
+    config = _config(pretrained="production")
+    assert _pin_production(config, project).trainer.pretrained == "production"  # nothing served: the Trainer falls back
+    dest = os.path.join(project, "models", "detx")  # the project's default push destination
+    _serve(dest, tmp_path / "v1", fake_saved_model, network)
+    assert _pin_production(config, project).trainer.pretrained == ModelStore(dest).path(1)
+    assert _pin_production(_config(), project).trainer.pretrained == "/zoo/ssd320"
