@@ -76,7 +76,7 @@ def test_push_then_refuse_a_worse_model_then_serve_from_cache(trained_project, t
     result = CliRunner().invoke(main, [*args, "--min-map50", "0.5"])
     assert result.exit_code == 0, result.output
     states = {r.node: r.state for r in latest_run(copy.metadata_path, "detx")}
-    assert set(states.values()) == {"cached"} and len(states) == 8, states
+    assert set(states.values()) == {"cached"} and len(states) == 9, states
     assert store.complete_versions() == [1]
     # The shared project is as run 1 left it.
     assert {r.state for r in latest_run(paths.metadata_path, "detx")} == {"complete"}
