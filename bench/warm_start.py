@@ -1,6 +1,6 @@
 """Warm start vs from scratch on the ct demo's drifted spans: mAP@0.5 along training, steps to production's mAP.
 
-    .venv/bin/python bench/warm_start.py [--steps 400] [--repeats 3] [--every 25]
+    .venv/bin/python bench/warm_start.py [--steps 400] [--repeats 3] [--every 25] [--rates 0.25,0.5,1]
 
 The `make ct-demo` spans (400 images; 100 more; 300 darker ones, mostly
 circles), the tiny preset:
@@ -10,8 +10,9 @@ circles), the tiny preset:
 2. on spans 2-3 (the demo's drift-triggered window), side by side per seed:
    from scratch with `--steps` (the full schedule), and a warm start from
    production on the warm-start schedule `run_fn` would use
-   (`TrainerOptions.configs(..., warm_start=True)`); every `--every` steps
-   the network as it stands is scored on the window's eval split (pycocotools,
+   (`TrainerOptions.configs(..., warm_start=True)`), once per
+   `trainer.warm_start_learning_rate` in `--rates`; every `--every` steps the
+   network as it stands is scored on the window's eval split (pycocotools,
    the unfolded network in process).
 
 It reports mAP@0.5 of both after the warm schedule's N steps, and the steps
@@ -20,6 +21,8 @@ Evaluator compares a candidate with). A warm start begins at production's
 weights, so its count is the first scored step at or above that mAP after
 training started (a dip below it during warm-up counts against it). Then the
 sizes the training weights add to an exported model, for tiny and zoo320.
+Each trained model is also scored on span 1's eval split at the end: what a
+start forgets of the data production was trained on.
 """
 
 from __future__ import annotations
@@ -95,9 +98,16 @@ def examples_of(project: str, span_root: str, span: int, window: int) -> str:
 
 
 def run_arm(
-    examples_dir: str, options: TrainerOptions, steps: int, warm: bool, dest: str, every: int, run_dir: str
+    examples_dir: str,
+    first_dir: str,
+    options: TrainerOptions,
+    steps: int,
+    warm: bool,
+    dest: str,
+    every: int,
+    run_dir: str,
 ) -> dict[str, Any]:
-    """One training on the window, as run_fn would set it up, scored along the way."""
+    """One training on the window, as run_fn would set it up, scored along the way and at the end on span 1."""
     model_config, train_config = options.configs(steps, warm_start=warm)
     eval_records = read_examples(os.path.join(examples_dir, "Split-eval", "*"))
     start = pretrained.resolve(PRODUCTION if warm else "", dest, "", log=print)
@@ -122,7 +132,9 @@ def run_arm(
         callbacks=[scores],
     )
     seconds = time.perf_counter() - began
-    return {"steps": train_config.train_steps, "curve": scores.curve, "seconds": seconds}
+    # What is left for production's own data (span 1's eval split): how much a start forgets.
+    first = map_50(network["net"], model_config, first_dir, read_examples(os.path.join(first_dir, "Split-eval", "*")))
+    return {"steps": train_config.train_steps, "curve": scores.curve, "seconds": seconds, "map_50_span1": first}
 
 
 def steps_to(curve: dict[int, float], target: float) -> int | None:
@@ -152,6 +164,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=400, help="the full schedule (the ct demo's --train-steps)")
     parser.add_argument("--repeats", type=int, default=3, help="seeds per arm")
     parser.add_argument("--every", type=int, default=25, help="steps between scores")
+    parser.add_argument("--rates", default="0.25,0.5,1", help="warm_start_learning_rate values to compare")
     args = parser.parse_args()
     record: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "args": vars(args)}
     with tempfile.TemporaryDirectory() as tmp:
@@ -183,30 +196,34 @@ def main() -> None:
             result.network, model_config, first, read_examples(os.path.join(first, "Split-eval", "*"))
         )
         runs: list[dict[str, Any]] = []
-        arms = [("scratch", False, 1.0), ("warm", True, options.warm_start_learning_rate)]
+        rates = [float(r) for r in args.rates.split(",")]
+        arms = [("scratch", False, 1.0)] + [(f"warm, rate x{r:g}", True, r) for r in rates]
         for seed in range(args.repeats):
-            # The same seed's from-scratch and warm runs side by side; once, a warm start at the preset's full rate.
-            for name, warm, rate in arms + ([("warm, full rate", True, 1.0)] if seed == 0 else []):
+            # The same seed's from-scratch and warm runs side by side.
+            for name, warm, rate in arms:
                 seeded = TrainerOptions(preset="tiny", seed=seed, warm_start_learning_rate=rate)
-                arm = run_arm(drifted, seeded, args.steps, warm, dest, args.every, os.path.join(tmp, f"{name}{seed}"))
+                run_dir = os.path.join(tmp, f"{name}{seed}")
+                arm = run_arm(drifted, first, seeded, args.steps, warm, dest, args.every, run_dir)
                 runs.append({"arm": name, "seed": seed, **arm, "steps_to_production": steps_to(arm["curve"], target)})
                 print(json.dumps(runs[-1]))
     record["runs"] = runs
-    warm_n = next(r["steps"] for r in runs if r["arm"] == "warm")
+    warm_n = next(r["steps"] for r in runs if r["arm"] != "scratch")
     summary: dict[str, Any] = {}
-    for name in ("scratch", "warm", "warm, full rate"):
+    for name, _, _ in arms:
         arm_runs = [r for r in runs if r["arm"] == name]
         reached = [r["steps_to_production"] for r in arm_runs]
         summary[name] = {
             "map_50_at_n": statistics.median(r["curve"].get(warm_n, float("nan")) for r in arm_runs),
             "map_50_final": statistics.median(r["curve"][max(r["curve"])] for r in arm_runs),
             "steps_to_production": reached,
+            "map_50_span1": statistics.median(r["map_50_span1"] for r in arm_runs),
             "seconds": statistics.median(r["seconds"] for r in arm_runs),
         }
     scratch_steps = [s for s in summary["scratch"]["steps_to_production"] if s is not None]
-    warm_steps = [s for s in summary["warm"]["steps_to_production"] if s is not None]
-    if scratch_steps and warm_steps:
-        summary["ratio_warm_over_scratch"] = float(np.median(warm_steps) / np.median(scratch_steps))
+    for name, warm, _ in arms:
+        warm_steps = [s for s in summary[name]["steps_to_production"] if s is not None]
+        if warm and scratch_steps and warm_steps:
+            summary[name]["ratio_to_scratch"] = float(np.median(warm_steps) / np.median(scratch_steps))
     record["n"] = warm_n
     record["summary"] = summary
     os.makedirs(OUT, exist_ok=True)
