@@ -180,18 +180,16 @@ def test_browser_shows_the_error_for_a_non_image(web, tmp_path):
 @pytest.fixture(scope="module")
 def card_web(web, trained_project, tmp_path_factory):
     """(URL, push destination): the web app on its own port, over `web`'s model server, reading model cards
-    from a copy of the trained version 1 (a copy, so the test decides whether a card is there)."""
+    from a copy of the trained version 1 (a copy, so each test decides whether a card is there)."""
     import threading
     import time
 
     import uvicorn
 
-    from detx.components.model_card.render import CARD_DIR
     from detx.serving.webapp.app import WebConfig, create_app
 
     dest = tmp_path_factory.mktemp("cards") / "detx"
     shutil.copytree(os.path.join(trained_project.push_destination, "1"), dest / "1")
-    shutil.rmtree(dest / "1" / CARD_DIR, ignore_errors=True)
     _, server = web
     port = portpicker.pick_unused_port()
     app = create_app(WebConfig(f"127.0.0.1:{server.port}", "detx", str(dest)))
@@ -216,6 +214,8 @@ def test_the_served_versions_model_card_is_linked_and_served(web, card_web):
     page = httpx.get(web[0], timeout=30)
     assert '<a id="model-card" href="/model-card">' in page.text  # the page of `detx serve --web`
     url, dest = card_web
+    # The browser test below writes a card into the shared copy; this test starts without one whatever ran first.
+    shutil.rmtree(os.path.join(dest, "1", render.CARD_DIR), ignore_errors=True)
     missing = httpx.get(f"{url}/model-card", timeout=30)
     assert missing.status_code == 404
     assert missing.text == (
