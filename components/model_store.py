@@ -32,6 +32,7 @@ from typing import Any
 
 import tensorflow as tf
 
+from detx.components.release.traffic import read_traffic
 from detx.components.storage import copy_tree as _copy_tree
 from detx.components.storage import is_local
 from detx.components.storage import strip_file_scheme as _strip_file_scheme
@@ -146,8 +147,16 @@ class ModelStore:
         return [v.version for v in self.versions() if v.complete]
 
     def serving_version(self) -> int | None:
-        """The version TF Serving's default policy (latest) serves: the newest complete one."""
+        """The version that answers requests naming none: production.
+
+        The stable version of a pinned traffic split (`detx rollout`; see
+        `detx.components.release.traffic`) when it is complete, else what TF
+        Serving's default policy (latest) serves: the newest complete one.
+        """
         complete = self.complete_versions()
+        split = read_traffic(self.root)
+        if split is not None and split.stable in complete:
+            return split.stable
         return complete[-1] if complete else None
 
     def path(self, version: int) -> str:

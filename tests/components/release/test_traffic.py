@@ -60,7 +60,7 @@ def test_a_broken_file_names_itself_and_the_fix(tmp_path):
     root = tmp_path / "detx"
     root.mkdir()
     (root / TRAFFIC_FILE).write_text("{not json")
-    with pytest.raises(TrafficError, match="is not JSON .*fix it or delete it"):
+    with pytest.raises(TrafficError, match=r"is not JSON .*fix it or delete it"):
         read_traffic(str(root))
     (root / TRAFFIC_FILE).write_text(json.dumps({"stable": 1, "weights": [1]}))
     with pytest.raises(TrafficError, match=r"unknown fields \['weights'\]"):
