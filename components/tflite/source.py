@@ -33,7 +33,7 @@ from detx.components.modeling import fold
 from detx.components.modeling.config import PRESETS, ModelConfig
 from detx.components.modeling.network import build_network
 from detx.components.modeling.postprocess import postprocess
-from detx.components.tflite.detections import Detections, unmatched
+from detx.components.evaluation.detections import Detections, unmatched
 from detx.components.trainer.data import preprocess
 from detx.components.trainer.export import OUTPUTS, SERVING_DEFAULT
 

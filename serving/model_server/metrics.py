@@ -1,10 +1,50 @@
-"""Prometheus metrics of the model server: requests, errors, latency, loaded versions, warm-ups."""
+"""Prometheus metrics of the model server: requests, errors, latency, loaded versions, warm-ups, rollouts.
+
+The progressive-delivery metrics (issue 16) are read by `detx rollout`
+(components/release/rollout/) through the name and label constants below, so
+a name lives here only. prometheus_client exposes a Counter named `X` as the
+sample `X_total`, and a Histogram `X` as `X_bucket`, `X_sum` and `X_count`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from detx.components.evaluation.detections import Matching
+
+# Each Predict answered by a version: labels model, version, role, code (the gRPC code's name).
+ANSWERS = "detx_serving_answers"
+# The model's time for each answered request (role shadow: the mirrored run's own time): model, version, role.
+ANSWER_LATENCY = "detx_serving_answer_latency_seconds"
+# Each answered image's top detection score (score_profile.image_profile): model, version, role.
+TOP_SCORE = "detx_serving_top_score"
+# Each mirrored request: model, stable, candidate, outcome (OUTCOMES).
+SHADOW_REQUESTS = "detx_serving_shadow_requests"
+# Detections of compared requests, matched one to one: model, stable, candidate, kind (KINDS).
+SHADOW_DETECTIONS = "detx_serving_shadow_detections"
+# |score difference| of each matched pair: model, stable, candidate.
+SHADOW_SCORE_DIFFERENCE = "detx_serving_shadow_score_difference"
+
+# Roles of an answer: the stable version answering a client, the candidate answering a client
+# (the canary share, or a request naming it), the candidate on a mirrored request.
+ROLE_STABLE, ROLE_CANARY, ROLE_SHADOW = "stable", "canary", "shadow"
+ROLES = (ROLE_STABLE, ROLE_CANARY, ROLE_SHADOW)
+# Outcomes of a mirrored request: compared with stable's answer; the candidate failed on it;
+# dropped because the mirror queue was full (mirroring never slows the request path).
+OUTCOME_COMPARED, OUTCOME_FAILED, OUTCOME_DROPPED = "compared", "failed", "dropped"
+OUTCOMES = (OUTCOME_COMPARED, OUTCOME_FAILED, OUTCOME_DROPPED)
+KIND_MATCHED, KIND_ONLY_STABLE, KIND_ONLY_CANDIDATE = "matched", "only_stable", "only_candidate"
+KINDS = (KIND_MATCHED, KIND_ONLY_STABLE, KIND_ONLY_CANDIDATE)
+
+# Fine enough below a second that a p99 ratio between two versions is not decided by bucket width.
+ANSWER_LATENCY_BUCKETS = (
+    0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0,
+)  # fmt: skip
+TOP_SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))  # 0.05 .. 1.0
+SCORE_DIFFERENCE_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # A warm-up replays up to 1000 requests: from a fraction of a second to minutes.
@@ -58,11 +98,79 @@ class ServerMetrics:
             ["model"],
             registry=self.registry,
         )
+        self.answers = Counter(
+            ANSWERS,
+            "Predict requests answered, by the version that answered, its role and the gRPC code",
+            ["model", "version", "role", "code"],
+            registry=self.registry,
+        )
+        self.answer_latency = Histogram(
+            ANSWER_LATENCY,
+            "the model's time for each request, by version and role (shadow: the mirrored run)",
+            ["model", "version", "role"],
+            buckets=ANSWER_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.top_score = Histogram(
+            TOP_SCORE,
+            "each answered image's top detection score (0: no detection), by version and role",
+            ["model", "version", "role"],
+            buckets=TOP_SCORE_BUCKETS,
+            registry=self.registry,
+        )
+        self.shadow_requests = Counter(
+            SHADOW_REQUESTS,
+            "requests mirrored to the candidate, by outcome (compared, failed, dropped)",
+            ["model", "stable", "candidate", "outcome"],
+            registry=self.registry,
+        )
+        self.shadow_detections = Counter(
+            SHADOW_DETECTIONS,
+            "detections of compared requests: matched by class at IoU >= 0.5, or found by one side only",
+            ["model", "stable", "candidate", "kind"],
+            registry=self.registry,
+        )
+        self.shadow_score_difference = Histogram(
+            SHADOW_SCORE_DIFFERENCE,
+            "|score difference| of each matched pair of detections",
+            ["model", "stable", "candidate"],
+            buckets=SCORE_DIFFERENCE_BUCKETS,
+            registry=self.registry,
+        )
 
     def observe(self, method: str, code: str, seconds: float) -> None:
         """Counts one request."""
         self.requests.labels(self._model, method, code).inc()
         self.latency.labels(self._model, method).observe(seconds)
+
+    def observe_answer(
+        self, version: int, role: str, code: str, seconds: float | None, top_scores: Sequence[float] = ()
+    ) -> None:
+        """Counts one Predict answered by `version` in `role`: its code, the model's time, each image's top score.
+
+        `seconds` is None when the request failed before the model ran (nothing to time).
+        """
+        labels = (self._model, str(version), role)
+        self.answers.labels(*labels, code).inc()
+        if seconds is not None:
+            self.answer_latency.labels(*labels).observe(seconds)
+        if top_scores:
+            histogram = self.top_score.labels(*labels)
+            for score in top_scores:
+                histogram.observe(score)
+
+    def observe_shadow(self, stable: int, candidate: int, outcome: str, matching: Matching | None = None) -> None:
+        """Counts one mirrored request; `matching` for a compared one."""
+        labels = (self._model, str(stable), str(candidate))
+        self.shadow_requests.labels(*labels, outcome).inc()
+        if matching is None:
+            return
+        self.shadow_detections.labels(*labels, KIND_MATCHED).inc(matching.matched)
+        self.shadow_detections.labels(*labels, KIND_ONLY_STABLE).inc(matching.only_reference)
+        self.shadow_detections.labels(*labels, KIND_ONLY_CANDIDATE).inc(matching.only_candidate)
+        histogram = self.shadow_score_difference.labels(*labels)
+        for difference in matching.score_differences:
+            histogram.observe(difference)
 
     def observe_batch(self, rows: int) -> None:
         """Counts one batch."""

@@ -27,7 +27,7 @@ from detx.components.modeling import box_coder
 from detx.components.tflite import build as build_lib
 from detx.components.tflite import convert, inputs, metadata, source
 from detx.components.tflite.component import TFLiteModels
-from detx.components.tflite.detections import Detections, unmatched
+from detx.components.evaluation.detections import Detections, unmatched
 from detx.components.tflite.executor import Executor
 from detx.components.tflite.interpreter import TFLiteDetector, TFLiteModelError
 from detx.components.tflite.options import TFLiteOptions
