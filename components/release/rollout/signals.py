@@ -22,9 +22,16 @@ from typing import Protocol
 from detx.components.release.traffic import TrafficSplit
 
 
+class SignalError(RuntimeError):
+    """A source could not be read (unreachable, or not what it should be); the message says which and why."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Histogram:
     """A cumulative histogram, Prometheus style.
+
+    A histogram with no buckets (`Histogram((), 0, 0)`) is one the source can
+    measure but that has observed nothing yet (the series does not exist yet).
 
     Attributes:
         buckets: (upper bound `le`, cumulative count of observations <= le), ascending; the last le is inf.
@@ -35,6 +42,10 @@ class Histogram:
     buckets: tuple[tuple[float, float], ...]
     sum: float
     count: float
+
+
+# Measurable, nothing observed yet.
+EMPTY_HISTOGRAM = Histogram(buckets=(), sum=0.0, count=0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +106,11 @@ class SignalSource(Protocol):
     """Where a rollout reads its signals."""
 
     def counts(self, split: TrafficSplit) -> Counts:
-        """The cumulative counts for the split's stable version and candidate."""
+        """The cumulative counts for the split's stable version and candidate.
+
+        Raises:
+            SignalError: the source cannot be read.
+        """
         ...
 
     def describe(self) -> str:
