@@ -4,6 +4,7 @@ data      synth, add-span              (cli/data.py)
 run                                    (cli/run.py)
 models, rollback                       (cli/models.py)
 approve, reject                        (cli/release.py)
+rollout   start, status, promote, abort (cli/rollout.py)
 serve, predict, web                    (cli/serving.py)
 export    tflite                       (cli/export.py)
 compile, submit, schedule, runs        (cli/kubeflow.py)
@@ -24,7 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # Python 3.11's end of life on every import; nothing a detx user can act on.
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")
 
-from detx.pipeline.cli import ct, data, export, kubeflow, models, release, run, serving  # noqa: E402 (after the settings above)
+from detx.pipeline.cli import ct, data, export, kubeflow, models, release, rollout, run, serving  # noqa: E402 (after the settings above)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -37,6 +38,7 @@ for _command in (
     run.run_command,
     *models.COMMANDS,
     *release.COMMANDS,
+    *rollout.COMMANDS,
     *serving.COMMANDS,
     *export.COMMANDS,
     *kubeflow.COMMANDS,

@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import tensorflow as tf
@@ -111,22 +111,27 @@ class Rollout:
 
     # Starting -------------------------------------------------------------
 
-    def start(self, candidate: int, options: RolloutOptions | None = None, stable: int | None = None) -> RolloutState:
+    def start(
+        self, candidate: int, overrides: Mapping[str, Any] | None = None, stable: int | None = None
+    ) -> RolloutState:
         """Starts rolling out `candidate`, or continues its rollout in progress.
 
         Args:
             candidate: a complete version (approved, where approval is required).
-            options: the criteria (None: the defaults, or the ones a rollout in progress started with).
+            overrides: `RolloutOptions` fields to change from the defaults; a rollout in progress keeps
+                the options it started with (overrides that differ are refused).
             stable: the version it is compared with (None: the version served now).
 
         Raises:
             RolloutError: another rollout is in progress, different options for one in progress, or
                 a candidate or stable version that cannot be rolled out (the message says what to do).
+            ValueError: an option out of range (`RolloutOptions` says which).
         """
+        overrides = dict(overrides or {})
         existing = self.state()
         if existing is not None and existing.active:
-            return self._resume(existing, candidate, options, stable)
-        options = options or RolloutOptions()
+            return self._resume(existing, candidate, overrides, stable)
+        options = RolloutOptions(**overrides)
         stable = self._check_versions(candidate, stable)
         stage = options.stages()[0]
         split = stage_split(stage, stable, candidate, options)
@@ -139,7 +144,7 @@ class Rollout:
         return state
 
     def _resume(
-        self, state: RolloutState, candidate: int, options: RolloutOptions | None, stable: int | None
+        self, state: RolloutState, candidate: int, overrides: dict[str, Any], stable: int | None
     ) -> RolloutState:
         if state.candidate != candidate:
             raise RolloutError(
@@ -147,10 +152,12 @@ class Rollout:
                 f"one rollout at a time: finish it with `detx rollout promote` or `detx rollout abort --reason TEXT` "
                 f"before starting version {candidate}"
             )
-        if options is not None and options.to_json() != state.options:
+        differ = {k: v for k, v in overrides.items() if state.options.get(k) != v}
+        if differ:
+            started = ", ".join(f"{k}={state.options.get(k)}" for k in differ)
             raise RolloutError(
-                f"the rollout of version {candidate} started with other options ({state.options}); a rollout keeps "
-                "its criteria: continue it without options, or abort it and start again"
+                f"the rollout of version {candidate} started with {started}; a rollout keeps its criteria: "
+                "continue it without those options, or abort it and start again"
             )
         if stable is not None and stable != state.stable:
             raise RolloutError(f"the rollout of version {candidate} compares it with version {state.stable}")
@@ -187,6 +194,23 @@ class Rollout:
 
     # Stepping ---------------------------------------------------------------
 
+    def judge(self, state: RolloutState) -> tuple[criteria.Verdict, bool]:
+        """The stage's verdict on the counts now, acting on nothing; and whether the server restarted.
+
+        After a restart of the model server its counters begin again, below
+        the stage's baseline: the stage is then judged on what came since.
+
+        Raises:
+            SignalError: the source cannot be read.
+        """
+        options = RolloutOptions.from_json(state.options)
+        counts = self.source.counts(stage_split(state.stage, state.stable, state.candidate, options))
+        delta = criteria.subtract(counts, counts_from_json(state.baseline))
+        restarted = criteria.went_back(delta)
+        if restarted:
+            delta = criteria.subtract(counts, criteria.NOTHING_YET)
+        return criteria.judge(state.stage, delta, options, self.source.describe()), restarted
+
     def step(self, state: RolloutState) -> RolloutState:
         """Reads the signals once and holds, passes or fails the stage.
 
@@ -205,14 +229,11 @@ class Rollout:
                 f"{describe_split(split)}: it was changed by hand; settle the rollout with `detx rollout promote` "
                 "or `detx rollout abort --reason TEXT`"
             )
-        counts = self.source.counts(split)
-        delta = criteria.subtract(counts, counts_from_json(state.baseline))
-        if criteria.went_back(delta):
+        verdict, restarted = self.judge(state)
+        if restarted:
             self.say(f"The counts went back (the model server restarted): the {state.stage} stage counts afresh")
             state.baseline = counts_to_json(criteria.NOTHING_YET)
             write_state(self.store.root, state)
-            delta = criteria.subtract(counts, criteria.NOTHING_YET)
-        verdict = criteria.judge(state.stage, delta, options, self.source.describe())
         if verdict.outcome == criteria.HOLD:
             self.say(f"{state.stage}: {verdict.judged} of {verdict.needed} requests judged; holding")
             return state
@@ -222,7 +243,7 @@ class Rollout:
         position = stages.index(state.stage)
         self._decide(state, "passed", f"{state.stage} stage on {verdict.judged} requests", verdict=verdict)
         if position + 1 == len(stages):
-            return self._promote(state, f"passed {', '.join(stages)}")
+            return self._promote(state, f"passed the {' and '.join(stages)} stages")
         return self._next_stage(state, stages[position + 1], options)
 
     def _next_stage(self, state: RolloutState, stage: str, options: RolloutOptions) -> RolloutState:
@@ -262,7 +283,7 @@ class Rollout:
 
     def promote(self, reason: str) -> RolloutState:
         """Skips the rollout in progress to full traffic by hand."""
-        return self._promote(self.active(), f"promoted by hand: {reason}")
+        return self._promote(self.active(), "by hand" + (f": {reason}" if reason.strip() else ""))
 
     def abort(self, reason: str) -> RolloutState:
         """Rolls the rollout in progress back by hand."""
