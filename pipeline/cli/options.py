@@ -263,6 +263,24 @@ min_score_option = click.option("--min-score", default=0.3, show_default=True, t
 tls_ca_option = click.option("--tls-ca", default="", help="PEM of the model server's CA: connect with TLS.")
 
 
+def shadow_percent_option(default: float, help_text: str) -> Callable[[F], F]:
+    """`--shadow-percent`: the share of stable's requests mirrored to a candidate (a traffic split's field)."""
+    return click.option(
+        "--shadow-percent", default=default, show_default=True, type=click.FloatRange(0, 100), help=help_text
+    )
+
+
+def canary_percent_option(default: float | None, help_text: str) -> Callable[[F], F]:
+    """`--canary-percent`: the share of requests naming no version that a candidate answers (a split's field)."""
+    return click.option(
+        "--canary-percent",
+        default=default,
+        show_default=default is not None,
+        type=click.FloatRange(0, 100),
+        help=help_text,
+    )
+
+
 def kubeflow_options(*, required: bool, hidden_aliases: Sequence[str] = ()) -> Callable[[F], F]:
     """The connection to a Kubeflow Pipelines API (resolved by `kubeflow_connection`)."""
     return stack(

@@ -11,10 +11,12 @@ import click
 
 from detx.pipeline.cli.options import (
     bind_host_option,
+    canary_percent_option,
     min_score_option,
     model_place,
     models_options,
     server_option,
+    shadow_percent_option,
     tls_ca_option,
 )
 from detx.pipeline.project import absolute
@@ -58,6 +60,15 @@ _SERVER_SETTINGS = (
 @click.option("--request-log-images", is_flag=True, help="Also keep the sampled images (off: statistics only).")
 @click.option("--web", is_flag=True, help="Also serve the web page (upload an image, see its detections).")
 @click.option("--web-port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--shadow",
+    type=click.IntRange(min=1),
+    help="Mirror a share of stable's requests to this candidate version, off the request path, and compare.",
+)
+@shadow_percent_option(10.0, "With --shadow: the share of stable's requests mirrored.")
+@click.option("--canary", type=click.IntRange(min=1), help="A candidate version that answers a share of requests.")
+@canary_percent_option(None, "With --canary: the share of requests naming no version that it answers.")
+@min_score_option
 @click.pass_context
 def serve_command(
     ctx: click.Context,
@@ -73,6 +84,11 @@ def serve_command(
     request_log_images: bool,
     web: bool,
     web_port: int,
+    shadow: int | None,
+    shadow_percent: float,
+    canary: int | None,
+    canary_percent: float | None,
+    min_score: float,
     **settings: Any,
 ) -> None:
     """Serve the pushed model over TF Serving's gRPC API (Predict, GetModelMetadata, GetModelStatus).
@@ -81,6 +97,13 @@ def serve_command(
     once ready, the old one until then; a version that fails to load leaves the
     previous one serving. SIGTERM stops it after running requests finish.
     With --web, the web page runs beside it and calls it over gRPC.
+
+    Traffic split: with --canary or --shadow, the candidate takes that share
+    and stable is the version otherwise served; without them (and without
+    --version), the split in the push destination's detx_traffic.json is
+    followed as `detx rollout` changes it. Mirrored requests are compared
+    with stable's answers (detections scoring at least --min-score), never
+    returned to clients.
     """
     import logging
 
@@ -88,6 +111,7 @@ def serve_command(
     from detx.serving.model_server.predict import Limits
     from detx.serving.model_server.request_log import RequestLogConfig
     from detx.serving.model_server.server import ModelServer, ServerConfig
+    from detx.serving.model_server.shadow import MirrorOptions
     from detx.serving.model_server.versions import VersionPolicy
     from detx.serving.webapp.app import WebConfig
 
@@ -99,6 +123,7 @@ def serve_command(
         if not label or not number.isdigit():
             raise click.BadParameter(f"expected LABEL=VERSION, got {item!r}", param_hint="--label")
         label_map[label] = int(number)
+    traffic = _fixed_traffic(ctx, shadow, shadow_percent, canary, canary_percent)
     place = model_place(ctx)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server_settings = {k: settings[k] for k in _SERVER_SETTINGS}
@@ -114,6 +139,8 @@ def serve_command(
         request_log=(
             RequestLogConfig(absolute(request_log), request_log_sample, request_log_images) if request_log else None
         ),
+        traffic=traffic,
+        mirror=MirrorOptions(min_score=min_score),
         **server_settings,
     )
     try:
@@ -123,6 +150,8 @@ def serve_command(
     server.start()
     loaded = ", ".join(f"{v.version} {v.state.name}" for v in server.manager.snapshot()) or "none yet"
     metrics = f"; metrics on http://{host}:{metrics_port}/metrics" if metrics_port else ""
+    source = config.traffic_source()
+    metrics += f"; traffic: {source.describe() if source else 'the pinned versions'}"
     if config.request_log:
         metrics += f"; logging {config.request_log.sample:.0%} of requests to {config.request_log.directory}"
     click.echo(
@@ -140,6 +169,33 @@ def serve_command(
     if web_server is not None:
         web_server.should_exit = True
     click.echo("detx serve: stopped", err=True)
+
+
+def _fixed_traffic(
+    ctx: click.Context, shadow: int | None, shadow_percent: float, canary: int | None, canary_percent: float | None
+) -> Any:
+    """The split `--shadow`/`--canary` give (None: follow detx_traffic.json), checked for contradictions."""
+    from detx.components.release.traffic import TrafficError
+    from detx.serving.model_server.routing import FixedTraffic
+
+    given = ctx.get_parameter_source("shadow_percent") == click.core.ParameterSource.COMMANDLINE
+    if given and shadow is None:
+        raise click.UsageError("--shadow-percent needs --shadow VERSION (the candidate to mirror requests to)")
+    if canary_percent is not None and canary is None:
+        raise click.UsageError("--canary-percent needs --canary VERSION (the candidate that answers that share)")
+    if canary is not None and canary_percent is None:
+        raise click.UsageError("--canary needs --canary-percent P: the share of requests it answers (0-100)")
+    if shadow is not None and canary is not None and shadow != canary:
+        raise click.UsageError(
+            f"--shadow {shadow} and --canary {canary} name two candidates; a split has one: name the same version"
+        )
+    candidate = canary if canary is not None else shadow
+    if candidate is None:
+        return None
+    try:
+        return FixedTraffic(candidate, shadow_percent if shadow is not None else 0.0, canary_percent or 0.0)
+    except TrafficError as e:
+        raise click.UsageError(str(e)) from e
 
 
 def _start_web(config: Any, host: str, port: int, background: bool = True) -> Any:

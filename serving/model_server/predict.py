@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import io
+import time
 from typing import Any
 
 import grpc
@@ -13,8 +14,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2
 
 from detx.serving.model_server.batching import Batcher
-from detx.serving.model_server.request_log import RequestLog
-from detx.serving.model_server.versions import VersionManager
+from detx.serving.model_server.routing import Route, Router
 
 DEFAULT_SIGNATURE = "serving_default"
 
@@ -22,10 +22,11 @@ DEFAULT_SIGNATURE = "serving_default"
 class ServingError(Exception):
     """A request the server refuses, with the gRPC code TF Serving would answer."""
 
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+    def __init__(self, code: grpc.StatusCode, message: str, route: Route | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.route = route  # the version the request was routed to, when it got that far
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,12 +40,12 @@ class Limits:
     max_pixels: int = 50_000_000
 
 
-def _model(manager: VersionManager, spec: Any) -> tuple[int, Any]:
-    if spec.name != manager.name:
+def _route(router: Router, spec: Any, count: bool = True) -> Route:
+    if spec.name != router.name:
         raise ServingError(grpc.StatusCode.NOT_FOUND, f"Servable not found for request: Latest({spec.name})")
     version = spec.version.value if spec.HasField("version") else None
     try:
-        return manager.resolve(version, spec.version_label)
+        return router.route(version, spec.version_label, count)
     except LookupError as e:
         raise ServingError(grpc.StatusCode.NOT_FOUND, str(e)) from None
 
@@ -143,7 +144,7 @@ def run_request(
         )
 
     def run(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {k: v.numpy() for k, v in fn(**{k: tf.constant(v) for k, v in inputs.items()}).items()}
+        return _run(fn, inputs)
 
     try:
         outputs = run(arrays) if batcher is None else batcher.run(Batcher.key(version, signature, arrays), run, arrays)
@@ -152,33 +153,80 @@ def run_request(
     return signature, arrays, outputs
 
 
-def predict(
-    manager: VersionManager,
-    request: Any,
-    limits: Limits,
-    batcher: Batcher | None = None,
-    request_log: RequestLog | None = None,
-) -> Any:
-    """Runs one PredictRequest, in a batch with concurrent ones when a batcher is given.
+def _run(fn: Any, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k: v.numpy() for k, v in fn(**{k: tf.constant(v) for k, v in inputs.items()}).items()}
 
-    A request log, when given, is offered every successful prediction (it keeps a sample).
+
+def run_arrays(model: Any, signature: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Runs a version's signature on inputs another version already took (the shadow mirror: no parsing again).
 
     Raises:
-        ServingError: with NOT_FOUND, FAILED_PRECONDITION or INVALID_ARGUMENT as TF Serving answers.
+        ServingError: the version has no such signature (FAILED_PRECONDITION) or takes other inputs
+            (INVALID_ARGUMENT), as a client sending it the request would hear.
     """
-    version, model = _model(manager, request.model_spec)
-    signature, arrays, outputs = run_request(model, version, request, limits, batcher)
-    if request_log is not None:
-        request_log.offer(version, signature, arrays, outputs)
+    if signature not in model.signatures:
+        raise ServingError(grpc.StatusCode.FAILED_PRECONDITION, f'Serving signature key "{signature}" not found.')
+    fn = model.signatures[signature]
+    specs: dict[str, tf.TensorSpec] = fn.structured_input_signature[1]
+    for alias, array in arrays.items():
+        spec = specs.get(alias)
+        if spec is None or spec.dtype.as_numpy_dtype != array.dtype or not spec.shape.is_compatible_with(array.shape):
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"input {alias!r} does not fit {signature!r}")
+    if set(specs) != set(arrays):
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"the signature {signature!r} takes {sorted(specs)}")
+    try:
+        return _run(fn, arrays)
+    except tf.errors.InvalidArgumentError as e:
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, e.message) from None
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    """One Predict answered.
+
+    Attributes:
+        response: the PredictResponse (its model_spec names the version that answered).
+        route: where the request went (version, role, split).
+        signature: the signature that ran.
+        inputs: the request's inputs, as arrays.
+        outputs: every output of the signature (before the request's output filter).
+        seconds: the model's time for the request (checks, batching wait and run).
+    """
+
+    response: Any
+    route: Route
+    signature: str
+    inputs: dict[str, np.ndarray]
+    outputs: dict[str, np.ndarray]
+    seconds: float
+
+
+def predict(router: Router, request: Any, limits: Limits, batcher: Batcher | None = None) -> Answer:
+    """Routes one PredictRequest and runs it, in a batch with concurrent ones when a batcher is given.
+
+    Raises:
+        ServingError: with NOT_FOUND, FAILED_PRECONDITION or INVALID_ARGUMENT as TF Serving answers; past
+            routing, it names the route. Any other failure is re-raised as INTERNAL with the route.
+    """
+    route = _route(router, request.model_spec)
+    start = time.perf_counter()
+    try:
+        signature, arrays, outputs = run_request(route.model, route.version, request, limits, batcher)
+    except ServingError as e:
+        e.route = route
+        raise
+    except Exception as e:  # the servicer answers INTERNAL; the route lets the answer count against its version
+        raise ServingError(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}", route) from e
+    seconds = time.perf_counter() - start
     response = predict_pb2.PredictResponse()
-    response.model_spec.name = manager.name
-    response.model_spec.version.value = version
+    response.model_spec.name = router.name
+    response.model_spec.version.value = route.version
     response.model_spec.signature_name = signature
     wanted = set(request.output_filter) or set(outputs)
     for key, value in outputs.items():
         if key in wanted:
             response.outputs[key].CopyFrom(tf.make_tensor_proto(value))
-    return response
+    return Answer(response, route, signature, arrays, outputs, seconds)
 
 
 @functools.lru_cache(maxsize=32)
@@ -188,19 +236,19 @@ def _signature_defs(path: str) -> Any:
     return saved_model_utils.get_meta_graph_def(path, "serve").signature_def
 
 
-def model_metadata(manager: VersionManager, request: Any) -> Any:
+def model_metadata(router: Router, request: Any) -> Any:
     """Runs one GetModelMetadataRequest ("signature_def" is the only field TF Serving supports)."""
-    version, _ = _model(manager, request.model_spec)
+    version = _route(router, request.model_spec, count=False).version
     fields = list(request.metadata_field)
     if fields != ["signature_def"]:
         raise ServingError(
             grpc.StatusCode.INVALID_ARGUMENT, f"Metadata field(s) {fields} not supported; ask for ['signature_def']"
         )
     response = get_model_metadata_pb2.GetModelMetadataResponse()
-    response.model_spec.name = manager.name
+    response.model_spec.name = router.name
     response.model_spec.version.value = version
     defs = get_model_metadata_pb2.SignatureDefMap()
-    for key, value in _signature_defs(manager.store.path(version)).items():
+    for key, value in _signature_defs(router.manager.store.path(version)).items():
         defs.signature_def[key].CopyFrom(value)
     response.metadata["signature_def"].Pack(defs)
     return response

@@ -4,8 +4,18 @@
 `DIR/requests-<date>-<host>-<pid>.jsonl` (one file per server process, so
 replicas sharing a volume never interleave lines):
 
-    {"time": "2026-11-22T10:00:00+00:00", "model": "detx", "version": 2, "signature": "encoded_image",
-     "width": 640, "height": 480, "brightness": 101.3, "top_score": 0.91, "confident": 3}
+    {"time": "2026-11-22T10:00:00+00:00", "model": "detx", "version": 2, "role": "stable",
+     "signature": "encoded_image", "width": 640, "height": 480, "brightness": 101.3, "top_score": 0.91,
+     "confident": 3}
+
+`role` says how the version answered: "stable", or "canary" (the candidate of
+a traffic split answering a client; see routing.py). With a shadow mirror
+running, every comparison it makes adds one line of type "shadow" (not
+sampled: mirroring is a sample already; `read_shadow` reads them):
+
+    {"type": "shadow", "time": "...", "model": "detx", "stable": 3, "candidate": 4,
+     "signature": "encoded_image", "images": 1, "matched": 2, "only_stable": 0, "only_candidate": 1,
+     "stable_seconds": 0.041, "candidate_seconds": 0.043}
 
 `brightness` is measured as ingestion measures `detx/stats/brightness`, and
 `top_score`/`confident` as the Evaluator's score profile
@@ -36,10 +46,12 @@ import tensorflow as tf
 from detx.components.data import features as F
 from detx.components.data.images import array_brightness, image_statistics
 from detx.components.evaluation import score_profile
+from detx.serving.model_server.metrics import ROLE_STABLE
 
 LOG = logging.getLogger(__name__)
 _FILE_PREFIX = "requests-"
 _IMAGES_DIR = "images"
+SHADOW = "shadow"  # the `type` of a shadow comparison's line
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +88,42 @@ class LoggedImage:
     brightness: float
     top_score: float
     confident: int
+    role: str = ROLE_STABLE  # lines written before roles existed were all the served version's
+
+
+@dataclasses.dataclass(frozen=True)
+class ShadowComparison:
+    """One mirrored request: the candidate's detections against stable's, and both versions' times.
+
+    Attributes:
+        time: when the candidate answered (UTC, ISO 8601).
+        model: the model name.
+        stable, candidate: the two versions.
+        signature: the signature both ran.
+        images: images in the request.
+        matched, only_stable, only_candidate: detections matched one to one by class at IoU >= 0.5,
+            or found by one side only (components/evaluation/detections.py `match`).
+        stable_seconds, candidate_seconds: each version's time for the request.
+        type: always "shadow" (tells these lines from the logged images).
+    """
+
+    time: str
+    model: str
+    stable: int
+    candidate: int
+    signature: str
+    images: int
+    matched: int
+    only_stable: int
+    only_candidate: int
+    stable_seconds: float
+    candidate_seconds: float
+    type: str = SHADOW
+
+
+def now_utc() -> str:
+    """The log's time stamps: UTC, to the second."""
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def _images(arrays: Mapping[str, np.ndarray]) -> list[tuple[int, int, float, bytes | None]]:
@@ -98,15 +146,25 @@ def _images(arrays: Mapping[str, np.ndarray]) -> list[tuple[int, int, float, byt
     return out
 
 
+@dataclasses.dataclass(frozen=True)
+class _Sample:
+    """A sampled answer waiting for the writer."""
+
+    time: str
+    version: int
+    role: str
+    signature: str
+    inputs: dict[str, np.ndarray]
+    outputs: dict[str, np.ndarray]
+
+
 class RequestLog:
     """Samples successful predictions and writes their statistics on a background thread."""
 
     def __init__(self, config: RequestLogConfig, model_name: str) -> None:
         self.config = config
         self._model = model_name
-        self._queue: queue.Queue[tuple[str, int, str, dict[str, np.ndarray], dict[str, np.ndarray]] | None] = (
-            queue.Queue(maxsize=config.queue_size)
-        )
+        self._queue: queue.Queue[_Sample | ShadowComparison | None] = queue.Queue(maxsize=config.queue_size)
         self.dropped = 0
         self.written = 0
         self._random = random.Random()
@@ -115,14 +173,25 @@ class RequestLog:
         self._thread.start()
 
     def offer(
-        self, version: int, signature: str, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]
+        self,
+        version: int,
+        signature: str,
+        inputs: dict[str, np.ndarray],
+        outputs: dict[str, np.ndarray],
+        role: str = ROLE_STABLE,
     ) -> None:
         """Called after each successful Predict; keeps a sample of them."""
         if self._random.random() >= self.config.sample:
             return
-        now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        self._put(_Sample(now_utc(), version, role, signature, inputs, outputs))
+
+    def offer_shadow(self, comparison: ShadowComparison) -> None:
+        """Called by the shadow mirror after each comparison; every one is logged."""
+        self._put(comparison)
+
+    def _put(self, item: _Sample | ShadowComparison) -> None:
         try:
-            self._queue.put_nowait((now, version, signature, inputs, outputs))
+            self._queue.put_nowait(item)
         except queue.Full:
             self.dropped += 1
 
@@ -138,14 +207,16 @@ class RequestLog:
     def _drain(self) -> None:
         while (item := self._queue.get()) is not None:
             try:
-                self._write(*item)
+                if isinstance(item, ShadowComparison):
+                    self._append(item.time, [json.dumps(dataclasses.asdict(item), sort_keys=True)])
+                else:
+                    self._write(item)
             except Exception:  # a bad sample must never stop the server or the log
                 LOG.exception("could not log a request sample")
 
-    def _write(
-        self, now: str, version: int, signature: str, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]
-    ) -> None:
-        images = _images(inputs)
+    def _write(self, sample: _Sample) -> None:
+        now, version, signature, outputs = sample.time, sample.version, sample.signature, sample.outputs
+        images = _images(sample.inputs)
         if self.config.keep_images:
             tf.io.gfile.makedirs(os.path.join(self.config.directory, _IMAGES_DIR))
         scores = np.asarray(outputs.get("detection_scores", np.zeros((len(images), 0))))
@@ -153,12 +224,17 @@ class RequestLog:
         lines = []
         for i, (width, height, brightness, data) in enumerate(images):
             top, confident = score_profile.image_profile(scores[i], int(counts[i]) if i < len(counts) else None)
-            record = LoggedImage(now, self._model, version, signature, width, height, brightness, top, confident)
+            record = LoggedImage(
+                now, self._model, version, signature, width, height, brightness, top, confident, sample.role
+            )
             lines.append(json.dumps(dataclasses.asdict(record), sort_keys=True))
             if self.config.keep_images and data is not None:
                 name = f"{now.replace(':', '')}-{os.getpid()}-{self.written + i}.img"
                 with tf.io.gfile.GFile(os.path.join(self.config.directory, _IMAGES_DIR, name), "wb") as f:
                     f.write(data)
+        self._append(now, lines)
+
+    def _append(self, now: str, lines: list[str]) -> None:
         path = self._path(now)
         # GFile has no append mode on every file system; local files are appended to in place.
         if "://" in path:
@@ -180,11 +256,27 @@ def read_log(directory: str, version: int | None = None, since: str = "") -> Ite
         with tf.io.gfile.GFile(path) as f:
             for line in f:
                 try:
-                    record = LoggedImage(**json.loads(line))
-                except (ValueError, TypeError):
+                    data = json.loads(line)
+                    if data.get("type") == SHADOW:
+                        continue
+                    record = LoggedImage(**data)
+                except (ValueError, TypeError, AttributeError):
                     continue
                 if (version is None or record.version == version) and record.time >= since:
                     yield record
+
+
+def read_shadow(directory: str) -> Iterator[ShadowComparison]:
+    """The shadow comparisons of a request log directory (all files); lines that do not parse are skipped."""
+    for path in sorted(tf.io.gfile.glob(os.path.join(directory, f"{_FILE_PREFIX}*.jsonl"))):
+        with tf.io.gfile.GFile(path) as f:
+            for line in f:
+                try:
+                    data = json.loads(line)
+                    if data.get("type") == SHADOW:
+                        yield ShadowComparison(**data)
+                except (ValueError, TypeError, AttributeError):
+                    continue
 
 
 def stats_examples(records: list[LoggedImage]) -> list[bytes]:

@@ -24,7 +24,9 @@ from detx.serving.model_server.batching import Batcher
 from detx.serving.model_server.metrics import ServerMetrics
 from detx.serving.model_server.predict import Limits
 from detx.serving.model_server.request_log import RequestLog, RequestLogConfig
+from detx.serving.model_server.routing import FileTraffic, FixedTraffic, Router, TrafficSource
 from detx.serving.model_server.servicers import ModelServicer, PredictionServicer
+from detx.serving.model_server.shadow import MirrorOptions, ShadowMirror
 from detx.serving.model_server.versions import VersionManager, VersionPolicy, load_saved_model
 from detx.serving.model_server.warmup_replay import WarmingLoader
 
@@ -55,6 +57,9 @@ class ServerConfig:
         request_log: log a sample of requests' image statistics and score profiles (None: off).
         warmup_iterations: times each record of a version's warm-up file runs before the version
             serves (TF Serving's ModelWarmupOptions.num_request_iterations).
+        traffic: a fixed traffic split (`--canary`, `--shadow`). None: follow the push destination's
+            detx_traffic.json, unless `policy` pins versions (then the policy alone decides).
+        mirror: how the shadow mirror compares and how far it may fall behind.
     """
 
     model_name: str
@@ -76,6 +81,14 @@ class ServerConfig:
     batch_timeout_ms: float = 2.0
     request_log: RequestLogConfig | None = None
     warmup_iterations: int = 1
+    traffic: FixedTraffic | None = None
+    mirror: MirrorOptions = dataclasses.field(default_factory=MirrorOptions)
+
+    def traffic_source(self) -> TrafficSource | None:
+        """Where the split comes from: the fixed one, the file, or nowhere (versions pinned by the policy)."""
+        if self.traffic is not None:
+            return self.traffic
+        return None if self.policy.specific else FileTraffic(self.push_destination)
 
 
 class ModelServer:
@@ -95,7 +108,9 @@ class ModelServer:
             config.policy,
             loader=WarmingLoader(loader, config.limits, config.warmup_iterations, self.metrics.observe_warmup),
             on_change=self.metrics.update_versions,
+            traffic=config.traffic_source(),
         )
+        self.router = Router(self.manager)
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="predict"),
             options=[
@@ -109,8 +124,9 @@ class ModelServer:
             else None
         )
         self.request_log = RequestLog(config.request_log, config.model_name) if config.request_log else None
+        self.mirror = ShadowMirror(config.model_name, self.metrics, config.mirror, self.request_log)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionServicer(self.manager, config.limits, self.metrics, self.batcher, self.request_log),
+            PredictionServicer(self.router, config.limits, self.metrics, self.batcher, self.request_log, self.mirror),
             self._server,
         )
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(
@@ -142,6 +158,7 @@ class ModelServer:
         self._server.stop(self.config.grace_seconds if grace is None else grace).wait()
         if self.batcher is not None:
             self.batcher.stop()
+        self.mirror.close()  # before the request log, which takes its last comparisons
         if self.request_log is not None:
             self.request_log.close()
         self.manager.stop()

@@ -1,4 +1,10 @@
-"""The gRPC services: TF Serving's PredictionService and ModelService, answered from a VersionManager."""
+"""The gRPC services: TF Serving's PredictionService and ModelService, answered from a VersionManager.
+
+Every Predict is routed by the traffic split (routing.py); its answer is
+counted by version and role (metrics.py), offered to the request log, and,
+for the router's shadow share of stable's answers, handed to the shadow
+mirror once gRPC has sent the answer (shadow.py).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +23,8 @@ from detx.serving.model_server import predict as predict_lib
 from detx.serving.model_server.batching import Batcher
 from detx.serving.model_server.metrics import ServerMetrics
 from detx.serving.model_server.request_log import RequestLog
+from detx.serving.model_server.routing import Router
+from detx.serving.model_server.shadow import Mirrored, ShadowMirror, top_scores
 from detx.serving.model_server.versions import VersionManager
 
 
@@ -64,28 +72,47 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def __init__(
         self,
-        manager: VersionManager,
+        router: Router,
         limits: predict_lib.Limits,
         metrics: ServerMetrics,
         batcher: Batcher | None = None,
         request_log: RequestLog | None = None,
+        mirror: ShadowMirror | None = None,
     ) -> None:
-        self._manager, self._limits, self._metrics, self._batcher = manager, limits, metrics, batcher
-        self._request_log = request_log
+        self._router, self._limits, self._metrics, self._batcher = router, limits, metrics, batcher
+        self._request_log, self._mirror = request_log, mirror
 
     def Predict(self, request: Any, context: grpc.ServicerContext) -> Any:
         """TF Serving's Predict."""
-        return _call(
-            "Predict",
-            self._metrics,
-            context,
-            lambda: predict_lib.predict(self._manager, request, self._limits, self._batcher, self._request_log),
-        )
+        return _call("Predict", self._metrics, context, lambda: self._predict(request, context))
+
+    def _predict(self, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            answer = predict_lib.predict(self._router, request, self._limits, self._batcher)
+        except predict_lib.ServingError as e:
+            if e.route is not None:  # routed, then failed: it counts against the version that failed
+                self._metrics.observe_answer(e.route.version, e.route.role, e.code.name, None)
+            raise
+        route = answer.route
+        ok = grpc.StatusCode.OK.name
+        self._metrics.observe_answer(route.version, route.role, ok, answer.seconds, top_scores(answer.outputs))
+        if self._request_log is not None:
+            self._request_log.offer(route.version, answer.signature, answer.inputs, answer.outputs, route.role)
+        if self._mirror is not None and route.candidate is not None and self._router.mirror(route):
+            mirror = self._mirror
+            item = Mirrored(
+                route.version, *route.candidate, answer.signature, answer.inputs, answer.outputs, answer.seconds
+            )
+            # Termination callbacks run once the response and status are sent: the mirror starts after
+            # the client has its answer. (False: the call has ended already, so hand over now.)
+            if not context.add_callback(lambda: mirror.offer(item)):
+                mirror.offer(item)
+        return answer.response
 
     def GetModelMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:
         """TF Serving's GetModelMetadata (signature_def)."""
         return _call(
-            "GetModelMetadata", self._metrics, context, lambda: predict_lib.model_metadata(self._manager, request)
+            "GetModelMetadata", self._metrics, context, lambda: predict_lib.model_metadata(self._router, request)
         )
 
 

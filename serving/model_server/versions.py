@@ -9,6 +9,11 @@
   fails to load leaves the old one serving. A failed load is retried a few
   times, then the version stays in END with its error (GetModelStatus shows it).
 - Labels (`stable`, `canary`) map to versions and may only point at a loaded version.
+- A traffic split (routing.py), when its source gives one, decides instead of
+  the policy: exactly its versions are loaded and its labels (`stable`,
+  `canary`) apply. It takes effect once its stable version is AVAILABLE (its
+  candidate, once that one is too), so a request is never routed to a version
+  still loading.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from detx.components.model_store import ModelStore
+from detx.components.release.traffic import TrafficSplit
+from detx.serving.model_server.routing import ServingView, TrafficSource, checked_wanted, split_in_force
 
 LOG = logging.getLogger(__name__)
 
@@ -91,6 +98,7 @@ class VersionManager:
         max_load_attempts: tries per version before giving up (TF Serving: 5).
         retry_interval: seconds between tries (TF Serving: 60).
         on_change: called after any state change (metrics).
+        traffic: where a traffic split comes from (None: the policy alone decides).
     """
 
     def __init__(
@@ -102,6 +110,7 @@ class VersionManager:
         max_load_attempts: int = 5,
         retry_interval: float = 60.0,
         on_change: Callable[[VersionManager], None] | None = None,
+        traffic: TrafficSource | None = None,
     ) -> None:
         self.name = name
         self.store = ModelStore(push_destination)
@@ -114,6 +123,9 @@ class VersionManager:
         self._versions: dict[int, VersionState] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._traffic = traffic
+        self._wanted: TrafficSplit | None = None  # the source's latest answer
+        self._split: TrafficSplit | None = None  # the split in force (its versions are AVAILABLE)
 
     # Reading (any thread) ------------------------------------------------
 
@@ -127,29 +139,33 @@ class VersionManager:
         with self._lock:
             return {v.version: v.model for v in self._versions.values() if v.state == State.AVAILABLE}
 
+    def view(self) -> ServingView:
+        """The loaded versions, the labels and the split in force, read at once."""
+        with self._lock:
+            available = {v.version: v.model for v in self._versions.values() if v.state == State.AVAILABLE}
+            labels = dict(self.policy.labels)
+            if self._split is not None:
+                labels.update(self._split.labels)
+            return ServingView(self.name, available, labels, self._split)
+
+    def traffic(self) -> TrafficSplit | None:
+        """The split in force (None: the policy alone decides)."""
+        with self._lock:
+            return self._split
+
     def resolve(self, version: int | None = None, label: str = "") -> tuple[int, Any]:
-        """The model a request names: a version, a label, or (neither) the newest available.
+        """The model a request names (`ServingView.resolve` on the current view).
 
         Raises:
             LookupError: nothing matches (the servicer answers NOT_FOUND).
         """
-        available = self.available()
-        if label:
-            if label not in self.policy.labels:
-                raise LookupError(f"Unrecognized servable version label: {label}")
-            version = self.policy.labels[label]
-        if version is not None:
-            if version not in available:
-                raise LookupError(f"Servable not found for request: Specific({self.name}, {version})")
-            return version, available[version]
-        if not available:
-            raise LookupError(f"Servable not found for request: Latest({self.name})")
-        newest = max(available)
-        return newest, available[newest]
+        return self.view().resolve(version, label)
 
     # Syncing -------------------------------------------------------------
 
     def _aspired(self, on_disk: Sequence[int]) -> set[int]:
+        if self._wanted is not None:
+            return {v for v in self._wanted.versions if v in on_disk}
         if self.policy.specific:
             return {v for v in self.policy.specific if v in on_disk}
         return {max(on_disk)} if on_disk else set()
@@ -158,6 +174,8 @@ class VersionManager:
         """One pass: load wanted versions, then unload unwanted ones if that keeps something serving."""
         listing = self.store.versions()
         on_disk = {v.version: v.path for v in listing if v.complete}
+        if self._traffic is not None:
+            self._wanted = checked_wanted(self._traffic, on_disk, self.policy.specific, self._wanted)
         aspired = self._aspired(sorted(on_disk))
         changed = self._note_incomplete([v for v in listing if not v.complete], on_disk)
         for version in sorted(aspired):
@@ -201,7 +219,10 @@ class VersionManager:
             changed = True
         listed = {v.version for v in listing}
         with self._lock:
-            serving_wanted = any(self._versions[v].state == State.AVAILABLE for v in aspired if v in self._versions)
+            changed |= self._apply_split()
+            # Under a split, its stable version must serve before others go (it takes the default traffic).
+            serving = {self._wanted.stable} if self._wanted is not None else aspired
+            serving_wanted = any(self._versions[v].state == State.AVAILABLE for v in serving if v in self._versions)
             for version, state in list(self._versions.items()):
                 if version in aspired or state.state not in (State.AVAILABLE, State.END, State.START):
                     continue
@@ -217,6 +238,15 @@ class VersionManager:
                 changed = True
         if changed:
             self._notify()
+
+    def _apply_split(self) -> bool:
+        """Puts the wanted split in force as far as its versions are loaded (under the lock); True if it changed."""
+        before = self._split
+        loaded = {n for n, v in self._versions.items() if v.state == State.AVAILABLE}
+        self._split = split_in_force(self._wanted, before, loaded)
+        if self._split != before:
+            LOG.info("model %s traffic: %s", self.name, self._split or "the version policy")
+        return self._split != before
 
     def _note_incomplete(self, incomplete: Sequence[Any], complete: Mapping[int, str]) -> bool:
         """Shows numeric directories without saved_model.pb in the status, never loading them.
