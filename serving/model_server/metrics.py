@@ -27,6 +27,8 @@ SHADOW_REQUESTS = "detx_serving_shadow_requests"
 SHADOW_DETECTIONS = "detx_serving_shadow_detections"
 # |score difference| of each matched pair: model, stable, candidate.
 SHADOW_SCORE_DIFFERENCE = "detx_serving_shadow_score_difference"
+# Mirrored requests handed over and not yet recorded (how far the mirror is behind): model.
+SHADOW_PENDING = "detx_serving_shadow_pending"
 
 # Roles of an answer: the stable version answering a client, the candidate answering a client
 # (the canary share, or a request naming it), the candidate on a mirrored request.
@@ -137,6 +139,12 @@ class ServerMetrics:
             buckets=SCORE_DIFFERENCE_BUCKETS,
             registry=self.registry,
         )
+        self.shadow_pending = Gauge(
+            SHADOW_PENDING,
+            "mirrored requests handed over and not yet recorded",
+            ["model"],
+            registry=self.registry,
+        ).labels(model_name)
 
     def observe(self, method: str, code: str, seconds: float) -> None:
         """Counts one request."""

@@ -128,6 +128,7 @@ class ShadowMirror:
         """Hands one request over; never blocks (a full queue drops it, counted)."""
         with self._idle:
             self._pending += 1
+            self._metrics.shadow_pending.set(self._pending)
         try:
             self._queue.put_nowait(item)
         except queue.Full:
@@ -147,6 +148,7 @@ class ShadowMirror:
     def _done(self) -> None:
         with self._idle:
             self._pending -= 1
+            self._metrics.shadow_pending.set(self._pending)
             self._idle.notify_all()
 
     def _work(self) -> None:

@@ -38,6 +38,30 @@ def export_tiny(export_dir: str, seed: int = 0, batching: object = "default") ->
     return export.export(network, model_config, lm_path, export_dir, batching=batching)  # type: ignore[arg-type]
 
 
+def oracle_examples(count: int = 6, seed: int = 0) -> list[bytes]:
+    """Serialized OD API tf.Examples of small synthetic images with boxes: requests for the `tf_example` signature."""
+    from detx.components.data.synth import SynthConfig, generate, od_api_example
+
+    config = SynthConfig(num_images=count, seed=seed, width=96, height=96, min_size=16, max_size=48, empty_fraction=0)
+    return [od_api_example(image).SerializeToString() for image in generate(config)]
+
+
+def push_oracle(push_destination: str, work_dir: str, **quality: float) -> int:
+    """Pushes a detector of known quality (components/evaluation/testing.py) as the next version; returns it.
+
+    Random-weight `export_tiny` models cannot stand in for two versions that
+    disagree: whatever the seed, their detections are the same (every score is
+    the head's prior, ~0.01, below any min score). An oracle answers from each
+    example's own boxes (scores 0.3-1.0): without `quality` two pushes agree
+    100%; `jitter`, `keep` and `false_positives` make a worse one.
+    """
+    from detx.components.evaluation.testing import write_oracle_model
+    from detx.components.model_store import ModelStore
+
+    model = write_oracle_model(os.path.join(work_dir, f"oracle-{len(os.listdir(work_dir))}"), **quality)
+    return ModelStore(push_destination).push(model, {}).version
+
+
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     return export_tiny(str(tmp_path_factory.mktemp("tiny") / "model"))
