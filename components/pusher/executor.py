@@ -20,6 +20,7 @@ from detx.components.model_store import TRAIN_STATS_FILENAME, ModelStore, ModelS
 from detx.components.pusher import lineage
 from detx.components.release import approval
 from detx.components.release.options import ReleaseOptions
+from detx.components.release.traffic import TrafficSplit, read_traffic, write_traffic
 
 PROGRESS = logging.getLogger("detx.progress")
 
@@ -140,8 +141,19 @@ def _push(
     baseline_version: int | None,
     extra: dict[str, bytes],
 ) -> dict[str, Any]:
-    """Publishes `source` as the next version, or as a pending candidate when approval is required."""
+    """Publishes `source` as the next version, or as a pending candidate when approval is required.
+
+    With `release.rollout: progressive` the version served now is pinned first
+    (`detx_traffic.json`, stable alone), so the new version takes no traffic
+    when it lands, nor when it is approved, until `detx rollout start` rolls
+    it out. A pin already there (a rollout in progress, an earlier pin) stays.
+    """
     pending = release.approval == "required"
+    pinned = _pin_served(store) if release.rollout == "progressive" else None
+    record["rollout"] = {
+        "required": release.rollout == "progressive",
+        "state": "waiting" if pinned is not None else "not required",
+    }
     version = store.push(
         source, record, extra_files=extra, pending=pending, derived=lineage.card_files(store, baseline_version)
     )
@@ -160,4 +172,30 @@ def _push(
             PROGRESS.info("retired older pending candidate(s) %s: superseded", ", ".join(map(str, superseded)))
     else:
         PROGRESS.info("pushed version %d to %s", version.version, version.path)
+    if pinned is not None:
+        result["pinned"] = pinned
+        PROGRESS.info(
+            "version %d keeps serving (release.rollout: progressive); roll version %d out with: "
+            "detx rollout start %d%s",
+            pinned,
+            version.version,
+            version.version,
+            " (after detx approve)" if pending else "",
+        )
     return result
+
+
+def _pin_served(store: ModelStore) -> int | None:
+    """Pins the version served now as stable, unless a split is pinned already; returns the stable version.
+
+    None when nothing is served yet: the first version has nothing to be
+    compared with, so it is served at once.
+    """
+    split = read_traffic(store.root)
+    if split is not None:
+        return split.stable
+    serving = store.serving_version()
+    if serving is None:
+        return None
+    write_traffic(store.root, TrafficSplit(serving))
+    return serving

@@ -229,6 +229,7 @@ def _object_store_lock(directory: str, command: str) -> Iterator[None]:
         if not gone:
             text = f"{holder.get('command')} (pid {pid} on {holder.get('host')}, since {holder.get('since')})"
             raise RolloutBusy(f"{_busy(path, text)}; if that process is gone, delete {path}")
+        tf.io.gfile.remove(path)  # the holder is gone: its lock is taken over
     tf.io.gfile.makedirs(directory)
     me = {"command": command, "pid": os.getpid(), "host": socket.gethostname(), "since": now()}
     with tf.io.gfile.GFile(path, "w") as f:
