@@ -27,6 +27,10 @@ SHADOW_REQUESTS = "detx_serving_shadow_requests"
 SHADOW_DETECTIONS = "detx_serving_shadow_detections"
 # |score difference| of each matched pair: model, stable, candidate.
 SHADOW_SCORE_DIFFERENCE = "detx_serving_shadow_score_difference"
+# The traffic split in force (none while the version policy alone decides): model, stable, candidate
+# ("" when none), share ("canary" | "shadow"); the value is the percent. A rollout can check that the
+# server follows the split it wrote before it judges counts.
+SPLIT = "detx_serving_traffic_split_percent"
 # Mirrored requests handed over and not yet recorded (how far the mirror is behind): model.
 SHADOW_PENDING = "detx_serving_shadow_pending"
 
@@ -139,6 +143,12 @@ class ServerMetrics:
             buckets=SCORE_DIFFERENCE_BUCKETS,
             registry=self.registry,
         )
+        self.split = Gauge(
+            SPLIT,
+            "the traffic split in force: the candidate's canary and shadow shares, in percent",
+            ["model", "stable", "candidate", "share"],
+            registry=self.registry,
+        )
         self.shadow_pending = Gauge(
             SHADOW_PENDING,
             "mirrored requests handed over and not yet recorded",
@@ -194,3 +204,9 @@ class ServerMetrics:
         self.versions.clear()
         for v in manager.snapshot():
             self.versions.labels(self._model, str(v.version), v.state.name).set(1)
+        self.split.clear()
+        split = manager.traffic()
+        if split is not None:
+            candidate = "" if split.candidate is None else str(split.candidate)
+            self.split.labels(self._model, str(split.stable), candidate, ROLE_CANARY).set(split.canary_percent)
+            self.split.labels(self._model, str(split.stable), candidate, ROLE_SHADOW).set(split.shadow_percent)

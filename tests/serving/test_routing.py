@@ -27,13 +27,16 @@ from detx.serving.model_server.versions import State, VersionManager
 from tests.serving.conftest import oracle_examples, push_oracle
 
 
-def _manager(dest, traffic, broken=()):
+def _manager(dest, traffic, broken=(), metrics=None):
     def loader(path):
         if os.path.basename(path) in {str(b) for b in broken}:
             raise OSError(f"cannot load {path}")
         return f"model@{os.path.basename(path)}"
 
-    return VersionManager("detx", dest, loader=loader, retry_interval=3600.0, max_load_attempts=1, traffic=traffic)
+    on_change = None if metrics is None else metrics.update_versions
+    return VersionManager(
+        "detx", dest, loader=loader, retry_interval=3600.0, max_load_attempts=1, traffic=traffic, on_change=on_change
+    )
 
 
 def _value(metrics: ServerMetrics, name: str, **labels: str) -> float:
@@ -70,7 +73,8 @@ def test_the_canary_share_is_exact_and_named_versions_and_labels_get_exactly_the
 
 
 def test_the_split_changes_with_the_file_and_never_routes_to_a_version_that_cannot_answer(four_versions):
-    manager = _manager(four_versions, FileTraffic(four_versions), broken=[3])
+    metrics = ServerMetrics("detx")
+    manager = _manager(four_versions, FileTraffic(four_versions), broken=[3], metrics=metrics)
     manager.sync()
     assert manager.traffic() is None and manager.resolve()[0] == 4  # no file: the latest-version policy
     write_traffic(four_versions, TrafficSplit(stable=2, candidate=3, canary_percent=50))
@@ -86,10 +90,14 @@ def test_the_split_changes_with_the_file_and_never_routes_to_a_version_that_cann
     write_traffic(four_versions, TrafficSplit(stable=1, candidate=2, shadow_percent=10))
     manager.sync()
     assert manager.traffic() == TrafficSplit(stable=1, candidate=2, shadow_percent=10)
+    split = {"stable": "1", "candidate": "2"}
+    assert _value(metrics, M.SPLIT, **split, share="shadow") == 10  # the split in force, as published
+    assert _value(metrics, M.SPLIT, **split, share="canary") == 0
     assert manager.view().labels == {"stable": 1, "canary": 2}
     write_traffic(four_versions, TrafficSplit(stable=9))  # a stable version not on disk: as ModelStore reads it
     manager.sync()
     assert manager.traffic() is None and manager.resolve()[0] == 4
+    assert metrics.registry.get_sample_value(M.SPLIT, {"model": "detx", **split, "share": "shadow"}) is None
 
 
 def test_a_fixed_split_takes_stable_from_the_usual_policy_other_than_the_candidate(four_versions):
