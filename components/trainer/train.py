@@ -184,6 +184,9 @@ def train(
         model(tf.zeros([1, size, size, 3]))  # BackupAndRestore needs a built model to restore into.
         # XLA speeds training up on GPUs but made CPU steps 5x slower here (BENCHMARKS.md).
         model.compile(optimizer=optimizer(train_config), jit_compile=bool(tf.config.list_physical_devices("GPU")))
+        # Slot variables made inside the first traced step make tf.function trace the whole step
+        # twice (once to create them, once without); made here, the step is traced once.
+        model.optimizer.build(model.trainable_variables)
     epochs = math.ceil(train_config.train_steps / train_config.checkpoint_every)
     per_replica = max(train_config.batch_size // strategy.num_replicas_in_sync, 1)
     dataset = dataset_fn(per_replica * strategy.num_replicas_in_sync)

@@ -1,19 +1,16 @@
 """serving/k8s/overlays/rollout and rollout-istio: two pinned TF Serving tracks behind a weighted route, validated
-against the published schemas, and KubernetesTarget writing traffic splits into them."""
+against the published schemas (KubernetesTarget writing splits into them: tests/components/release/rollout)."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
 import pytest
 import yaml
 
-from detx.components.release.rollout.kubernetes import KubernetesTarget, OverlayError
-from detx.components.release.traffic import TrafficSplit
 from detx.serving import manifest_check
 from tests.serving.conftest import K8S, KUSTOMIZE, REPO
 
@@ -31,7 +28,7 @@ SCHEMAS = {
 }
 NODE_VALIDATOR = """
 const schemas = JSON.parse(process.argv[1]);  // "apiVersion/kind" -> the schema's compiled validator
-const docs = JSON.parse(require("fs").readFileSync(0, "utf8"));
+const items = JSON.parse(require("fs").readFileSync(0, "utf8"));  // [{where, doc}]
 function watch(value, path, read, enumerated) {
   if (value === null || typeof value !== "object") return value;
   return new Proxy(value, {
@@ -54,8 +51,7 @@ function unknown(value, path, read, enumerated, out) {
 (async () => {
   const localize = (await import(process.argv[2])).default;  // ajv's English messages
   const problems = [];
-  for (const doc of docs) {
-    const where = doc.kind + " " + doc.metadata.name;
+  for (const { where, doc } of items) {
     const file = schemas[doc.apiVersion + "/" + doc.kind];
     if (!file) { problems.push(where + ": no schema for " + doc.apiVersion); continue; }
     const { validate } = await import(file);
@@ -83,15 +79,19 @@ def render(overlay_dir: str) -> list[dict]:
     return [d for d in yaml.safe_load_all(result.stdout) if d]
 
 
-def route_problems(documents: list[dict]) -> list[str]:
+def route_problems(documents: list[dict], where: str = "") -> list[str]:
     """Problems of the route resources against their published schemas (strict: unknown fields too)."""
-    routes = [d for d in documents if is_route(d)]
+    return labelled_route_problems([(where, d) for d in documents if is_route(d)])
+
+
+def labelled_route_problems(routes: list[tuple[str, dict]]) -> list[str]:
+    """route_problems for documents from several builds at once (one node process), each named by its label."""
     schemas = {key: "file://" + os.path.join(MODELS, path) for key, path in SCHEMAS.items()}
     for path in schemas.values():
         assert os.path.exists(path.removeprefix("file://")), f"{path} missing: run `make install`"
     result = subprocess.run(
         ["node", "-e", NODE_VALIDATOR, json.dumps(schemas), "file://" + LOCALIZE],
-        input=json.dumps(routes),
+        input=json.dumps([{"where": f"{w}{d['kind']} {d['metadata']['name']}", "doc": d} for w, d in routes]),
         capture_output=True,
         text=True,
         check=False,
@@ -125,23 +125,16 @@ def rendered():
     return {overlay: render(os.path.join(K8S, "overlays", overlay)) for overlay in OVERLAYS}
 
 
-@pytest.fixture
-def k8s_copy(tmp_path):
-    shutil.copytree(K8S, tmp_path / "k8s")
-    return tmp_path / "k8s"
-
-
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_overlay_is_valid_kubernetes_routes_and_tf_serving(rendered, overlay, tmp_path):
-    documents = rendered[overlay]
+def test_overlays_are_valid_kubernetes_routes_and_tf_serving(rendered, tmp_path):
     core = tmp_path / "core.yaml"
-    core.write_text(yaml.safe_dump_all([d for d in documents if not is_route(d)]))
+    core.write_text(yaml.safe_dump_all([d for o in OVERLAYS for d in rendered[o] if not is_route(d)]))
     result = subprocess.run([VALIDATE, "--strict", "--quiet", str(core)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-    kinds = {d["kind"] for d in documents}
-    assert ("GRPCRoute" if overlay == "rollout" else "VirtualService") in kinds
-    assert route_problems(documents) == []
-    assert manifest_check.check(documents) == []
+    assert {d["kind"] for d in rendered["rollout"] if is_route(d)} == {"GRPCRoute"}
+    assert {d["kind"] for d in rendered["rollout-istio"] if is_route(d)} == {"VirtualService"}
+    assert labelled_route_problems([(f"{o}: ", d) for o in OVERLAYS for d in rendered[o] if is_route(d)]) == []
+    for overlay in OVERLAYS:
+        assert manifest_check.check(rendered[overlay]) == [], overlay
 
 
 def test_schema_validation_rejects_wrong_types_bad_values_and_unknown_fields(rendered):
@@ -192,127 +185,3 @@ def test_two_tracks_each_pinned_to_its_version_and_selected_apart(rendered, over
         for t in ("stable", "canary")
     }
     assert {d["metadata"]["namespace"] for d in documents if d["kind"] != "Namespace"} == {"detx-serving"}
-
-
-def _route(documents: list[dict]) -> dict:
-    return next(d for d in documents if d["kind"] in ("GRPCRoute", "VirtualService"))
-
-
-def _shares(route: dict) -> list[tuple]:
-    """Per managed rule: (stable weight, canary weight, mirror) as the route says them."""
-    if route["kind"] == "GRPCRoute":
-        out = []
-        for rule in route["spec"]["rules"]:
-            weights = tuple(b["weight"] for b in rule["backendRefs"])
-            mirrors = [f["requestMirror"] for f in rule.get("filters", []) if f["type"] == "RequestMirror"]
-            out.append((*weights, mirrors[0] if mirrors else None))
-        return out
-    return [
-        (r["route"][0]["weight"], r["route"][1]["weight"], (r.get("mirror"), r.get("mirrorPercentage")))
-        for r in route["spec"]["http"]
-    ]
-
-
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_target_writes_each_split_into_pins_and_route_and_reads_it_back(k8s_copy, overlay):
-    overlay_dir = str(k8s_copy / "overlays" / overlay)
-    target = KubernetesTarget(overlay_dir)
-    grpc = overlay == "rollout"
-    canary_mirror_8500 = (
-        {"backendRef": {"name": "detx-serving-canary", "port": 8500}, "percent": 10}
-        if grpc
-        else ({"host": "detx-serving-canary", "port": {"number": 8500}}, {"value": 10.0})
-    )
-    steps = [
-        (TrafficSplit(3, 4, shadow_percent=10), ("[3]", "[4]"), (100, 0, canary_mirror_8500)),
-        (TrafficSplit(3, 4, canary_percent=25), ("[3]", "[4]"), (75, 25, None if grpc else (None, None))),
-        (TrafficSplit(3, 4, shadow_percent=0.25, canary_percent=2.5), ("[3]", "[4]"), None),
-        (TrafficSplit(4), ("[4]", "[4]"), (100, 0, None if grpc else (None, None))),
-        (None, ("latest", "latest"), (100, 0, None if grpc else (None, None))),
-    ]
-    for split, pins, shares in steps:
-        message = target.apply(split)
-        assert f"kubectl apply -k {overlay_dir}" in message
-        documents = render(overlay_dir)
-        assert route_problems(documents) == [], split
-        assert manifest_check.check(documents) == [], split
-        stable, canary = (p if p == "latest" else f"specific {p}" for p in pins)
-        assert pinned_versions(documents) == {"detx-serving-stable": stable, "detx-serving-canary": canary}
-        if shares is not None:
-            assert _shares(_route(documents))[0] == shares
-        assert target.current() == split
-    assert target.apply(None) == f"{overlay_dir} already holds this split"
-
-
-def test_fractional_shares_are_kept_in_hundredths(k8s_copy):
-    target = KubernetesTarget(str(k8s_copy / "overlays" / "rollout"))
-    target.apply(TrafficSplit(3, 4, shadow_percent=0.25, canary_percent=2.5))
-    (rule,) = _route(render(target.overlay_dir))["spec"]["rules"]
-    assert [b["weight"] for b in rule["backendRefs"]] == [9750, 250]
-    assert rule["filters"][0]["requestMirror"]["fraction"] == {"numerator": 25, "denominator": 10000}
-    istio = KubernetesTarget(str(k8s_copy / "overlays" / "rollout-istio"))
-    istio.apply(TrafficSplit(3, 4, shadow_percent=0.25, canary_percent=2.5))
-    for route in _route(render(istio.overlay_dir))["spec"]["http"]:
-        assert [d["weight"] for d in route["route"]] == [9750, 250]
-        assert route["mirrorPercentage"] == {"value": 0.25}
-        assert route["mirror"]["port"] == route["route"][1]["destination"]["port"]  # gRPC to 8500, REST to 8501
-    assert "rounded" in target.apply(TrafficSplit(3, 4, canary_percent=33.333))
-    assert target.current() == TrafficSplit(3, 4, canary_percent=33.33)
-
-
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_checked_in_overlay_is_what_the_target_writes(overlay):
-    # So the first `detx rollout` changes only what it must (a small, reviewable diff).
-    directory = os.path.join(K8S, "overlays", overlay)
-    files = [os.path.join(directory, p) for p in sorted(os.listdir(directory))]
-    before = {p: open(p).read() for p in files if os.path.isfile(p)}
-    target = KubernetesTarget(directory)
-    assert target.current() == TrafficSplit(1)
-    assert target.apply(TrafficSplit(1)) == f"{directory} already holds this split"
-    assert {p: open(p).read() for p in before} == before
-
-
-def test_rules_that_do_not_send_to_both_tracks_are_left_alone(k8s_copy):
-    path = k8s_copy / "overlays" / "rollout" / "grpcroute.yaml"
-    route = yaml.safe_load(path.read_text())
-    by_header = {
-        "matches": [{"headers": [{"name": "detx-track", "value": "canary"}]}],
-        "backendRefs": [{"name": "detx-serving-canary", "port": 8500}],
-    }
-    route["spec"]["rules"].append(by_header)
-    path.write_text(yaml.safe_dump(route, sort_keys=False))
-    target = KubernetesTarget(str(path.parent))
-    target.apply(TrafficSplit(3, 4, canary_percent=20, shadow_percent=5))
-    rules = yaml.safe_load(path.read_text())["spec"]["rules"]
-    assert rules[1] == by_header
-    assert [b["weight"] for b in rules[0]["backendRefs"]] == [80, 20]
-    assert route_problems(render(str(path.parent))) == []
-
-
-def test_bad_overlays_are_refused_with_the_fix_and_nothing_is_written(k8s_copy, tmp_path):
-    with pytest.raises(OverlayError, match=r"has no kustomization\.yaml: name a rollout overlay"):
-        KubernetesTarget(str(tmp_path))
-    with pytest.raises(OverlayError, match=r"no configMapGenerator named '\*-stable'"):
-        KubernetesTarget(str(k8s_copy / "overlays" / "canary"))
-    overlay = k8s_copy / "overlays" / "rollout"
-    stable_before = (overlay / "models.stable.config").read_text()
-    (overlay / "models.canary.config").write_text("model_config_list { config { name: 'detx' } ")
-    target = KubernetesTarget(str(overlay))
-    with pytest.raises(OverlayError, match=r"models\.canary\.config is not a TF Serving model config"):
-        target.apply(TrafficSplit(3, 4, shadow_percent=10))
-    assert (overlay / "models.stable.config").read_text() == stable_before
-    assert [p.name for p in overlay.iterdir() if p.name.endswith(".tmp")] == []
-    (overlay / "models.canary.config").write_text(stable_before.replace("versions: 1", "versions: 1\n versions: 2"))
-    with pytest.raises(OverlayError, match=r"must pin one version \(model_version_policy \{ specific"):
-        target.current()
-    (overlay / "models.canary.config").write_text(stable_before)
-    route = (overlay / "grpcroute.yaml").read_text()
-    (overlay / "grpcroute.yaml").write_text(
-        route.replace("weight: 100", "weight: 90").replace("weight: 0", "weight: 10")
-    )
-    with pytest.raises(OverlayError, match="the stable track serves version 1 and the canary track version 1 with 10%"):
-        target.current()
-    (overlay / "grpcroute.yaml").write_text(route.replace("detx-serving-canary", "detx-serving-other"))
-    with pytest.raises(OverlayError, match="no rule sends to both a '\\*-stable' and a '\\*-canary' Service"):
-        target.apply(TrafficSplit(3))
-    assert (overlay / "models.stable.config").read_text() == stable_before

@@ -25,6 +25,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from detx.components.release.rollout import criteria
+from detx.components.release.rollout.options import SHADOW as SHADOW_STAGE
+from detx.components.release.rollout.options import RolloutOptions
 from detx.components.release.rollout.prometheus import PrometheusSource
 from detx.components.release.rollout.signals import EMPTY_HISTOGRAM, SignalError
 from detx.components.release.traffic import TrafficSplit
@@ -168,3 +170,16 @@ def test_the_documented_queries_are_the_ones_sent():
         docs = f.read()
     for query in PrometheusSource("http://prometheus:9090").queries().values():
         assert query in docs
+
+
+def test_the_controller_judges_a_cluster_stage_on_what_tf_serving_measures(prometheus):
+    source = PrometheusSource(prometheus)
+    delta = criteria.subtract(source.counts(SHADOW), criteria.NOTHING_YET)
+    verdict = criteria.judge(SHADOW_STAGE, delta, RolloutOptions(min_requests=100), source.describe())
+    lines = {f.name: f.line() for f in verdict.figures}
+    assert verdict.judged == 101
+    assert lines["error rate"].startswith("error rate: 1.0% (1 of 101; stable 0.2%")
+    assert "not measured" not in lines["p99 latency"]
+    for unmeasured in ("agreement", "mean top score"):
+        assert lines[unmeasured].startswith(f"{unmeasured}: Prometheus at {prometheus}")
+        assert lines[unmeasured].endswith("-> not measured")
