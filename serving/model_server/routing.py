@@ -23,13 +23,11 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Collection, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
+from detx.components.model_store import ModelStore
 from detx.components.release.traffic import TrafficError, TrafficSplit, read_traffic
 from detx.serving.model_server.metrics import ROLE_CANARY, ROLE_STABLE
-
-if TYPE_CHECKING:
-    from detx.serving.model_server.versions import VersionManager
 
 LOG = logging.getLogger(__name__)
 
@@ -154,6 +152,24 @@ def split_in_force(
     return TrafficSplit(wanted.stable)
 
 
+class Versions(Protocol):
+    """What the router routes from (the VersionManager, versions.py)."""
+
+    @property
+    def name(self) -> str:
+        """The model name clients use."""
+        ...
+
+    @property
+    def store(self) -> ModelStore:
+        """The model store of the base path."""
+        ...
+
+    def view(self) -> ServingView:
+        """The loaded versions, the labels and the split in force, read at once."""
+        ...
+
+
 @dataclasses.dataclass(frozen=True)
 class Route:
     """Where one request goes.
@@ -190,7 +206,7 @@ class _Diffusion:
 class Router:
     """Routes requests by the manager's split in force; thread-safe."""
 
-    def __init__(self, manager: VersionManager) -> None:
+    def __init__(self, manager: Versions) -> None:
         self._manager = manager
         self._lock = threading.Lock()
         self._split: TrafficSplit | None = None
@@ -203,7 +219,7 @@ class Router:
         return self._manager.name
 
     @property
-    def manager(self) -> VersionManager:
+    def manager(self) -> Versions:
         """The version manager routed from."""
         return self._manager
 
