@@ -155,8 +155,8 @@ def start_command(
 @click.pass_context
 def status_command(ctx: click.Context, metrics_url: str, **_: object) -> None:
     """Print the rollout: stage, decisions, and the figures now (if the signals can be read)."""
-    from detx.components.release.rollout.controller import describe_split
     from detx.components.release.rollout.signals import SignalError
+    from detx.components.release.rollout.splits import describe_split
 
     rollout, root = _rollout(ctx, metrics_url)
     try:

@@ -28,10 +28,12 @@ from typing import Any
 
 import tensorflow as tf
 
-from detx.components.model_store import RETIRED_DIR, ModelStore, write_lineage
+from detx.components.model_store import RETIRED_DIR, ModelStore
 from detx.components.release.rollout import criteria
-from detx.components.release.rollout.options import CANARY, SHADOW, RolloutOptions
+from detx.components.release.rollout.lineage import record_lineage
+from detx.components.release.rollout.options import RolloutOptions
 from detx.components.release.rollout.signals import SignalError, SignalSource, Target
+from detx.components.release.rollout.splits import describe_split, stage_split
 from detx.components.release.rollout.state import (
     ABORTED,
     PROMOTED,
@@ -45,34 +47,9 @@ from detx.components.release.rollout.state import (
 )
 from detx.components.release.traffic import TrafficSplit
 
-LINEAGE_KEY = "rollout"
-
 
 class RolloutError(RuntimeError):
     """A rollout command was refused; the message says why and what to do."""
-
-
-def describe_split(split: TrafficSplit | None) -> str:
-    """A split in words, e.g. "stable 3, candidate 4: 10% of requests answered by it"."""
-    if split is None:
-        return "no pin (the newest version takes all traffic)"
-    if split.candidate is None:
-        return f"stable {split.stable} alone"
-    shares = []
-    if split.shadow_percent:
-        shares.append(f"{split.shadow_percent:g}% of stable's requests mirrored to it")
-    if split.canary_percent:
-        shares.append(f"{split.canary_percent:g}% of requests answered by it")
-    return f"stable {split.stable}, candidate {split.candidate}: {', '.join(shares) or 'loaded, no traffic'}"
-
-
-def stage_split(stage: str, stable: int, candidate: int, options: RolloutOptions) -> TrafficSplit:
-    """The traffic split of a stage."""
-    if stage == SHADOW:
-        return TrafficSplit(stable, candidate, shadow_percent=options.shadow_percent)
-    if stage == CANARY:
-        return TrafficSplit(stable, candidate, canary_percent=options.canary_percent)
-    raise ValueError(f"no traffic split for stage {stage!r}")
 
 
 @dataclasses.dataclass
@@ -333,28 +310,6 @@ class Rollout:
             lines.append(f"  traffic: {changed}")
         self.say("\n".join(lines))
         state.decisions.append(record)
-        self._record_lineage(state)
+        record_lineage(self.store, state, self.source.describe(), self.target.describe())
         if persist:
             write_state(self.store.root, state)
-
-    def _record_lineage(self, state: RolloutState) -> None:
-        directory = self.store.path(state.candidate)
-        if not tf.io.gfile.isdir(directory):
-            # Retired by an earlier attempt at this step (killed before it wrote the state).
-            directory = os.path.join(self.store.root, RETIRED_DIR, str(state.candidate))
-            if not tf.io.gfile.isdir(directory):
-                return
-        lineage = self.store.lineage_at(directory)
-        record = {
-            "state": state.stage if not state.active else "in progress",
-            "stage": state.stage,
-            "stable": state.stable,
-            "started": state.started,
-            "finished": state.finished,
-            "reason": state.reason,
-            "options": state.options,
-            "source": self.source.describe(),
-            "target": self.target.describe(),
-            "decisions": state.decisions,
-        }
-        write_lineage(directory, {**lineage, LINEAGE_KEY: record})

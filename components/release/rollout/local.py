@@ -16,7 +16,6 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from detx.components.release.rollout.controller import describe_split
 from detx.components.release.rollout.signals import (
     EMPTY_HISTOGRAM,
     Counts,
@@ -25,6 +24,7 @@ from detx.components.release.rollout.signals import (
     SignalError,
     VersionCounts,
 )
+from detx.components.release.rollout.splits import describe_split
 from detx.components.release.traffic import TrafficSplit, read_traffic, traffic_path, write_traffic
 from detx.serving.model_server import metrics as server_metrics
 
