@@ -279,13 +279,9 @@ def _launch(
         fcntl.flock(lock, fcntl.LOCK_EX)
         if os.path.exists(OUTPUT_FILE):
             os.remove(OUTPUT_FILE)
-        import time as _t
-        _s = _t.perf_counter()
         result = subprocess.run(
             command + args, capture_output=True, text=True, timeout=timeout, check=False, env=dict(env)
         )
-        with open("/tmp/kfp_step_times.txt", "a") as _f:
-            _f.write(f"{task_name} {_t.perf_counter() - _s:.1f}\n")
         if result.returncode != 0:
             raise RuntimeError(f"step {task_name} failed ({result.returncode}):\n{result.stderr[-6000:]}")
         output = pipeline_spec_pb2.ExecutorOutput()
