@@ -57,26 +57,56 @@ def _criteria_options() -> Callable[[F], F]:
 
 _OPTION_NAMES = tuple(f.name for f in dataclasses.fields(RolloutOptions))
 
-_signal_options = stack(
+_where_options = stack(
     click.option(
         "--metrics-url",
         default=DEFAULT_METRICS_URL,
         show_default=True,
         help="The /metrics of the `detx serve` that serves the push destination.",
     ),
+    click.option(
+        "--overlay",
+        type=click.Path(exists=True, file_okay=False),
+        help="On Kubernetes: write the split into this rollout overlay (serving/k8s/overlays/rollout or "
+        "rollout-istio) for `kubectl apply -k`; needs --prometheus.",
+    ),
+    click.option(
+        "--prometheus",
+        help="On Kubernetes: read TF Serving's metrics per track from this Prometheus URL; needs --overlay.",
+    ),
+    click.option(
+        "--serving-namespace",
+        default="detx-serving",
+        show_default=True,
+        help="With --prometheus: the namespace the tracks run in.",
+    ),
 )
 
 
-def _rollout(ctx: click.Context, metrics_url: str) -> tuple[Rollout, str]:
-    """The controller for the command's push destination, and that destination."""
+def _rollout(ctx: click.Context, params: dict[str, Any]) -> tuple[Rollout, str]:
+    """The controller for the command's push destination (a local server, or a cluster), and that destination."""
     from detx.components.model_store import ModelStore
     from detx.components.release.rollout.controller import Rollout
-    from detx.components.release.rollout.local import LocalTarget, ServerMetricsSource
 
     place = model_place(ctx)
     store = ModelStore(place.push_destination)
-    rollout = Rollout(store, LocalTarget(store.root), ServerMetricsSource(metrics_url, place.name), say=click.echo)
-    return rollout, store.root
+    overlay, prometheus = params.get("overlay"), params.get("prometheus")
+    if bool(overlay) != bool(prometheus):
+        raise click.UsageError(
+            "a rollout on Kubernetes needs both --overlay (where the split goes) and --prometheus (where the "
+            "signals come from); without either, it drives the local `detx serve` (--metrics-url)"
+        )
+    if overlay and prometheus:
+        from detx.components.release.rollout.kubernetes import KubernetesTarget
+        from detx.components.release.rollout.prometheus import PrometheusSource
+
+        source = PrometheusSource(prometheus, model=place.name, namespace=params["serving_namespace"])
+        # The cluster follows the overlay only once it is applied: a rolled-back candidate stays until then.
+        return Rollout(store, KubernetesTarget(overlay), source, say=click.echo, retire=False), store.root
+    from detx.components.release.rollout.local import LocalTarget, ServerMetricsSource
+
+    source_local = ServerMetricsSource(params["metrics_url"], place.name)
+    return Rollout(store, LocalTarget(store.root), source_local, say=click.echo), store.root
 
 
 def _refusals() -> tuple[type[Exception], ...]:
@@ -100,12 +130,10 @@ def rollout_group() -> None:
 @click.option("--stable", type=click.IntRange(min=1), help="Compare with this version. [default: the served one]")
 @click.option("--once", is_flag=True, help="Take one step (start, or one judgement) and exit.")
 @_criteria_options()
-@_signal_options
+@_where_options
 @models_options()
 @click.pass_context
-def start_command(
-    ctx: click.Context, version: int, stable: int | None, once: bool, metrics_url: str, **params: Any
-) -> None:
+def start_command(ctx: click.Context, version: int, stable: int | None, once: bool, **params: Any) -> None:
     """Roll VERSION out: shadow, canary, then all traffic; or back, by itself.
 
     Each stage holds until the candidate answered --min-requests, then passes
@@ -125,7 +153,7 @@ def start_command(
         for name in _OPTION_NAMES
         if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
     }
-    rollout, root = _rollout(ctx, metrics_url)
+    rollout, root = _rollout(ctx, params)
     try:
         with exclusive(root, f"detx rollout start {version}"):
             before = rollout.state()
@@ -150,15 +178,15 @@ def start_command(
 
 
 @rollout_group.command("status")
-@_signal_options
+@_where_options
 @models_options()
 @click.pass_context
-def status_command(ctx: click.Context, metrics_url: str, **_: object) -> None:
+def status_command(ctx: click.Context, **params: Any) -> None:
     """Print the rollout: stage, decisions, and the figures now (if the signals can be read)."""
     from detx.components.release.rollout.signals import SignalError
     from detx.components.release.rollout.splits import describe_split
 
-    rollout, root = _rollout(ctx, metrics_url)
+    rollout, root = _rollout(ctx, params)
     try:
         state = rollout.state()
         current = rollout.target.current()
@@ -187,10 +215,10 @@ def status_command(ctx: click.Context, metrics_url: str, **_: object) -> None:
         click.echo(f"  {figure.line()}")
 
 
-def _end(ctx: click.Context, metrics_url: str, command: str, act: Callable[[Rollout], Any]) -> None:
+def _end(ctx: click.Context, params: dict[str, Any], command: str, act: Callable[[Rollout], Any]) -> None:
     from detx.components.release.rollout.state import exclusive
 
-    rollout, root = _rollout(ctx, metrics_url)
+    rollout, root = _rollout(ctx, params)
     try:
         with exclusive(root, command):
             act(rollout)
@@ -200,22 +228,22 @@ def _end(ctx: click.Context, metrics_url: str, command: str, act: Callable[[Roll
 
 @rollout_group.command("promote")
 @click.option("--reason", default="", help="Why (recorded in the candidate's lineage).")
-@_signal_options
+@_where_options
 @models_options()
 @click.pass_context
-def promote_command(ctx: click.Context, reason: str, metrics_url: str, **_: object) -> None:
+def promote_command(ctx: click.Context, reason: str, **params: Any) -> None:
     """Give the candidate all traffic now, skipping the stages left."""
-    _end(ctx, metrics_url, "detx rollout promote", lambda rollout: rollout.promote(reason))
+    _end(ctx, params, "detx rollout promote", lambda rollout: rollout.promote(reason))
 
 
 @rollout_group.command("abort")
 @click.option("--reason", required=True, help="Why (recorded in the candidate's lineage).")
-@_signal_options
+@_where_options
 @models_options()
 @click.pass_context
-def abort_command(ctx: click.Context, reason: str, metrics_url: str, **_: object) -> None:
+def abort_command(ctx: click.Context, reason: str, **params: Any) -> None:
     """Roll the candidate back now: stable alone serves, the candidate is retired."""
-    _end(ctx, metrics_url, "detx rollout abort", lambda rollout: rollout.abort(reason))
+    _end(ctx, params, "detx rollout abort", lambda rollout: rollout.abort(reason))
 
 
 COMMANDS = (rollout_group,)

@@ -30,7 +30,7 @@ import tensorflow as tf
 
 from detx.components.model_store import RETIRED_DIR, ModelStore
 from detx.components.release.rollout import criteria
-from detx.components.release.rollout.lineage import record_lineage
+from detx.components.release.rollout.lineage import LINEAGE_KEY, record_lineage
 from detx.components.release.rollout.options import RolloutOptions
 from detx.components.release.rollout.signals import SignalError, SignalSource, Target
 from detx.components.release.rollout.splits import describe_split, stage_split
@@ -62,6 +62,10 @@ class Rollout:
         source: where the counts come from (`ServerMetricsSource`, `PrometheusSource`).
         say: prints a decision or a progress line.
         sleep: waits between readings (tests pass their own).
+        retire: move a rolled-back candidate to `.retired/` at once. True where the split takes effect
+            when it is written (a local `detx serve` re-reads it); False where it takes effect later
+            (a Kubernetes overlay until `kubectl apply -k`): the cluster may still route to the
+            candidate, so it stays in place, its lineage says it was rolled back, and no rollout starts it.
     """
 
     store: ModelStore
@@ -69,6 +73,7 @@ class Rollout:
     source: SignalSource
     say: Callable[[str], None] = print
     sleep: Callable[[float], None] = time.sleep
+    retire: bool = True
 
     def state(self) -> RolloutState | None:
         """The last rollout (in progress or ended), or None."""
@@ -155,6 +160,12 @@ class Rollout:
             where = "retired" if candidate in self.store.retired_versions() else "not a complete version"
             available = ", ".join(map(str, complete)) or "none"
             raise RolloutError(f"version {candidate} is {where} in {self.store.root} (complete: {available})")
+        ended = self.store.lineage(candidate).get(LINEAGE_KEY, {})
+        if ended.get("state") in (ROLLED_BACK, ABORTED):
+            raise RolloutError(
+                f"version {candidate} was {ended['state']} at {ended.get('finished')}: {ended.get('reason')}; "
+                "a new candidate needs a new push"
+            )
         if stable is None:
             stable = self.store.serving_version()
             if stable == candidate:
@@ -241,7 +252,8 @@ class Rollout:
         poll = RolloutOptions.from_json(state.options).poll_seconds
         unreadable = ""
         while state.active:
-            self.sleep(poll)
+            if not once:  # one step reads at once; following waits a poll between readings
+                self.sleep(poll)
             try:
                 state = self.step(state)
             except SignalError as e:
@@ -282,10 +294,15 @@ class Rollout:
         state.stage, state.finished, state.reason = ending, now(), reason
         self._decide(state, ending, reason, changed=changed, verdict=verdict, persist=False)
         source = self.store.path(state.candidate)
-        if tf.io.gfile.isdir(source):
+        if self.retire and tf.io.gfile.isdir(source):
             retired = os.path.join(self.store.root, RETIRED_DIR, str(state.candidate))
             self.store.move(source, retired)
             self.say(f"Retired version {state.candidate} to {retired}")
+        elif tf.io.gfile.isdir(source):
+            self.say(
+                f"Version {state.candidate} stays in {self.store.root} until the split above is applied (the "
+                f"candidate may take traffic until then); it is pinned out and its lineage says {ending}"
+            )
         write_state(self.store.root, state)
         return state
 

@@ -165,3 +165,16 @@ def test_abort_by_hand_rolls_back_with_the_reason(store, page):
     assert read_traffic(store.root) == TrafficSplit(1) and store.retired_versions() == [2]
     with open(os.path.join(store.root, ".retired", "2", "detx_lineage.json")) as f:
         assert json.load(f)["rollout"]["reason"] == "aborted by hand: customer complaints"
+
+
+def test_where_the_split_applies_later_a_rolled_back_candidate_stays_and_cannot_start_again(store, page):
+    said: list[str] = []
+    rollout = _rollout(store, page, said)
+    rollout.retire = False  # as for a Kubernetes overlay: the cluster follows it only once applied
+    rollout.start(2, FAST)
+    state = rollout.abort("the canary pods crash")
+    assert state.stage == "aborted" and store.complete_versions() == [1, 2] and store.retired_versions() == []
+    assert said[-1].startswith("Version 2 stays in ") and "until the split above is applied" in said[-1]
+    assert read_traffic(store.root) == TrafficSplit(1)
+    with pytest.raises(RolloutError, match=r"version 2 was aborted at .*the canary pods crash; a new candidate"):
+        rollout.start(2, FAST)
