@@ -8,7 +8,7 @@ The file mirrors `PipelineConfig`, section by section:
     train_steps: 50000
     evaluator: {min_map_50: 0.3, max_map_50_drop: 0.01}
     infra_validator: {max_p99_ms: 200, max_memory_mb: 4096, concurrency: 4}
-    release: {approval: required, intended_use: "...", limitations: "..."}
+    release: {approval: required, rollout: progressive, intended_use: "...", limitations: "..."}
     tflite: {enabled: true, calibration_examples: 100, max_int8_map50_drop: 0.02}
     push_destination: gs://bucket/models/detx
     stop_after: push
