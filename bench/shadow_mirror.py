@@ -1,6 +1,6 @@
 """What a shadow mirror costs clients: p50/p99 of `detx serve` at concurrency 1 and 8, 10% mirrored vs none, one run.
 
-    .venv/bin/python bench/shadow_mirror.py [--repeats 5] [--requests 160] [--percent 10]
+    .venv/bin/python bench/shadow_mirror.py [--repeats 7] [--requests 160] [--percent 10]
 
 The zoo320 preset (random weights: speed does not depend on them) is pushed
 twice (versions 1 and 2, the same export) and served by one real `detx serve`
@@ -17,7 +17,8 @@ measurement, the mirror's backlog is awaited too, so its work never spills
 into the next measurement. Clients send 640x480 synthetic JPEGs to
 `encoded_image` from N threads in a loop. The two take turns in every
 repeat (which goes first alternates); figures are medians of the repeats;
-ratios are mirror / none. The mirrored and dropped counts come from the
+ratios are mirror / none, of the medians and (`paired_ratio_p50_*`) the median
+of each repeat's own ratio. The mirrored and dropped counts come from the
 server's metrics.
 """
 
@@ -84,7 +85,7 @@ def main() -> None:
     """Runs the comparison and writes bench/out/shadow_mirror.json."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=160, help="requests per measurement at concurrency 8")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--percent", type=float, default=10.0, help="share of stable's requests mirrored")
     args = parser.parse_args()
     load_start = os.getloadavg()[0]
@@ -129,6 +130,9 @@ def main() -> None:
             for k in ("p50_ms", "p99_ms"):
                 summary[f"ratio_{k[:3]}_c{c}"] = mirror[k] / none[k]  # type: ignore[index]
             summary[f"ratio_rps_c{c}"] = mirror["rps"] / none["rps"]  # type: ignore[index]
+            # Each repeat's two measurements ran back to back: their ratio cancels slow drifts of a shared machine.
+            pairs = zip(results[f"mirror_c{c}"], results[f"none_c{c}"], strict=True)
+            summary[f"paired_ratio_p50_c{c}"] = statistics.median(m["p50_ms"] / n["p50_ms"] for m, n in pairs)
         load_average = (load_start, os.getloadavg()[0])  # before and after: the machine is shared
         summary.update(runs=results, requests=args.requests, percent=args.percent, load_average=load_average)
         write_summary("shadow_mirror", summary)
