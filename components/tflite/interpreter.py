@@ -18,8 +18,8 @@ import numpy as np
 import tensorflow as tf
 
 from detx.components.data import features as F
-from detx.components.tflite import inputs
 from detx.components.evaluation.detections import Detections
+from detx.components.tflite import inputs
 from detx.components.tflite.metadata import MetadataError, read_metadata
 from detx.components.tflite.postprocess_op import OUTPUTS, op_attributes
 

@@ -28,12 +28,12 @@ import numpy as np
 import tensorflow as tf
 
 from detx.components.data.label_map import LABEL_MAP_FILENAME, LabelMap, LabelMapError
+from detx.components.evaluation.detections import Detections, unmatched
 from detx.components.modeling import anchors as anchor_lib
 from detx.components.modeling import fold
 from detx.components.modeling.config import PRESETS, ModelConfig
 from detx.components.modeling.network import build_network
 from detx.components.modeling.postprocess import postprocess
-from detx.components.evaluation.detections import Detections, unmatched
 from detx.components.trainer.data import preprocess
 from detx.components.trainer.export import OUTPUTS, SERVING_DEFAULT
 
