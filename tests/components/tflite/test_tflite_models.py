@@ -21,13 +21,13 @@ from tfx.types import artifact_utils, standard_artifacts
 from detx.components.data.label_map import LABEL_MAP_FILENAME
 from detx.components.data.synth import label_map
 from detx.components.data.testing import write_examples
+from detx.components.evaluation.detections import Detections, unmatched
 from detx.components.evaluation.testing import write_oracle_model
 from detx.components.modeling import anchors as anchor_lib
 from detx.components.modeling import box_coder
 from detx.components.tflite import build as build_lib
 from detx.components.tflite import convert, inputs, metadata, source
 from detx.components.tflite.component import TFLiteModels
-from detx.components.evaluation.detections import Detections, unmatched
 from detx.components.tflite.executor import Executor
 from detx.components.tflite.interpreter import TFLiteDetector, TFLiteModelError
 from detx.components.tflite.options import TFLiteOptions

@@ -8,9 +8,9 @@ import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow.core.framework import attr_value_pb2
 
+from detx.components.evaluation.detections import Detections, iou, unmatched
 from detx.components.modeling import box_coder
 from detx.components.modeling.config import preset
-from detx.components.evaluation.detections import Detections, iou, unmatched
 from detx.components.tflite.gate import decide
 from detx.components.tflite.options import TFLiteOptions
 from detx.components.tflite.postprocess_op import OP_NAME, PostProcessSettings, center_size_anchors
