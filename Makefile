@@ -126,6 +126,8 @@ bench: install
 	$(BIN)/python bench/infra_validator_cost.py
 	$(BIN)/python bench/model_card_facts.py
 	$(BIN)/python bench/tflite.py
+	$(BIN)/python bench/warm_start.py
+	$(BIN)/python bench/shadow_mirror.py
 
 clean:
 	rm -rf $(VENV) .tools .detx .pytest_cache .mypy_cache .ruff_cache build *.egg-info

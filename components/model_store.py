@@ -32,7 +32,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from detx.components.release.traffic import read_traffic
+from detx.components.release.traffic import TrafficSplit, read_traffic, write_traffic
 from detx.components.storage import copy_tree as _copy_tree
 from detx.components.storage import is_local
 from detx.components.storage import strip_file_scheme as _strip_file_scheme
@@ -340,16 +340,23 @@ class ModelStore:
             ModelStoreError: no such complete version, or nothing to roll back to.
         """
         complete = self.complete_versions()
-        current = complete[-1] if complete else None
+        current = self.serving_version()
         if to is None:
-            if len(complete) < 2:
+            below = [v for v in complete if current is not None and v < current]
+            if not below:
                 raise ModelStoreError(
-                    f"{self.root} has {len(complete)} complete version(s); --previous needs one below the served one"
+                    f"{self.root} serves version {current} of {len(complete)} complete version(s); "
+                    "--previous needs one below the served one"
                 )
-            to = complete[-2]
+            to = below[-1]
         if to not in complete:
             available = ", ".join(map(str, complete)) or "none"
             raise ModelStoreError(f"version {to} is not a complete version in {self.root} (available: {available})")
+        # A pinned traffic split (detx rollout) moves to the target first, so servers that follow
+        # it swap to the target while the newer versions are still there to serve until then.
+        split = read_traffic(self.root)
+        if split is not None and split.stable != to:
+            write_traffic(self.root, TrafficSplit(stable=to))
         newer = [v for v in self.versions() if v.version > to]
         retired = []
         for v in sorted(newer, key=lambda v: v.version, reverse=True):

@@ -68,3 +68,17 @@ def test_a_broken_file_names_itself_and_the_fix(tmp_path):
     (root / TRAFFIC_FILE).write_text(json.dumps({"candidate": 2}))
     with pytest.raises(TrafficError, match="at least a 'stable' version"):
         read_traffic(str(root))
+
+
+def test_a_rollback_moves_a_pinned_split_to_its_target_before_retiring(tmp_path, fake_saved_model):
+    root = str(tmp_path / "detx")
+    for version in (1, 2, 3):
+        fake_saved_model(os.path.join(root, str(version)), files=1)
+    write_traffic(root, TrafficSplit(stable=2, candidate=3, shadow_percent=10))
+    store = ModelStore(root)
+
+    result = store.rollback()  # --previous: the version below the served (pinned) one, not below the newest
+
+    assert (result.previous, result.serving, result.retired) == (2, 1, [3, 2])
+    assert read_traffic(root) == TrafficSplit(stable=1)  # a later push still waits for a rollout
+    assert store.serving_version() == 1 and store.complete_versions() == [1]
