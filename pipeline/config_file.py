@@ -33,7 +33,7 @@ from detx.components.evaluator.options import EvaluatorOptions
 from detx.components.infra_validator.options import InfraValidatorOptions
 from detx.components.release.options import ReleaseOptions
 from detx.components.tflite.options import TFLiteOptions
-from detx.components.trainer.options import TrainerOptions
+from detx.components.trainer.options import PRODUCTION, TrainerOptions
 from detx.pipeline.config import ContinuousTrainingConfig, DataConfig, KubeflowConfig, PipelineConfig, Stage
 
 _SECTIONS: dict[str, type[Any]] = {
@@ -46,14 +46,15 @@ _SECTIONS: dict[str, type[Any]] = {
     "kubeflow": KubeflowConfig,
     "ct": ContinuousTrainingConfig,
 }
-# Path-valued keys resolved against the config file's folder: (section or "", key).
-_PATHS = {
-    ("data", "path"),
-    ("trainer", "pretrained"),
-    ("", "schema_file"),
-    ("", "push_destination"),
-    ("ct", "request_log"),
-    ("ct", "state_dir"),
+# Path-valued keys resolved against the config file's folder: (section or "", key) -> the
+# words such a key also takes that are not paths.
+_PATHS: dict[tuple[str, str], frozenset[str]] = {
+    ("data", "path"): frozenset(),
+    ("trainer", "pretrained"): frozenset({PRODUCTION}),
+    ("", "schema_file"): frozenset(),
+    ("", "push_destination"): frozenset(),
+    ("ct", "request_log"): frozenset(),
+    ("ct", "state_dir"): frozenset(),
 }
 
 
@@ -82,11 +83,11 @@ def read_config_file(path: str) -> dict[str, Any]:
     if not isinstance(loaded, dict):
         raise ConfigError(f"config file {path} must be a mapping of keys to values, got {type(loaded).__name__}")
     base = os.path.dirname(os.path.abspath(path))
-    for section, key in _PATHS:
+    for (section, key), words in _PATHS.items():
         holder = loaded.get(section) if section else loaded
         if isinstance(holder, dict) and isinstance(holder.get(key), str) and holder[key]:
             value = holder[key]
-            if "://" not in value and not os.path.isabs(value):
+            if value not in words and "://" not in value and not os.path.isabs(value):
                 holder[key] = os.path.normpath(os.path.join(base, value))
     return loaded
 

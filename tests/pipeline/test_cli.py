@@ -113,6 +113,11 @@ def test_config_file_values_and_command_line_overrides(tmp_path):
     assert dict(config.data.splits) == {"train": 3, "eval": 1} and config.name == "shapes"
     assert config.train_steps == 7 and config.trainer.preset == "tiny" and config.trainer.seed == 3
     assert config.evaluator.min_map_50 == 0.4 and config.stop_after.value == "training"
+    # A path key's words are not paths: `pretrained: production` is the warm start, not ./production.
+    path.write_text("data: {path: data}\ntrainer: {pretrained: production}\n")
+    assert build_config(read_config_file(str(path))).trainer.pretrained == "production"
+    path.write_text("data: {path: data}\ntrainer: {pretrained: zoo/ckpt}\n")
+    assert build_config(read_config_file(str(path))).trainer.pretrained == str(tmp_path / "zoo" / "ckpt")
 
 
 def test_models_and_rollback(tmp_path, fake_saved_model):
