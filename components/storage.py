@@ -8,8 +8,10 @@ every reader ignores a copy without it.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import tensorflow as tf
 
@@ -61,3 +63,36 @@ def copy_tree(
         if on_file is not None:
             on_file(rel)
     return len(ordered)
+
+
+@contextlib.contextmanager
+def file_lock(path: str, holder: str, busy: Callable[[str], Exception]) -> Iterator[None]:
+    """Holds an exclusive lock on a local file while the block runs, and names the holder in it.
+
+    The kernel releases a `flock` when its process dies, so a killed holder never
+    leaves a stale lock behind (`detx ct run`, `detx rollout`).
+
+    Args:
+        path: the lock file (its folder is made).
+        holder: who holds it (written into the file for whoever finds it taken).
+        busy: makes the error raised at once when another process holds it, from that
+            holder's text ("" if it wrote none).
+    """
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            raise busy(f.read().strip()) from None
+        try:
+            f.seek(0)
+            f.truncate()
+            f.write(holder)
+            f.flush()
+            yield
+        finally:
+            f.seek(0)
+            f.truncate()
+            f.flush()
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -15,13 +15,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import fcntl
 import json
 import os
 from collections.abc import Iterator
 from typing import Any
 
 import tensorflow as tf
+
+from detx.components import storage
 
 LOCK_FILE = "ct.lock"
 STATE_FILE = "ct_state.json"
@@ -104,25 +105,13 @@ def exclusive(directory: str) -> Iterator[None]:
     if "://" in directory and not directory.startswith("file://"):
         yield
         return
-    directory = directory.removeprefix("file://")
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, LOCK_FILE)
-    with open(path, "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            holder = f.read().strip() or "another process"
-            raise Busy(
-                f"another `detx ct run` is checking or retraining ({holder}); not starting a second one"
-            ) from None
-        try:
-            f.seek(0)
-            f.truncate()
-            f.write(f"pid {os.getpid()} since {_now()}")
-            f.flush()
-            yield
-        finally:
-            f.seek(0)
-            f.truncate()
-            fcntl.flock(f, fcntl.LOCK_UN)
+    path = os.path.join(directory.removeprefix("file://"), LOCK_FILE)
+
+    def busy(holder: str) -> Busy:
+        return Busy(
+            f"another `detx ct run` is checking or retraining ({holder or 'another process'}); "
+            "not starting a second one"
+        )
+
+    with storage.file_lock(path, f"pid {os.getpid()} since {_now()}", busy):
+        yield

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import fcntl
 import json
 import os
 import socket
@@ -196,26 +195,9 @@ def exclusive(push_destination: str, command: str) -> Iterator[None]:
         with _object_store_lock(directory, command):
             yield
         return
-    directory = storage.strip_file_scheme(directory)
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, LOCK_FILE)
-    with open(path, "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            raise _busy(path, f.read().strip()) from None
-        try:
-            f.seek(0)
-            f.truncate()
-            f.write(_holder(command))
-            f.flush()
-            yield
-        finally:
-            f.seek(0)
-            f.truncate()
-            f.flush()
-            fcntl.flock(f, fcntl.LOCK_UN)
+    path = os.path.join(storage.strip_file_scheme(directory), LOCK_FILE)
+    with storage.file_lock(path, _holder(command), lambda holder: _busy(path, holder)):
+        yield
 
 
 @contextlib.contextmanager
