@@ -1,0 +1,1 @@
+"""Batch inference (`detx infer`): score many images with a detx SavedModel in a Beam job."""
