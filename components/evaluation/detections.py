@@ -13,6 +13,10 @@ from typing import Any
 
 import numpy as np
 
+# The score from which a detection is shown to people and compared: `detx predict`, the web page and
+# the shadow mirror (which compares what people would see). One home: the CLI's --min-score reads it too.
+MIN_SCORE = 0.3
+
 
 @dataclasses.dataclass(frozen=True)
 class Detections:

@@ -5,7 +5,8 @@ run                                    (cli/run.py)
 models, rollback                       (cli/models.py)
 approve, reject                        (cli/release.py)
 rollout   start, status, promote, abort (cli/rollout.py)
-serve, predict, web                    (cli/serving.py)
+serve, web                             (cli/serving.py)
+predict                                (cli/predict.py)
 export    tflite                       (cli/export.py)
 compile, submit, schedule, runs        (cli/kubeflow.py)
 ct        check, run                   (cli/ct.py)
@@ -25,7 +26,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # Python 3.11's end of life on every import; nothing a detx user can act on.
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")
 
-from detx.pipeline.cli import ct, data, export, kubeflow, models, release, rollout, run, serving  # noqa: E402 (after the settings above)
+from detx.pipeline.cli import (  # noqa: E402 (after the settings above)
+    ct,
+    data,
+    export,
+    kubeflow,
+    models,
+    predict,
+    release,
+    rollout,
+    run,
+    serving,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -40,6 +52,7 @@ for _command in (
     *release.COMMANDS,
     *rollout.COMMANDS,
     *serving.COMMANDS,
+    *predict.COMMANDS,
     *export.COMMANDS,
     *kubeflow.COMMANDS,
     ct.ct_group,

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import click
 
 from detx.components.data.ingest_options import FORMATS, INPUT_FORMATS
+from detx.components.evaluation.detections import MIN_SCORE
 from detx.components.evaluator.options import EvaluatorOptions
 from detx.components.modeling.config import PRESETS
 from detx.components.trainer.options import TrainerOptions
@@ -259,7 +260,19 @@ server_option = click.option(
 bind_host_option = click.option(
     "--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0 for all)."
 )
-min_score_option = click.option("--min-score", default=0.3, show_default=True, type=click.FloatRange(0, 1))
+min_score_option = click.option("--min-score", default=MIN_SCORE, show_default=True, type=click.FloatRange(0, 1))
+# The hidden names `--model` (for --name) and `--model-base-path` (for --push-destination) of the client commands.
+CLIENT_ALIASES: dict[str, tuple[str, ...]] = {
+    "name_aliases": ("--model",),
+    "destination_aliases": ("--model-base-path",),
+}
+# The web page's port: `detx web --port` and `detx serve --web --web-port`.
+WEB_PORT = 8080
+# `detx serve`'s Prometheus port; `detx rollout` reads the local server's metrics there by default.
+METRICS_PORT = 8502
+metrics_port_option = click.option(
+    "--metrics-port", default=METRICS_PORT, show_default=True, type=click.IntRange(0, 65535), help="0: off."
+)
 tls_ca_option = click.option("--tls-ca", default="", help="PEM of the model server's CA: connect with TLS.")
 
 

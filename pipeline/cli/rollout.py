@@ -10,6 +10,7 @@ import click
 
 from detx.components.release.rollout.options import RolloutOptions
 from detx.pipeline.cli.options import (
+    METRICS_PORT,
     F,
     canary_percent_option,
     default_of,
@@ -22,7 +23,7 @@ from detx.pipeline.cli.options import (
 if TYPE_CHECKING:
     from detx.components.release.rollout.controller import Rollout
 
-DEFAULT_METRICS_URL = "http://127.0.0.1:8502/metrics"  # `detx serve`'s default --metrics-port on loopback
+DEFAULT_METRICS_URL = f"http://127.0.0.1:{METRICS_PORT}/metrics"  # `detx serve`'s default --metrics-port on loopback
 
 # One line of help per RolloutOptions field (the reasons for the defaults are in its docstring and docs/rollout.md).
 _HELP = {

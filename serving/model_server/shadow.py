@@ -31,7 +31,7 @@ import grpc
 import numpy as np
 
 from detx.components.evaluation import score_profile
-from detx.components.evaluation.detections import Detections, Matching, match
+from detx.components.evaluation.detections import MIN_SCORE, Detections, Matching, match
 from detx.serving.model_server.metrics import (
     OUTCOME_COMPARED,
     OUTCOME_DROPPED,
@@ -55,7 +55,7 @@ class MirrorOptions:
         queue_size: mirrored requests waiting at most; more are dropped (counted).
     """
 
-    min_score: float = 0.3
+    min_score: float = MIN_SCORE
     queue_size: int = 32
 
     def __post_init__(self) -> None:

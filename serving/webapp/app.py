@@ -27,6 +27,7 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
+from detx.components.evaluation.detections import MIN_SCORE
 from detx.serving.client import ENCODED_IMAGE, DetectionClient, PredictionError, read_label_names
 
 PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "page.html")
@@ -59,7 +60,7 @@ class WebConfig:
     model: str = "detx"
     push_destination: str = ""
     max_upload_mb: float = 10.0
-    min_score: float = 0.3
+    min_score: float = MIN_SCORE
     timeout: float = 10.0
     tls_ca: str = ""
 
