@@ -10,13 +10,20 @@ plain loop (BENCHMARKS.md). This metric keeps everything TFMA gives
 `tfma.load_eval_result`) but accumulates, per class, each detection's score
 and whether it matched at each IoU threshold, and turns that into the
 precision/recall curves in `extract_output`. Matching and accumulation follow
-pycocotools' COCOeval (bbox, area "all", 100 detections per image) step by
-step, so the numbers agree with it (tested).
+pycocotools' COCOeval (bbox, 100 detections per image) step by step
+(cocoeval_match.py), so the numbers agree with it (tested).
+
+Besides COCOeval's summary, it gives each class's AP@0.5 and mAP@0.5 over
+COCO's small, medium and large objects (box area in pixels, from each
+example's image size), with the ground-truth count behind each: the
+Evaluator's slice floors judge these. TFMA's own `COCOAveragePrecision` takes
+`class_id` and `area_range` as metric parameters too, not as slices: a TFMA
+slice is a set of examples, and one image holds objects of several classes
+and sizes.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -27,6 +34,7 @@ from tensorflow_model_analysis.metrics import metric_types
 from tensorflow_model_analysis.utils import util as tfma_util
 
 from detx.components.data import features as F
+from detx.components.evaluation import cocoeval_match as cem
 from detx.components.evaluation import score_profile
 
 # Metric names, as they appear in TFMA's results and thresholds.
@@ -36,113 +44,43 @@ MAP_75 = "map_75"
 AR_100 = "ar_100"
 NUM_GT_BOXES = "num_gt_boxes"
 AP_PREFIX = "ap/"  # + class name: the class's AP at .50:.95
+AP_50_PREFIX = "ap_50/"  # + class name: the class's AP at .50 (what class floors judge)
+# Areas judged besides "all"; mAP@0.5 of each is `map_50/area=<size>`, its box count `num_gt_boxes/area=<size>`.
+SIZES = cem.SIZES
+_AREAS = ("all", *SIZES)
 
-_IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
-_RECALL_THRESHOLDS = np.linspace(0.0, 1.0, 101)
-_MAX_DETECTIONS = 100
-_GROUND_TRUTH_FEATURES = (F.YMIN, F.XMIN, F.YMAX, F.XMAX, F.LABEL, F.IS_CROWD)
-
-
-def _iou(dets: np.ndarray, gts: np.ndarray, crowd: np.ndarray) -> np.ndarray:
-    """[D, G] IoU of [ymin, xmin, ymax, xmax] boxes; a crowd box counts intersection over the detection's area."""
-    if len(dets) == 0 or len(gts) == 0:
-        return np.zeros((len(dets), len(gts)))
-    top = np.maximum(dets[:, None, 0], gts[None, :, 0])
-    left = np.maximum(dets[:, None, 1], gts[None, :, 1])
-    bottom = np.minimum(dets[:, None, 2], gts[None, :, 2])
-    right = np.minimum(dets[:, None, 3], gts[None, :, 3])
-    inter = np.clip(bottom - top, 0, None) * np.clip(right - left, 0, None)
-    area_d = (dets[:, 2] - dets[:, 0]) * (dets[:, 3] - dets[:, 1])
-    area_g = (gts[:, 2] - gts[:, 0]) * (gts[:, 3] - gts[:, 1])
-    union = np.where(crowd[None, :], area_d[:, None], area_d[:, None] + area_g[None, :] - inter)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, inter / union, 0.0)
+_GROUND_TRUTH_FEATURES = (F.YMIN, F.XMIN, F.YMAX, F.XMAX, F.LABEL, F.IS_CROWD, F.HEIGHT, F.WIDTH)
 
 
-def match_image(
-    det_boxes: np.ndarray, det_scores: np.ndarray, gt_boxes: np.ndarray, gt_crowd: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """COCOeval's greedy matching of one image's detections of one class, at every IoU threshold at once.
-
-    Args:
-        det_boxes: [D, 4] detections.
-        det_scores: [D] their scores.
-        gt_boxes: [G, 4] ground truth of the same class.
-        gt_crowd: [G] is-crowd flags (crowd boxes are "ignore" regions).
-
-    Returns:
-        scores [D'] (the top 100 by score, in score order), matched [T, D'] and
-        ignored [T, D'] (matched to a crowd box: neither true nor false positive).
-    """
-    order = np.argsort(-det_scores, kind="mergesort")[:_MAX_DETECTIONS]
-    det_boxes, det_scores = det_boxes[order], det_scores[order]
-    num_t, num_d = len(_IOU_THRESHOLDS), len(det_boxes)
-    matched = np.zeros((num_t, num_d), dtype=bool)
-    ignored = np.zeros((num_t, num_d), dtype=bool)
-    if num_d and len(gt_boxes):
-        ious = _iou(det_boxes, gt_boxes, gt_crowd)
-        taken = np.zeros((num_t, len(gt_boxes)), dtype=bool)
-        threshold = np.minimum(_IOU_THRESHOLDS, 1 - 1e-10)[:, None]
-        for i in range(num_d):
-            # A crowd region can absorb any number of detections; a real box only one.
-            candidates = (ious[i][None, :] >= threshold) & (~taken | gt_crowd[None, :])
-            real = candidates & ~gt_crowd[None, :]
-            # COCOeval sorts crowd boxes last and stops at them once a real box matched.
-            use = np.where(real.any(axis=1, keepdims=True), real, candidates)
-            found = use.any(axis=1)
-            best = np.argmax(np.where(use, ious[i][None, :], -1.0), axis=1)
-            matched[:, i] = found
-            ignored[:, i] = found & gt_crowd[best]
-            rows = np.nonzero(found & ~gt_crowd[best])[0]
-            taken[rows, best[rows]] = True
-    return det_scores, matched, ignored
+def class_ap_50_key(name: str) -> str:
+    """The metric name of one class's AP at IoU 0.5."""
+    return f"{AP_50_PREFIX}{name}"
 
 
-@dataclasses.dataclass
-class _ClassAccumulator:
-    scores: list[np.ndarray] = dataclasses.field(default_factory=list)
-    matched: list[np.ndarray] = dataclasses.field(default_factory=list)
-    ignored: list[np.ndarray] = dataclasses.field(default_factory=list)
-    num_gt: int = 0  # boxes that count for recall (not crowd)
+def size_map_50_key(size: str) -> str:
+    """The metric name of mAP@0.5 over COCO's "small", "medium" or "large" objects."""
+    return f"{MAP_50}/area={size}"
 
 
-def class_curves(acc: _ClassAccumulator) -> tuple[np.ndarray, np.ndarray]:
-    """COCOeval's `accumulate` for one class: AP per IoU threshold [T] and recall [T] (-1 without ground truth)."""
-    num_t = len(_IOU_THRESHOLDS)
-    if acc.num_gt == 0:
-        return np.full(num_t, -1.0), np.full(num_t, -1.0)
-    if not acc.scores:
-        return np.zeros(num_t), np.zeros(num_t)
-    scores = np.concatenate(acc.scores)
-    order = np.argsort(-scores, kind="mergesort")
-    matched = np.concatenate(acc.matched, axis=1)[:, order]
-    ignored = np.concatenate(acc.ignored, axis=1)[:, order]
-    tp = np.cumsum(matched & ~ignored, axis=1, dtype=np.float64)
-    fp = np.cumsum(~matched & ~ignored, axis=1, dtype=np.float64)
-    ap, recall = np.zeros(num_t), np.zeros(num_t)
-    for t in range(num_t):
-        rc = tp[t] / acc.num_gt
-        pr = tp[t] / (fp[t] + tp[t] + np.spacing(1))
-        if len(rc) == 0:
-            continue
-        recall[t] = rc[-1]
-        envelope = np.maximum.accumulate(pr[::-1])[::-1]
-        idx = np.searchsorted(rc, _RECALL_THRESHOLDS, side="left")
-        q = np.where(idx < len(envelope), envelope[np.minimum(idx, len(envelope) - 1)], 0.0)
-        ap[t] = q.mean()
-    return ap, recall
+def class_num_gt_key(name: str) -> str:
+    """The metric name of a class's ground-truth count (boxes that are not crowd)."""
+    return f"{NUM_GT_BOXES}/class={name}"
+
+
+def size_num_gt_key(size: str) -> str:
+    """The metric name of the ground-truth count in one of COCO's area ranges."""
+    return f"{NUM_GT_BOXES}/area={size}"
 
 
 def summarize(ap: np.ndarray, recall: np.ndarray) -> dict[str, float]:
     """COCOeval's summary numbers from [T, K] AP and recall arrays (-1 = class without ground truth)."""
-
-    def mean(values: np.ndarray) -> float:
-        valid = values[values > -1]
-        return float(valid.mean()) if valid.size else float("nan")
-
-    t50 = int(np.argmin(np.abs(_IOU_THRESHOLDS - 0.5)))
-    t75 = int(np.argmin(np.abs(_IOU_THRESHOLDS - 0.75)))
-    return {MAP: mean(ap), MAP_50: mean(ap[t50]), MAP_75: mean(ap[t75]), AR_100: mean(recall)}
+    t75 = int(np.argmin(np.abs(cem.IOU_THRESHOLDS - 0.75)))
+    return {
+        MAP: cem.mean_valid(ap),
+        MAP_50: cem.mean_valid(ap[cem.t50()]),
+        MAP_75: cem.mean_valid(ap[t75]),
+        AR_100: cem.mean_valid(recall),
+    }
 
 
 def _model_predictions(element: metric_types.StandardMetricInputs, model_name: str) -> dict[str, np.ndarray]:
@@ -168,12 +106,12 @@ class _CocoCombiner(beam.CombineFn):
         self._class_ids = list(class_ids)
         self._class_names = list(class_names)
 
-    def create_accumulator(self) -> dict[int, _ClassAccumulator]:
-        return {k: _ClassAccumulator() for k in self._class_ids}
+    def create_accumulator(self) -> dict[tuple[int, str], cem.ClassAccumulator]:
+        return {(k, a): cem.ClassAccumulator() for k in self._class_ids for a in _AREAS}
 
     def add_input(
-        self, accumulator: dict[int, _ClassAccumulator], element: metric_types.StandardMetricInputs
-    ) -> dict[int, _ClassAccumulator]:
+        self, accumulator: dict[tuple[int, str], cem.ClassAccumulator], element: metric_types.StandardMetricInputs
+    ) -> dict[tuple[int, str], cem.ClassAccumulator]:
         features = element.features
         gt_boxes = np.stack(
             [
@@ -189,44 +127,68 @@ class _CocoCombiner(beam.CombineFn):
             if crowd_value is not None and np.size(crowd_value) == len(gt_labels)
             else np.zeros(len(gt_labels), dtype=bool)
         )
+        # Boxes are normalized; COCO's area ranges are in pixels of the image as stored.
+        height, width = (
+            float(np.asarray(tfma_util.get_by_keys(features, [key])).reshape(-1)[0]) for key in (F.HEIGHT, F.WIDTH)
+        )
         predictions = _model_predictions(element, self._model_name)
         n = int(np.asarray(predictions["num_detections"]).reshape(-1)[0])
         det_boxes = np.asarray(predictions["detection_boxes"], dtype=np.float64).reshape(-1, 4)[:n]
         det_scores = np.asarray(predictions["detection_scores"], dtype=np.float64).reshape(-1)[:n]
         det_classes = np.rint(np.asarray(predictions["detection_classes"]).reshape(-1)[:n]).astype(np.int64)
+        gt_area = _pixel_area(gt_boxes, height, width)
+        det_area = _pixel_area(det_boxes, height, width)
         for k in self._class_ids:
             g, d = gt_labels == k, det_classes == k
             if not g.any() and not d.any():
                 continue
-            scores, matched, ignored = match_image(det_boxes[d], det_scores[d], gt_boxes[g], gt_crowd[g])
-            acc = accumulator[k]
-            acc.scores.append(scores)
-            acc.matched.append(matched)
-            acc.ignored.append(ignored)
-            acc.num_gt += int((~gt_crowd[g]).sum())
+            for a in _AREAS:
+                # COCOeval's `_ignore`: crowd boxes, and boxes outside the area range.
+                ignore = gt_crowd[g] | (cem.outside(gt_area[g], a) if a != "all" else False)
+                scores, matched, ignored = cem.match_image(
+                    det_boxes[d],
+                    det_scores[d],
+                    gt_boxes[g],
+                    gt_crowd[g],
+                    gt_ignore=ignore,
+                    det_outside=cem.outside(det_area[d], a) if a != "all" else None,
+                )
+                accumulator[k, a].add(scores, matched, ignored, int((~ignore).sum()))
         return accumulator
 
-    def merge_accumulators(self, accumulators: Iterable[dict[int, _ClassAccumulator]]) -> dict[int, _ClassAccumulator]:
+    def merge_accumulators(
+        self, accumulators: Iterable[dict[tuple[int, str], cem.ClassAccumulator]]
+    ) -> dict[tuple[int, str], cem.ClassAccumulator]:
         merged = self.create_accumulator()
         for acc in accumulators:
-            for k, part in acc.items():
-                target = merged[k]
-                target.scores += part.scores
-                target.matched += part.matched
-                target.ignored += part.ignored
-                target.num_gt += part.num_gt
+            for key, part in acc.items():
+                merged[key].merge(part)
         return merged
 
-    def extract_output(self, accumulator: dict[int, _ClassAccumulator]) -> dict[metric_types.MetricKey, float]:
-        curves = [class_curves(accumulator[k]) for k in self._class_ids]
-        ap = np.stack([c[0] for c in curves], axis=1)  # [T, K]
-        recall = np.stack([c[1] for c in curves], axis=1)
+    def extract_output(
+        self, accumulator: dict[tuple[int, str], cem.ClassAccumulator]
+    ) -> dict[metric_types.MetricKey, float]:
+        t50 = cem.t50()
+        curves = {a: [cem.class_curves(accumulator[k, a]) for k in self._class_ids] for a in _AREAS}
+        ap = np.stack([c[0] for c in curves["all"]], axis=1)  # [T, K]
+        recall = np.stack([c[1] for c in curves["all"]], axis=1)
         values: dict[str, float] = summarize(ap, recall)
-        values[NUM_GT_BOXES] = float(sum(accumulator[k].num_gt for k in self._class_ids))
-        for j, name in enumerate(self._class_names):
+        values[NUM_GT_BOXES] = float(sum(accumulator[k, "all"].num_gt for k in self._class_ids))
+        for j, (k, name) in enumerate(zip(self._class_ids, self._class_names, strict=True)):
             per_class = ap[:, j]
-            values[AP_PREFIX + name] = float(per_class.mean()) if (per_class > -1).all() else float("nan")
+            has_gt = bool((per_class > -1).all())
+            values[AP_PREFIX + name] = float(per_class.mean()) if has_gt else float("nan")
+            values[class_ap_50_key(name)] = float(per_class[t50]) if has_gt else float("nan")
+            values[class_num_gt_key(name)] = float(accumulator[k, "all"].num_gt)
+        for size in SIZES:
+            values[size_map_50_key(size)] = cem.mean_valid(np.array([c[0][t50] for c in curves[size]]))
+            values[size_num_gt_key(size)] = float(sum(accumulator[k, size].num_gt for k in self._class_ids))
         return {self._keys[name]: value for name, value in values.items()}
+
+
+def _pixel_area(boxes: np.ndarray, height: float, width: float) -> np.ndarray:
+    """Areas in pixels of normalized [ymin, xmin, ymax, xmax] boxes (COCOeval's bbox `area`: w * h)."""
+    return (boxes[:, 2] - boxes[:, 0]) * height * (boxes[:, 3] - boxes[:, 1]) * width
 
 
 class _ScoreProfileCombiner(beam.CombineFn):
@@ -271,7 +233,18 @@ def _coco_computations(
     del name, sub_keys  # one computation per model; class AP has its own keys
     if len(class_ids) != len(class_names) or not class_ids:
         raise ValueError("COCODetectionMetrics needs class_ids and class_names of the same, non-zero length")
-    names = [MAP, MAP_50, MAP_75, AR_100, NUM_GT_BOXES, *(AP_PREFIX + n for n in class_names)]
+    names = [
+        MAP,
+        MAP_50,
+        MAP_75,
+        AR_100,
+        NUM_GT_BOXES,
+        *(AP_PREFIX + n for n in class_names),
+        *(class_ap_50_key(n) for n in class_names),
+        *(class_num_gt_key(n) for n in class_names),
+        *(size_num_gt_key(s) for s in SIZES),
+        *(size_map_50_key(s) for s in SIZES),
+    ]
     profile_names = [score_profile.TOP_SCORE, score_profile.DETECTIONS]
     computations = []
     for model_name in model_names or [""]:

@@ -9,7 +9,8 @@ from detx.components.evaluation import tfma_coco
 from detx.components.evaluation.coco_metrics import coco_eval
 
 CLASSES = [1, 2, 3]
-SIZE = 100.0  # pixel size given to pycocotools (IoU does not depend on it)
+SIZE = 400.0  # pixel size of every image: boxes of 0.05-0.3 (20-120 px a side) span small, medium and large
+NAMES = ["circle", "square", "triangle"]
 
 
 def _random_image(rng, num_gt, num_dets, crowd_p=0.0):
@@ -47,6 +48,8 @@ def _element(gt, labels, crowd, dets, det_classes, scores):
                 F.XMAX: gt[:, 3],
                 F.LABEL: labels,
                 F.IS_CROWD: crowd.astype(np.int64),
+                F.HEIGHT: np.array([int(SIZE)]),
+                F.WIDTH: np.array([int(SIZE)]),
             },
             "predictions": {
                 "detection_boxes": np.pad(dets, [[0, pad], [0, 0]]),
@@ -86,8 +89,7 @@ def _pycocotools(images):
 
 def _tfma(images, split_at=None):
     """Runs the combiner like Beam does: two partial accumulators merged, then the output."""
-    names = ["circle", "square", "triangle"]
-    computation = tfma_coco.COCODetectionMetrics(CLASSES, names).computations()[0]
+    computation = tfma_coco.COCODetectionMetrics(CLASSES, NAMES).computations()[0]
     combiner = computation.combiner
     split_at = len(images) // 2 if split_at is None else split_at
     parts = []
@@ -110,8 +112,16 @@ def test_metric_equals_pycocotools(seed, crowd_p):
     assert got["map_50"] == pytest.approx(expected.map_50, abs=1e-9)
     assert got["map_75"] == pytest.approx(expected.map_75, abs=1e-9)
     assert got["ar_100"] == pytest.approx(expected.ar_100, abs=1e-9)
-    for label, name in zip(CLASSES, ["circle", "square", "triangle"], strict=True):
+    for label, name in zip(CLASSES, NAMES, strict=True):
         assert got[f"ap/{name}"] == pytest.approx(expected.ap_per_class[label], abs=1e-9)
+        # COCOeval's precision is [IoU, recall, class, area (all, small, medium, large), max detections].
+        p = expected.precision[0, :, label - 1, 0, -1]
+        assert got[tfma_coco.class_ap_50_key(name)] == pytest.approx(p.mean(), abs=1e-9)
+    for area_index, size in enumerate(tfma_coco.SIZES, start=1):
+        p = expected.precision[0, :, :, area_index, -1]
+        want = np.mean([p[:, k].mean() for k in range(3) if (p[:, k] > -1).all()])
+        assert got[tfma_coco.size_map_50_key(size)] == pytest.approx(want, abs=1e-9)
+        assert got[tfma_coco.size_num_gt_key(size)] > 0
     assert 0.05 < got["map"] < 0.95  # the random data is neither trivial nor hopeless
 
 
@@ -133,6 +143,21 @@ def test_perfect_detections_score_one_and_a_split_without_boxes_is_nan():
     empty = (np.zeros((0, 4)), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool), gt, labels, np.ones(5))
     assert np.isnan(_tfma([empty], split_at=1)["map"])
     assert _tfma([empty], split_at=1)["num_gt_boxes"] == 0
+
+
+def test_a_class_or_size_without_ground_truth_is_nan_with_a_zero_count():
+    """What the Evaluator's floors skip: no box of the class (or size) in the split, so nothing to judge."""
+    rng = np.random.default_rng(9)
+    gt, labels, crowd, dets, det_classes, scores = _random_image(rng, 6, 12)
+    labels = np.where(labels == 3, 1, labels)  # no triangle at all
+    big = gt.copy()
+    big[:, 2:] = big[:, :2] + 0.5  # 200 x 200 px: only large boxes
+    got = _tfma([(big, labels, crowd, dets, det_classes, scores)], split_at=1)
+    assert np.isnan(got[tfma_coco.class_ap_50_key("triangle")])
+    assert got[tfma_coco.class_num_gt_key("triangle")] == 0
+    assert got[tfma_coco.class_num_gt_key("circle")] + got[tfma_coco.class_num_gt_key("square")] == 6
+    assert np.isnan(got[tfma_coco.size_map_50_key("small")]) and got[tfma_coco.size_num_gt_key("small")] == 0
+    assert got[tfma_coco.size_num_gt_key("large")] == 6
 
 
 def test_score_profile_is_the_mean_top_score_and_confident_count_per_image():
