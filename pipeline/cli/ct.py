@@ -50,6 +50,14 @@ _ct_options = stack(
     click.option(
         "--state-dir", callback=absolute_callback, help="Lock and record of retrainings. [default: <project>/ct]"
     ),
+    click.option(
+        "--max-staleness-drop",
+        type=click.FloatRange(0, 1),
+        default=0.0,
+        show_default=True,
+        help="Retrain when the served model's mAP@0.5 on the newest span's eval split is this far below "
+        "its own (mAP@0.5 points; 0 = report the staleness curve only).",
+    ),
 )
 
 
@@ -62,11 +70,16 @@ def ct_group() -> None:
 @_ct_options
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
 @click.pass_context
-def check_command(ctx: click.Context, as_json: bool, project_dir: str, **_: Any) -> None:
-    """Say whether to retrain now, and why (exit 0 either way; see --json for scripts)."""
+def check_command(ctx: click.Context, as_json: bool, project_dir: str, max_staleness_drop: float, **_: Any) -> None:
+    """Say whether to retrain now, and why (exit 0 either way; see --json for scripts).
+
+    Also scores the served model on each new span's eval split (the staleness
+    curve, kept in the state directory) and, with --request-log, compares
+    each logged version's live confidence with its eval split's.
+    """
     from detx.components.data.scan import DatasetError
     from detx.pipeline.ct.check import check
-    from detx.pipeline.ct.run import ingest_options, push_destination
+    from detx.pipeline.ct.run import ingest_options, push_destination, quality_options
 
     config = build_config(ctx, CT_PATHS)
     echo = (lambda _: None) if as_json else (lambda line: click.echo(line, err=True))
@@ -77,6 +90,7 @@ def check_command(ctx: click.Context, as_json: bool, project_dir: str, **_: Any)
             push_destination(config, project_dir),
             config.ct,
             echo=echo,
+            quality_options=quality_options(config, project_dir, max_staleness_drop),
         )
     except (DatasetError, ValueError) as e:
         raise click.ClickException(str(e)) from e
@@ -106,6 +120,7 @@ def run_command(
     package: str,
     experiment: str,
     verbose: bool,
+    max_staleness_drop: float,
     **params: Any,
 ) -> None:
     """Check, then retrain once (locally, or as a Kubeflow run): safe from cron, never two at once."""
@@ -120,7 +135,15 @@ def run_command(
     if kubeflow_host:
         target = KubeflowTarget(kubeflow_connection({**params, "kubeflow_host": kubeflow_host}), package, experiment)
     try:
-        result = run_once(config, project_dir, echo=click.echo, force=force, kubeflow=target, verbose=verbose)
+        result = run_once(
+            config,
+            project_dir,
+            echo=click.echo,
+            force=force,
+            kubeflow=target,
+            verbose=verbose,
+            max_staleness_drop=max_staleness_drop,
+        )
     except Busy as e:
         click.echo(f"detx ct run: {e}")
         return

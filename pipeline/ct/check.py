@@ -13,6 +13,12 @@ Signals, each with the figures behind it:
   requests fell more than `max_score_drop` below its eval split's.
 - **skew** (reported, never a trigger on its own: retraining needs labelled
   data from the new conditions): serving-time brightness against training.
+- **staleness** (with `QualityOptions`): the served version's mAP@0.5 on each
+  new span's eval split against its own eval mAP@0.5 (`staleness.py`, cached
+  in `ct_quality.json`); a trigger when the newest scored span lost more than
+  `max_staleness_drop`, else reported.
+- **agreement** (reported, with a request log and `QualityOptions`): each
+  logged version's live confidence against its eval split's (`agreement.py`).
 
 A retraining is due when any trigger fires. `key` names what it would be for
 (the served version and the spans), which `detx ct run` uses to start at most
@@ -27,19 +33,18 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-import tensorflow as tf
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from detx.components.data import spans as spans_lib
 from detx.components.data.ingest_options import IngestOptions
-from detx.components.data.label_map import LABEL_MAP_FILENAME, LabelMap
 from detx.components.data.scan import Scan
 from detx.components.data.sources import scan_window
 from detx.components.evaluation import score_profile
 from detx.components.example_gen.report import describe_spans
 from detx.components.model_store import ModelStore
 from detx.pipeline.config import ContinuousTrainingConfig
-from detx.pipeline.ct import drift, stats
+from detx.pipeline.ct import drift, quality, staleness, stats
+from detx.pipeline.ct.agreement import DISAGREES, VersionAgreement
 from detx.serving.model_server import request_log
 
 
@@ -71,6 +76,8 @@ class Decision:
         spans: the spans in the data root.
         new_spans: spans the served model has not seen.
         window: the spans a retraining would read.
+        staleness: the served version's points on the new spans (oldest first).
+        agreement: each logged version's offline/online agreement (newest version first).
     """
 
     retrain: bool
@@ -79,6 +86,8 @@ class Decision:
     spans: tuple[int, ...]
     new_spans: tuple[int, ...]
     window: tuple[int, ...]
+    staleness: tuple[staleness.Point, ...] = ()
+    agreement: tuple[VersionAgreement, ...] = ()
 
     @property
     def reasons(self) -> list[str]:
@@ -95,6 +104,7 @@ class Decision:
         """JSON-ready (`detx ct check --json`)."""
         d = dataclasses.asdict(self)
         d.update(reasons=self.reasons, key=self.key)
+        d.update(staleness=[p.to_dict() for p in self.staleness], agreement=[a.to_dict() for a in self.agreement])
         return d
 
     def format(self) -> str:
@@ -103,6 +113,12 @@ class Decision:
         for s in self.signals:
             mark = "TRIGGER" if s.triggered else ("WARNING" if s.warning else "ok     ")
             lines.append(f"  {mark} {s.name}: {s.message}")
+        if self.agreement:
+            lines.append("offline/online agreement (mean top score, live vs eval split):")
+            lines.extend(f"  {a.sentence()}" for a in self.agreement)
+        if self.staleness:
+            lines.append(f"staleness: version {self.served_version}'s mAP@0.5 on the new spans' eval splits")
+            lines.append(staleness.table(self.staleness))
         verdict = f"retrain on {describe_spans(self.window)}" if self.retrain else "no retraining needed"
         served = f"version {self.served_version}" if self.served_version is not None else "no version"
         data = describe_spans(self.spans) if self.spans else "no spans"
@@ -115,11 +131,6 @@ def _age_days(pushed_at: str, now: datetime.datetime) -> float | None:
     except (TypeError, ValueError):
         return None
     return (now - pushed).total_seconds() / 86400
-
-
-def _label_names(version_dir: str) -> list[str]:
-    path = os.path.join(version_dir, "assets", LABEL_MAP_FILENAME)
-    return list(LabelMap.read(path).names) if tf.io.gfile.exists(path) else []
 
 
 def _trained_spans(lineage: dict[str, Any], root: str) -> list[int]:
@@ -137,6 +148,7 @@ def check(
     config: ContinuousTrainingConfig,
     now: datetime.datetime | None = None,
     echo: Callable[[str], None] | None = None,
+    quality_options: quality.QualityOptions | None = None,
 ) -> Decision:
     """Looks at every signal and decides.
 
@@ -147,6 +159,8 @@ def check(
         config: thresholds.
         now: the time to measure the model's age against (tests).
         echo: progress lines.
+        quality_options: where to keep the staleness curve and agreement, and the staleness
+            limit (None: neither is measured).
 
     Raises:
         detx.components.data.scan.DatasetError: the data root has no spans, or a span cannot be read.
@@ -202,8 +216,45 @@ def check(
         )
     if config.request_log:
         signals.extend(_live_signals(config, served, lineage, training))
+    points: list[staleness.Point] = []
+    agreement: list[VersionAgreement] = []
+    if quality_options is not None:
+        record = quality.QualityRecord(quality_options.state_dir)
+        if new:
+            try:
+                points, _ = quality.staleness_curve(
+                    record, store, served, data_root, new, options, quality_options.splits, echo
+                )
+            except ValueError as e:  # no eval split configured, or a version without a label map
+                signals.append(Signal("staleness", False, f"not measured: {e}"))
+            signals.extend(_staleness_signals(points, quality_options.max_staleness_drop))
+        if config.request_log:
+            agreement = quality.live_agreement(config.request_log, store, config.max_score_drop, config.min_live_images)
+            record.set_agreement(agreement)
+            signals.extend(_agreement_signals(agreement))
     retrain = any(s.triggered for s in signals)
-    return Decision(retrain, tuple(signals), served, tuple(all_spans), tuple(new), tuple(window))
+    return Decision(
+        retrain, tuple(signals), served, tuple(all_spans), tuple(new), tuple(window), tuple(points), tuple(agreement)
+    )
+
+
+def _staleness_signals(points: list[staleness.Point], max_drop: float) -> list[Signal]:
+    """One line on the newest scored span: a trigger past `max_drop` (0: reported only)."""
+    scored = [p for p in points if p.drop is not None]
+    if not scored:
+        return []
+    newest = scored[-1]
+    drop = newest.drop or 0.0
+    if not max_drop:
+        return [Signal("staleness", False, f"{staleness.sentence(newest)}; no limit set (reported only)")]
+    over = drop > max_drop
+    limit = f"{'more' if over else 'no more'} than the {max_drop:.2f} allowed"
+    return [Signal("staleness", over, f"{staleness.sentence(newest)}: {limit}")]
+
+
+def _agreement_signals(rows: list[VersionAgreement]) -> list[Signal]:
+    """A warning per version whose live confidence disagrees with its eval split's (never a trigger)."""
+    return [Signal("agreement", False, row.sentence(), warning=True) for row in rows if row.verdict == DISAGREES]
 
 
 def _drift_signals(
@@ -225,7 +276,7 @@ def _drift_signals(
     summary = stats.scan_statistics(scan, new, options, progress)
     findings = drift.drift(summary.statistics, reference, config.class_linf, config.box_size_jsd, config.brightness_jsd)
     signals = [Signal("drift", f.exceeded, f.sentence()) for f in findings]
-    unknown = drift.new_classes(summary.statistics, _label_names(version_dir))
+    unknown = drift.new_classes(summary.statistics, staleness.label_names(version_dir))
     for name, share in sorted(unknown.items()):
         signals.append(
             Signal("new class", True, f"{name!r} is {share:.0%} of the new boxes; the served model cannot detect it")

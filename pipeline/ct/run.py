@@ -29,6 +29,7 @@ from detx.components.trainer.options import TrainerOptions
 from detx.pipeline.config import PipelineConfig
 from detx.pipeline.ct import state as state_lib
 from detx.pipeline.ct.check import Decision, check
+from detx.pipeline.ct.quality import QualityOptions
 from detx.pipeline.project import ProjectPaths
 
 # KFP v2 run states that mean a run is still going.
@@ -77,6 +78,11 @@ def state_dir(config: PipelineConfig, project_dir: str) -> str:
     return config.ct.state_dir or ProjectPaths(project_dir).ct_state_dir
 
 
+def quality_options(config: PipelineConfig, project_dir: str, max_staleness_drop: float = 0.0) -> QualityOptions:
+    """Where the check keeps its staleness curve and agreement (the state directory), and the staleness limit."""
+    return QualityOptions(state_dir(config, project_dir), config.data.splits, max_staleness_drop)
+
+
 def push_destination(config: PipelineConfig, project_dir: str) -> str:
     """The model base path in production."""
     return ProjectPaths(project_dir).push_destination(config.name, config.push_destination)
@@ -113,8 +119,11 @@ def run_once(
     force: bool = False,
     kubeflow: KubeflowTarget | None = None,
     verbose: bool = False,
+    max_staleness_drop: float = 0.0,
 ) -> CtResult:
     """Checks and, when a trigger fires, retrains once.
+
+    `max_staleness_drop` is the check's staleness limit (`QualityOptions`; 0: reported only).
 
     Raises:
         state_lib.Busy: another `detx ct run` holds the lock, or a KFP run of the pipeline is active.
@@ -124,7 +133,14 @@ def run_once(
     directory = state_dir(config, project_dir)
     with state_lib.exclusive(directory):
         destination = push_destination(config, project_dir)
-        decision = check(config.data.path, ingest_options(config), destination, config.ct, echo=echo)
+        decision = check(
+            config.data.path,
+            ingest_options(config),
+            destination,
+            config.ct,
+            echo=echo,
+            quality_options=quality_options(config, project_dir, max_staleness_drop),
+        )
         echo(decision.format())
         if not decision.retrain and not force:
             return CtResult(decision, False, "no trigger fired; nothing started")

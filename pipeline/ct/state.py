@@ -2,6 +2,7 @@
 
     <state_dir>/ct.lock        held (flock) while a `detx ct run` checks and retrains
     <state_dir>/ct_state.json  every retraining started: key, times, outcome
+    <state_dir>/ct_quality.json  the staleness curve and the last offline/online agreement (quality.py)
 
 The lock is an advisory `flock` on a local file: the kernel releases it when
 the process dies, so a killed run never leaves the project locked. Object-store
@@ -63,11 +64,7 @@ class State:
 
     def attempts(self) -> list[Attempt]:
         """Every recorded attempt, oldest first."""
-        if not tf.io.gfile.exists(self.path):
-            return []
-        with tf.io.gfile.GFile(self.path) as f:
-            doc: dict[str, Any] = json.load(f)
-        return [Attempt(**a) for a in doc.get("attempts", [])]
+        return [Attempt(**a) for a in read_json(self.path).get("attempts", [])]
 
     def find(self, key: str) -> Attempt | None:
         """The newest attempt for `key`."""
@@ -89,11 +86,25 @@ class State:
         self._write(attempts)
 
     def _write(self, attempts: list[Attempt]) -> None:
-        tf.io.gfile.makedirs(self.directory)
-        tmp = f"{self.path}.tmp-{os.getpid()}"
-        with tf.io.gfile.GFile(tmp, "w") as f:
-            json.dump({"attempts": [dataclasses.asdict(a) for a in attempts]}, f, indent=1)
-        tf.io.gfile.rename(tmp, self.path, overwrite=True)
+        write_json(self.path, {"attempts": [dataclasses.asdict(a) for a in attempts]})
+
+
+def read_json(path: str) -> dict[str, Any]:
+    """A JSON state file ({} when it does not exist yet)."""
+    if not tf.io.gfile.exists(path):
+        return {}
+    with tf.io.gfile.GFile(path) as f:
+        doc: dict[str, Any] = json.load(f)
+    return doc
+
+
+def write_json(path: str, doc: dict[str, Any]) -> None:
+    """Writes a JSON state file whole or not at all: a temporary name, then a rename over the old one."""
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with tf.io.gfile.GFile(tmp, "w") as f:
+        json.dump(doc, f, indent=1)
+    tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
 @contextlib.contextmanager

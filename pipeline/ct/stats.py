@@ -81,6 +81,49 @@ def span_statistics(
     return scan_statistics(scan_window(options, root, list(spans)), spans, options, progress)
 
 
+def converted_examples(
+    scan: Scan,
+    options: IngestOptions,
+    keep_images: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    select: Callable[[tf.train.Example], bool] | None = None,
+) -> list[tf.train.Example]:
+    """The scan's records converted as ingestion converts them; records ingestion would quarantine are left out.
+
+    Args:
+        scan: the spans' scan (`scan_window`).
+        options: the project's ingestion options (limits).
+        keep_images: keep the encoded images (scoring a model needs them; summaries never do).
+        progress: called with (records done, records in all) now and then.
+        select: keeps only the examples it accepts (e.g. one split), so the rest never pile up in memory.
+    """
+    limits = DataLimits(max_pixels=options.max_pixels, clip_tolerance_px=options.clip_tolerance_px)
+
+    def convert(record: SourceRecord | Reject) -> tf.train.Example | None:
+        if isinstance(record, Reject):
+            return None
+        result = build_example(record, scan.resolve, scan.label_map, limits)
+        if not isinstance(result, Converted) or (select is not None and not select(result.example)):
+            return None
+        if not keep_images:
+            del result.example.features.feature[F.ENCODED]
+        return result.example
+
+    examples: list[tf.train.Example] = []
+    done = 0
+    # Decoding releases the GIL: threads use every core.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        for example in pool.map(convert, _records(scan)):
+            done += 1
+            if example is not None:
+                examples.append(example)
+            if progress is not None and done % 200 == 0:
+                progress(done, scan.num_records)
+    if progress is not None:
+        progress(done, scan.num_records)
+    return examples
+
+
 def scan_statistics(
     scan: Scan,
     spans: Sequence[int],
@@ -88,29 +131,7 @@ def scan_statistics(
     progress: Callable[[int, int], None] | None = None,
 ) -> SpanStatistics:
     """`span_statistics` of spans already scanned (`scan_window`), so a caller that needs the scan reads it once."""
-    limits = DataLimits(max_pixels=options.max_pixels, clip_tolerance_px=options.clip_tolerance_px)
-
-    def convert(record: SourceRecord | Reject) -> bytes | None:
-        if isinstance(record, Reject):
-            return None
-        result = build_example(record, scan.resolve, scan.label_map, limits)
-        if not isinstance(result, Converted):
-            return None
-        del result.example.features.feature[F.ENCODED]  # summaries never need the pixels
-        return result.example.SerializeToString()
-
-    serialized: list[bytes] = []
-    done = 0
-    # Decoding releases the GIL: threads use every core.
-    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        for example in pool.map(convert, _records(scan)):
-            done += 1
-            if example is not None:
-                serialized.append(example)
-            if progress is not None and done % 200 == 0:
-                progress(done, scan.num_records)
-    if progress is not None:
-        progress(done, scan.num_records)
+    serialized = [e.SerializeToString() for e in converted_examples(scan, options, progress=progress)]
     if not serialized:
         raise ValueError(f"no record of spans {list(spans)} could be converted; run `detx run` to see why")
     return SpanStatistics(examples_statistics(serialized), tuple(spans), scan.num_records, len(serialized))
