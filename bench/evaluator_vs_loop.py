@@ -30,6 +30,7 @@ import time
 from typing import Any
 
 import tensorflow as tf
+from check import parse_with_quick
 
 from detx.components.data.label_map import LABEL_MAP_FILENAME
 from detx.components.data.testing import write_examples
@@ -135,7 +136,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--builtin-images", type=int, default=0, help="also time TFMA's own COCO metrics")
-    args = parser.parse_args()
+    args = parse_with_quick(parser, images=40, repeats=1)
     tmp = tempfile.mkdtemp(prefix="detx-evalbench-")
     try:
         examples_dir = write_examples(os.path.join(tmp, "examples"), args.images, seed=5, splits={"eval": args.images})
@@ -178,9 +179,10 @@ def main() -> None:
             result["builtin_detx_evaluator_s"] = _evaluator(small, candidate, os.path.join(tmp, "w2"), "")
             result["builtin_loop_s"] = _loop([candidate], small_pattern)
         print(json.dumps(result, indent=2))
-        os.makedirs(OUT, exist_ok=True)
-        with open(os.path.join(OUT, "evaluator_vs_loop.json"), "w") as f:
-            json.dump(result, f, indent=2)
+        if not args.quick:  # a quick run must not replace the full run's figures
+            os.makedirs(OUT, exist_ok=True)
+            with open(os.path.join(OUT, "evaluator_vs_loop.json"), "w") as f:
+                json.dump(result, f, indent=2)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -26,6 +26,8 @@ import sys
 import tempfile
 import time
 
+from check import parse_with_quick
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 DISTINCT = 500
@@ -99,7 +101,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--examples", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+    args = parse_with_quick(parser, examples=20_000, repeats=3)
     with tempfile.TemporaryDirectory() as work:
         uri = build_artifact(work, args.examples)
         size = sum(os.path.getsize(f) for f in _files(uri))

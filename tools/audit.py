@@ -74,7 +74,7 @@ def read_report(report: dict[str, Any]) -> Audit:
     Raises:
         ValueError: the report is not pip-audit's JSON format.
     """
-    dependencies = report.get("dependencies")
+    dependencies = report.get("dependencies") if isinstance(report, dict) else None
     if not isinstance(dependencies, list):
         raise ValueError("not a pip-audit JSON report (no `dependencies` list): run pip-audit with --format json")
     fixable: list[Vulnerability] = []
