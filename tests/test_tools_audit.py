@@ -108,10 +108,11 @@ def test_an_unreachable_service_is_an_error_not_a_clean_audit(tmp_path, capsys):
 
 def test_a_report_where_nothing_was_audited_says_so():
     # The shape pip-audit's PyPI service gives when pypi.org/pypi/<name>/<version>/json answers 404 for all.
+    reason = "Dependency not found on PyPI and could not be audited: {} ({})"
     report = {
         "dependencies": [
-            {"name": "absl-py", "skip_reason": "Dependency not found on PyPI and could not be audited: absl-py (1.4.0)"},
-            {"name": "six", "skip_reason": "Dependency not found on PyPI and could not be audited: six (1.16.0)"},
+            {"name": "absl-py", "skip_reason": reason.format("absl-py", "1.4.0")},
+            {"name": "six", "skip_reason": reason.format("six", "1.16.0")},
         ],
         "fixes": [],
     }

@@ -88,7 +88,7 @@ def test_a_crashed_script_or_a_missing_ratio_fails_with_the_reason(tmp_path, cap
 
 
 def test_a_malformed_threshold_is_refused():
-    with pytest.raises(ValueError, match="benchmark #1 in thresholds.toml needs script, ratio and one of max or min"):
+    with pytest.raises(ValueError, match=r"benchmark #1 in thresholds\.toml needs script, ratio and one of max or min"):
         check.load_thresholds('[[benchmark]]\nscript = "a.py"\nratio = "r"\nmax = 1\nmin = 0\n')
 
 
