@@ -74,17 +74,21 @@ def use_mixed_precision_if_gpu() -> bool:
     return False
 
 
-def optimizer(train_config: TrainConfig) -> keras.optimizers.Optimizer:
-    """SGD with momentum on the Zoo's cosine schedule with linear warm-up, scaled to the batch size."""
+def learning_rate_schedule(train_config: TrainConfig) -> keras.optimizers.schedules.LearningRateSchedule:
+    """The Zoo's cosine schedule with linear warm-up, scaled to the batch size (called with the 0-based step)."""
     base, warm = train_config.scaled_learning_rate()
     warmup = min(train_config.warmup_steps, train_config.train_steps)
-    schedule = keras.optimizers.schedules.CosineDecay(
+    return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=warm,
         decay_steps=max(train_config.train_steps - warmup, 1),
         warmup_target=base,
         warmup_steps=warmup,
     )
-    return keras.optimizers.SGD(learning_rate=schedule, momentum=train_config.momentum)
+
+
+def optimizer(train_config: TrainConfig) -> keras.optimizers.Optimizer:
+    """SGD with momentum on `learning_rate_schedule`."""
+    return keras.optimizers.SGD(learning_rate=learning_rate_schedule(train_config), momentum=train_config.momentum)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,29 +126,76 @@ class TrainingDiverged(RuntimeError):
 
 
 class _DivergenceGuard(keras.callbacks.Callback):
-    """Stops training at the first checkpoint whose mean loss is not finite, before it is saved.
+    """Stops training at the first step whose loss is not finite; never lets a non-finite state be checkpointed.
 
     A diverged network only wastes the rest of the run and the Evaluator's time. The usual
     cause is the Zoo's learning rate on a batch far below its 128 (tensorflow/models#10509).
+
+    Keras 3 hands `on_train_batch_end` the epoch's running means (the trackers'
+    results), not the step's own loss. A mean that took in one NaN or Inf stays
+    non-finite, so the first bad step shows at that very step (a test injects a
+    NaN at the second step of an epoch and checks the step named). The check
+    runs before BackupAndRestore's callbacks (it is first in the list) and raises,
+    so Keras never reaches the end of that epoch and writes no checkpoint of it.
+    At each epoch end it also checks every weight and optimizer slot: a step can
+    leave NaN weights behind a finite loss (the loss is computed before the
+    update), and a checkpoint of those would poison every resume.
     """
 
     def __init__(self, train_config: TrainConfig) -> None:
         super().__init__()
         self._config = train_config
+        self._schedule = learning_rate_schedule(train_config)
+        self._epoch = 0
 
-    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+    def _diverged(self, what: str) -> TrainingDiverged:
+        c = self._config
+        base, _ = c.scaled_learning_rate()
+        return TrainingDiverged(
+            f"{what}: training diverged at a peak learning rate of {base:.4g} with batch {c.batch_size}. "
+            "Lower the rate: a larger batch keeps the Zoo's rate per example (it is scaled from batch 128), a "
+            "warm start takes trainer.warm_start_learning_rate of it, and --freeze-batchnorm steadies very small "
+            "batches (tensorflow/models#10509)"
+        )
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        self._epoch = epoch  # global: after a resume Keras starts at the restored epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, float] | None = None) -> None:
         loss = (logs or {}).get("loss")
         if loss is None or math.isfinite(float(loss)):
             return
-        c = self._config
-        base, _ = c.scaled_learning_rate()
-        raise TrainingDiverged(
-            f"the loss is {float(loss)} after step {(epoch + 1) * c.checkpoint_every}: training diverged at a "
-            f"peak learning rate of {base:.4g} with batch {c.batch_size}. Lower the rate: a larger batch keeps the "
-            "Zoo's rate per example (it is scaled from batch 128), a warm start takes "
-            "trainer.warm_start_learning_rate of it, and --freeze-batchnorm steadies very small batches "
-            "(tensorflow/models#10509)"
+        saved = self._epoch * self._config.checkpoint_every
+        step = saved + batch + 1
+        rate = float(self._schedule(step - 1))  # the rate step `step` was taken with
+        raise self._diverged(
+            f"the loss is {float(loss)} at step {step} of {self._config.train_steps} (learning rate {rate:.4g} "
+            "there); " + (f"the last checkpoint is still step {saved}'s" if saved else "no checkpoint was written")
         )
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        step = (epoch + 1) * self._config.checkpoint_every
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise self._diverged(f"the loss is {float(loss)} after step {step}")
+        if self._model is None:  # not attached to a model (unit tests of the loss check)
+            return
+        bad = non_finite_variables([*self.model.weights, *self.model.optimizer.variables])
+        if bad:
+            raise self._diverged(
+                f"{len(bad)} weight(s) hold NaN or Inf after step {step} although the loss was finite "
+                f"({', '.join(bad[:3])}); that state was not checkpointed"
+            )
+
+
+def non_finite_variables(variables: list[Any]) -> list[str]:
+    """The paths of the floating-point variables holding any NaN or Inf (in the order given)."""
+    bad = []
+    for v in variables:
+        # Keras 3 variables name their dtype as a string ("float32"); tf.Variable as a DType.
+        if tf.as_dtype(v.dtype).is_floating and not bool(tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(v)))):
+            bad.append(getattr(v, "path", v.name))
+    return bad
 
 
 def train(
@@ -209,6 +260,8 @@ def train(
             keras.callbacks.BackupAndRestore(
                 backup_dir, save_freq="epoch", double_checkpoint=True, delete_checkpoint=False
             ),
+            # After the restore: a checkpoint written before detx checked weights could hold NaN.
+            keras.callbacks.LambdaCallback(on_train_begin=lambda _: _check_restored(model, backup_dir, resumed_from)),
             keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), update_freq="epoch"),
             _StepLogger(log, train_config.checkpoint_every, epochs),
             *(callbacks or []),
@@ -219,6 +272,18 @@ def train(
     with tf.io.gfile.GFile(os.path.join(run_dir, HISTORY_FILENAME), "w") as f:
         f.write(json.dumps({"steps_per_epoch": train_config.checkpoint_every, **history.history}))
     return TrainResult(network, dict(history.history), epochs * train_config.checkpoint_every, resumed_from)
+
+
+def _check_restored(model: keras.Model, backup_dir: str, resumed_from: int) -> None:
+    """Refuses to go on from a restored checkpoint that holds NaN or Inf."""
+    if not resumed_from:
+        return
+    bad = non_finite_variables([*model.weights, *model.optimizer.variables])
+    if bad:
+        raise TrainingDiverged(
+            f"the checkpoint in {backup_dir} (step {resumed_from}) holds NaN or Inf in {len(bad)} weight(s) "
+            f"({', '.join(bad[:3])}), so training cannot resume from it: delete {backup_dir} to start this run over"
+        )
 
 
 def _completed_steps(backup_dir: str, train_config: TrainConfig) -> int:
