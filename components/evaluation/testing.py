@@ -26,20 +26,43 @@ class OracleDetector(tf.Module):
         keep: fraction of boxes detected (the rest are missed), by a per-box draw.
         false_positives: random extra boxes per image.
         num_classes: label ids of the random extra boxes are 1..num_classes.
+        blind_class: a label id never detected (0: none), a constructed bad class.
+        blind_below: boxes under this area in pixels are never detected (0: none), e.g.
+            32**2 for a detector blind to COCO's small objects.
     """
 
-    def __init__(self, jitter: float = 0.0, keep: float = 1.0, false_positives: int = 0, num_classes: int = 3) -> None:
+    def __init__(
+        self,
+        jitter: float = 0.0,
+        keep: float = 1.0,
+        false_positives: int = 0,
+        num_classes: int = 3,
+        blind_class: int = 0,
+        blind_below: float = 0.0,
+    ) -> None:
         super().__init__(name="oracle_detector")
         self.jitter = jitter
         self.keep = keep
         self.false_positives = false_positives
         self.num_classes = num_classes
+        self.blind_class = blind_class
+        self.blind_below = blind_below
 
     def _one(self, serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         f = tf.io.parse_single_example(
-            serialized, {F.SOURCE_ID: tf.io.FixedLenFeature([], tf.string), **OBJECT_FEATURES}
+            serialized,
+            {
+                F.SOURCE_ID: tf.io.FixedLenFeature([], tf.string),
+                F.HEIGHT: tf.io.FixedLenFeature([], tf.int64),
+                F.WIDTH: tf.io.FixedLenFeature([], tf.int64),
+                **OBJECT_FEATURES,
+            },
         )
         boxes, labels, _ = objects(f)
+        pixels = tf.cast(f[F.HEIGHT] * f[F.WIDTH], tf.float32)
+        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) * pixels
+        seen = (labels != self.blind_class) & (area >= self.blind_below)
+        boxes, labels = tf.boolean_mask(boxes, seen), tf.boolean_mask(labels, seen)
         classes = tf.cast(labels, tf.float32)
         n = tf.shape(boxes)[0]
         seed = tf.stack([tf.strings.to_hash_bucket_fast(f[F.SOURCE_ID], 2**31 - 1), tf.constant(7, tf.int64)])

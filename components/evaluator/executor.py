@@ -19,7 +19,15 @@ from tfx_bsl.public import tfxio
 from detx.components.data.label_map import LABEL_MAP_FILENAME, LabelMap
 from detx.components.evaluation import tfma_coco
 from detx.components.evaluator import baseline as baseline_lib
-from detx.components.evaluator.eval_config import BASELINE, BLESSING_METRIC, CANDIDATE, SIGNATURE, eval_config
+from detx.components.evaluator import simpler_reference, slice_floors
+from detx.components.evaluator.eval_config import (
+    BASELINE,
+    BLESSING_METRIC,
+    REFERENCE,
+    SIGNATURE,
+    candidate_name,
+    eval_config,
+)
 from detx.components.evaluator.options import EvaluatorOptions
 from detx.components.evaluator.report import EvaluationReport
 
@@ -62,26 +70,32 @@ def _reasons(
     options: EvaluatorOptions,
     baseline: baseline_lib.Baseline | None,
 ) -> list[str]:
-    """Sentences for the failed thresholds of TFMA's validation result."""
+    """Sentences for the failed thresholds on mAP@0.5 of TFMA's validation result (the floors have their own)."""
     reasons = []
     value = metrics.get(BLESSING_METRIC, float("nan"))
-    for per_slice in validation.metric_validations_per_slice:
-        for failure in per_slice.failures:
-            if failure.metric_key.name != BLESSING_METRIC:
-                continue
-            if failure.metric_key.is_diff and baseline is not None:
-                base_value = base.get(BLESSING_METRIC, math.nan)
-                what = f"production version {baseline.version}" if baseline.version else f"the baseline {baseline.path}"
-                reasons.append(
-                    f"mAP@0.5 {value:.3f} is {base_value - value:.3f} below {what} ({base_value:.3f}); "
-                    f"the allowed drop is {options.max_map_50_drop:.3f}"
-                )
-            elif not failure.metric_key.is_diff:
-                hint = " (the eval split has no boxes)" if metrics.get(tfma_coco.NUM_GT_BOXES) == 0 else ""
-                reasons.append(f"mAP@0.5 {value:.3f} is below the floor {options.min_map_50:.3f}{hint}")
-    if not reasons and not validation.validation_ok:
-        reasons.append(f"TFMA's validation failed: {validation}".strip())
+    for failure in _failures(validation):
+        if failure.metric_key.name != BLESSING_METRIC:
+            continue
+        if failure.metric_key.is_diff and baseline is not None:
+            base_value = base.get(BLESSING_METRIC, math.nan)
+            what = f"production version {baseline.version}" if baseline.version else f"the baseline {baseline.path}"
+            reasons.append(
+                f"mAP@0.5 {value:.3f} is {base_value - value:.3f} below {what} ({base_value:.3f}); "
+                f"the allowed drop is {options.max_map_50_drop:.3f}"
+            )
+        elif not failure.metric_key.is_diff:
+            hint = " (the eval split has no boxes)" if metrics.get(tfma_coco.NUM_GT_BOXES) == 0 else ""
+            reasons.append(f"mAP@0.5 {value:.3f} is below the floor {options.min_map_50:.3f}{hint}")
     return reasons
+
+
+def _failures(validation: Any) -> list[Any]:
+    return [failure for per_slice in validation.metric_validations_per_slice for failure in per_slice.failures]
+
+
+def _failed_metrics(validation: Any) -> set[str]:
+    """Names of the candidate's metrics that failed a threshold that is not a change threshold."""
+    return {f.metric_key.name for f in _failures(validation) if not f.metric_key.is_diff}
 
 
 def in_memory_worker(beam_pipeline_args: list[str]) -> list[str]:
@@ -154,18 +168,31 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 f"evaluated on tf.Examples like the candidate. Push a detx-exported model first, or set the "
                 f"Evaluator's baseline to 'none' to bless on the value threshold only."
             )
-        config = eval_config(options, class_ids, class_names, has_baseline=baseline is not None)
+        floors = slice_floors.floors(options, class_names)
+        reference = simpler_reference.build(options, examples, output_uri)
+        config = eval_config(
+            options,
+            class_ids,
+            class_names,
+            has_baseline=baseline is not None,
+            floors=floors,
+            has_reference=reference is not None,
+        )
         candidate_path = path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model))
-        candidate_name = CANDIDATE if baseline is not None else ""
-        models = [tfma.default_eval_shared_model(candidate_path, model_name=candidate_name, eval_config=config)]
+        candidate = candidate_name(baseline is not None, reference is not None)
+        models = [tfma.default_eval_shared_model(candidate_path, model_name=candidate, eval_config=config)]
         if baseline is not None:
             models.append(tfma.default_eval_shared_model(baseline.path, model_name=BASELINE, eval_config=config))
+        if reference is not None:
+            models.append(tfma.default_eval_shared_model(reference.path, model_name=REFERENCE, eval_config=config))
         if baseline is None:
             against = "no model in production yet"
         elif baseline.version is None:
             against = f"the baseline model {baseline.path}"
         else:
             against = f"production version {baseline.version}"
+        if reference is not None:
+            against += f", and {reference.description}"
         PROGRESS.info("evaluating on split(s) %s against %s", ", ".join(splits), against)
 
         with self._make_beam_pipeline() as pipeline:
@@ -187,22 +214,46 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 )
             )
 
-        candidate = read_metrics(output_uri, candidate_name)
+        candidate_slices = read_metrics(output_uri, candidate)
         base_slices = read_metrics(output_uri, BASELINE) if baseline is not None else {}
         base = base_slices.get("all", {})
-        overall = candidate.get("all", {})
+        overall = candidate_slices.get("all", {})
         validation = tfma.load_validation_result(output_uri)
+        reasons = _reasons(validation, overall, base, options, baseline)
+        floor_results, floor_reasons = slice_floors.check(floors, overall, _failed_metrics(validation))
+        reasons += floor_reasons
+        judged = {BLESSING_METRIC, *(f.metric for f in floors)}
+        if not validation.validation_ok and not reasons and not _failures(validation):
+            reasons.append(f"TFMA's validation failed: {validation}".strip())
+        reasons += [
+            f"TFMA's threshold on {f.metric_key.name} failed: {f.message or f.metric_threshold}".strip()
+            for f in _failures(validation)
+            if f.metric_key.name not in judged
+        ]
+        reference_metrics: dict[str, float] = {}
+        margin = None
+        if reference is not None:
+            reference_metrics = read_metrics(output_uri, REFERENCE).get("all", {})
+            margin = simpler_reference.margin(overall, reference_metrics, BLESSING_METRIC)
+            reference_value = reference_metrics.get(BLESSING_METRIC, math.nan)
+            below = simpler_reference.margin_reason(margin, options.min_margin, reference_value)
+            reasons += [below] if below else []
         report = EvaluationReport(
-            blessed=bool(validation.validation_ok),
-            reasons=_reasons(validation, overall, base, options, baseline),
+            blessed=not reasons,
+            reasons=reasons,
             metrics=overall,
             baseline_version=baseline.version if baseline else None,
             baseline_path=baseline.path if baseline else None,
             baseline_metrics=base,
             min_map_50=options.min_map_50,
             max_map_50_drop=options.max_map_50_drop,
-            slices=_per_slice(candidate),
+            slices=_per_slice(candidate_slices),
             baseline_slices=_per_slice(base_slices),
+            slice_floors=floor_results,
+            simpler_reference=reference.kind if reference else "none",
+            reference_metrics=reference_metrics,
+            margin=margin,
+            min_margin=options.min_margin if reference else None,
         )
         report.write(blessing.uri)
         # The same files and properties as TFX's Evaluator, so TFX's Pusher and tools read it too.

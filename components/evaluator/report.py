@@ -27,6 +27,13 @@ class EvaluationReport:
         max_map_50_drop: the change threshold.
         slices: per slice (e.g. "detx/stats/num_objects=3"), the candidate's map_50 and example count.
         baseline_slices: the same for the model in production, on the same examples ({} without one).
+        slice_floors: per configured floor ("class 'circle'", "small objects (...)"): the metric, its
+            value, the floor, the boxes behind it and the status (passed, failed, or not judged for
+            want of boxes).
+        simpler_reference: the simpler model scored beside the candidate ("none", "box_prior").
+        reference_metrics: its overall metrics on the same examples ({} without one).
+        margin: the candidate's mAP@0.5 minus the reference's (None without one).
+        min_margin: the margin the candidate needed (None without a reference).
     """
 
     blessed: bool
@@ -39,6 +46,11 @@ class EvaluationReport:
     max_map_50_drop: float
     slices: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
     baseline_slices: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+    slice_floors: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    simpler_reference: str = "none"
+    reference_metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    margin: float | None = None
+    min_margin: float | None = None
 
     def write(self, directory: str) -> str:
         """Writes the report into `directory` and returns its path."""
@@ -65,5 +77,21 @@ class EvaluationReport:
         else:
             against = "no model in production yet (value threshold only)"
         if self.blessed:
-            return f"blessed: mAP@0.5 {value:.3f} >= {self.min_map_50:.2f}, compared with {against}"
+            return f"blessed: mAP@0.5 {value:.3f} >= {self.min_map_50:.2f}, compared with {against}" + "".join(
+                f"; {part}" for part in self._extra_checks()
+            )
         return "not blessed: " + "; ".join(self.reasons)
+
+    def _extra_checks(self) -> list[str]:
+        """The slice floors' and the simpler reference's outcome, when they were asked for."""
+        parts = []
+        if self.slice_floors:
+            counts: dict[str, int] = {}
+            for result in self.slice_floors.values():
+                counts[result["status"]] = counts.get(result["status"], 0) + 1
+            # Any status but passed and failed is a floor not judged: its class or size has no box.
+            named = {status: status if status in ("passed", "failed") else "without boxes" for status in counts}
+            parts.append("slice floors: " + ", ".join(f"{n} {named[status]}" for status, n in counts.items()))
+        if self.margin is not None:
+            parts.append(f"{self.margin:+.3f} above the simpler reference ({self.simpler_reference})")
+        return parts

@@ -5,18 +5,13 @@ import os
 import pytest
 import tensorflow as tf
 from tfx.components.evaluator import constants as tfx_constants
-from tfx.dsl.components.base import base_beam_executor
-from tfx.types import artifact_utils, standard_artifacts
 
 from detx.components.data.testing import write_examples
 from detx.components.evaluation.coco_metrics import evaluate, read_examples
 from detx.components.evaluation.testing import OracleDetector, write_oracle_model
-from detx.components.evaluator import executor
 from detx.components.evaluator.baseline import BaselineError
-from detx.components.evaluator.options import EvaluatorOptions
-from detx.components.evaluator.report import EvaluationReport
 from detx.components.model_store import ModelStore
-from detx.pipeline.config import local_beam_args
+from tests.components.evaluator.runs import run_evaluator as _run
 
 NOISY = {"jitter": 0.03, "keep": 0.8, "false_positives": 3}
 
@@ -35,30 +30,6 @@ def models(tmp_path_factory):
         "perfect": write_oracle_model(str(root / "perfect" / "Format-Serving")),
         "noisy": write_oracle_model(str(root / "noisy" / "Format-Serving"), **NOISY),
     }
-
-
-def _run(tmp_path, examples_dir, model_dir, push_destination="", baseline="auto", **options):
-    examples = standard_artifacts.Examples()
-    examples.uri = examples_dir
-    examples.split_names = artifact_utils.encode_split_names(["train", "eval"])
-    model = standard_artifacts.Model()
-    model.uri = os.path.dirname(model_dir)
-    evaluation = standard_artifacts.ModelEvaluation()
-    evaluation.uri = str(tmp_path / "evaluation")
-    blessing = standard_artifacts.ModelBlessing()
-    blessing.uri = str(tmp_path / "blessing")
-    os.makedirs(blessing.uri)
-    context = base_beam_executor.BaseBeamExecutor.Context(beam_pipeline_args=local_beam_args(), tmp_dir=str(tmp_path))
-    executor.Executor(context).Do(
-        {"examples": [examples], "model": [model]},
-        {"evaluation": [evaluation], "blessing": [blessing]},
-        {
-            executor.PUSH_DESTINATION: push_destination,
-            executor.BASELINE_SETTING: baseline,
-            **EvaluatorOptions(**options).exec_properties(),
-        },
-    )
-    return EvaluationReport.read(blessing.uri), blessing
 
 
 def test_first_push_metrics_match_pycocotools_and_value_threshold_blesses(tmp_path, examples_dir, models):
