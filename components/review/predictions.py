@@ -10,11 +10,13 @@ import dataclasses
 import glob
 import json
 import os
+from typing import Any
 
+from detx.components.batch_inference.listing import MANIFEST, PREDICTIONS_PREFIX
+from detx.components.batch_inference.outputs import COCO_IMAGES, SKIPPED, SUMMARY
 from detx.components.batch_inference.records import ImagePrediction, SkippedImage
 
-PREDICTIONS_GLOB = "predictions-*.jsonl"
-SKIPPED_FILENAME = "skipped.jsonl"
+PREDICTIONS_GLOB = f"{PREDICTIONS_PREFIX}*.jsonl"
 
 
 class ReviewError(ValueError):
@@ -29,11 +31,15 @@ class PredictionSet:
         directory: the folder read.
         images: one prediction per scored image, sorted by file.
         skipped: the images the job could not score (listed by it, never reviewable here).
+        input_root: the images folder the job read (its summary's), if it says.
+        classes: (class id, name) of every class of the model (the job's COCO images file), if it says.
     """
 
     directory: str
     images: tuple[ImagePrediction, ...]
     skipped: tuple[SkippedImage, ...]
+    input_root: str | None = None
+    classes: tuple[tuple[int, str], ...] = ()
 
     def by_file(self) -> dict[str, ImagePrediction]:
         """The predictions keyed by their file (relative to the images root)."""
@@ -83,8 +89,14 @@ def load_predictions(directory: str) -> PredictionSet:
                     )
                 seen[prediction.file] = shard
                 images.append(prediction)
+    summary = _json(os.path.join(directory, SUMMARY))
+    if summary is None and os.path.exists(os.path.join(directory, MANIFEST)):
+        raise ReviewError(
+            f"{directory} is an unfinished detx infer run (it has {MANIFEST} but no {SUMMARY}); run the same "
+            "detx infer command again: it resumes and finishes"
+        )
     skipped: list[SkippedImage] = []
-    skipped_path = os.path.join(directory, SKIPPED_FILENAME)
+    skipped_path = os.path.join(directory, SKIPPED)
     if os.path.exists(skipped_path):
         with open(skipped_path, encoding="utf-8") as f:
             for number, line in enumerate(f, start=1):
@@ -95,4 +107,26 @@ def load_predictions(directory: str) -> PredictionSet:
                         raise ReviewError(f"{skipped_path}:{number} is not a skipped-image line ({e})") from None
     if not images:
         raise ReviewError(f"{directory}: the prediction files hold no images")
-    return PredictionSet(directory, tuple(sorted(images, key=lambda p: p.file)), tuple(skipped))
+    coco = _json(os.path.join(directory, COCO_IMAGES))
+    classes = tuple(sorted((int(c["id"]), str(c["name"])) for c in (coco or {}).get("categories", [])))
+    root = summary.get("input_root") if summary else None
+    return PredictionSet(
+        directory,
+        tuple(sorted(images, key=lambda p: p.file)),
+        tuple(skipped),
+        str(root) if root else None,
+        classes,
+    )
+
+
+def _json(path: str) -> dict[str, Any] | None:
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ReviewError(f"{path} is not valid JSON ({e}); is the detx infer run complete?") from None
+    if not isinstance(value, dict):
+        raise ReviewError(f"{path} must hold a JSON object, as detx infer writes it")
+    return value

@@ -66,13 +66,17 @@ class ImageSource:
         return "file://" + urllib.parse.quote(os.path.abspath(os.path.join(self.root, file)))
 
 
-def categories(predictions: Iterable[ImagePrediction], extra: Sequence[str] = ()) -> list[tuple[int, str]]:
-    """(class id, name) of every class the predictions name, by id; `extra` names come after, numbered on.
+def categories(
+    predictions: Iterable[ImagePrediction], known: Sequence[tuple[int, str]] = (), extra: Sequence[str] = ()
+) -> list[tuple[int, str]]:
+    """(class id, name) of every class: the model's `known` ones and those the predictions name, by id.
+
+    `extra` names (e.g. classes only the labelled data has) come after, numbered on.
 
     Raises:
         ValueError: one class id carries two names (predictions of two models with different label maps).
     """
-    names: dict[int, str] = {}
+    names: dict[int, str] = dict(known)
     for p in predictions:
         for d in p.detections:
             if names.setdefault(d.class_id, d.label) != d.label:

@@ -14,6 +14,7 @@ from detx.pipeline.cli.options import data_option, format_option, min_score_opti
 
 if TYPE_CHECKING:
     from detx.components.batch_inference.records import ImagePrediction
+    from detx.components.review.predictions import PredictionSet
 
 QUEUE_FILENAME = "queue.jsonl"
 LEFT_OUT_FILENAME = "left_out.jsonl"
@@ -37,9 +38,9 @@ def _common(fn: Any) -> Any:
             click.option(
                 "--images",
                 "images_root",
-                required=True,
                 type=click.Path(exists=True, file_okay=False),
-                help="The folder detx infer read (prediction files are relative to it).",
+                help="The folder detx infer read (prediction files are relative to it). "
+                "[default: the one its summary.json names]",
             ),
             click.option("--out", "out_dir", required=True, type=click.Path(), help="New folder for the files."),
             min_score_option,
@@ -62,9 +63,21 @@ def _fail(e: Exception) -> click.ClickException:
     return click.ClickException(f"{e}\nNothing was written.")
 
 
+def _images_root(given: str | None, loaded: PredictionSet) -> str:
+    """--images, else the folder the detx infer run read (its summary.json)."""
+    from detx.components.review.predictions import ReviewError
+
+    root = given or loaded.input_root
+    if not root:
+        raise ReviewError(f"{loaded.directory} does not name the images it scored (no summary.json); give --images")
+    if not os.path.isdir(root):
+        raise ReviewError(f"the images folder {root} (from {loaded.directory}/summary.json) is gone; give --images")
+    return root
+
+
 def _project(
     chosen: Sequence[ImagePrediction],
-    every: Sequence[ImagePrediction],
+    loaded: PredictionSet,
     images_root: str,
     url_prefix: str,
     min_score: float,
@@ -74,8 +87,8 @@ def _project(
     from detx.components.review import output, projects
 
     source = projects.ImageSource(os.path.abspath(images_root), url_prefix)
-    # Every class the model names (not only the chosen images'), so reviewers can add any of them.
-    classes = projects.categories(every, extra_classes)
+    # Every class the model knows (not only the chosen images'), so reviewers can add any of them.
+    classes = projects.categories(loaded.images, loaded.classes, extra_classes)
     return output.project_files(
         projects.coco_document(chosen, source, min_score, classes),
         projects.label_studio_tasks(chosen, source, min_score, model_version),
@@ -90,7 +103,7 @@ def _boxes(predictions: Sequence[ImagePrediction], min_score: float) -> int:
 @review_group.command("prelabel")
 @_common
 def prelabel_command(
-    predictions_dir: str, images_root: str, out_dir: str, min_score: float, url_prefix: str, model_version: str
+    predictions_dir: str, images_root: str | None, out_dir: str, min_score: float, url_prefix: str, model_version: str
 ) -> None:
     """Write the detections at --min-score or more as a CVAT COCO file and Label Studio tasks."""
     from detx.components.review import output
@@ -99,7 +112,8 @@ def prelabel_command(
     try:
         output.check_out_dir(out_dir)
         loaded = load_predictions(predictions_dir)
-        files = _project(loaded.images, loaded.images, images_root, url_prefix, min_score, model_version)
+        root = _images_root(images_root, loaded)
+        files = _project(loaded.images, loaded, root, url_prefix, min_score, model_version)
         written = output.write_folder(out_dir, files)
     except (ReviewError, ValueError) as e:
         raise _fail(e) from e
@@ -124,7 +138,7 @@ def prelabel_command(
 @format_option()
 def queue_command(
     predictions_dir: str,
-    images_root: str,
+    images_root: str | None,
     out_dir: str,
     min_score: float,
     url_prefix: str,
@@ -147,14 +161,15 @@ def queue_command(
     try:
         output.check_out_dir(out_dir)
         loaded = load_predictions(predictions_dir)
+        root = _images_root(images_root, loaded)
         candidate = load_predictions(compare_dir).by_file() if compare_dir else None
         labelled = read_labelled(data_path, data_format(fmt), progress) if data_path else None
-        queue = build_queue(loaded.images, k, min_score, images_root, candidate, labelled)
+        queue = build_queue(loaded.images, k, min_score, root, candidate, labelled)
         chosen = [item.prediction for item in queue.items]
         files = _project(
             chosen,
-            loaded.images,
-            images_root,
+            loaded,
+            root,
             url_prefix,
             min_score,
             model_version,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import pytest
 from click.testing import CliRunner
@@ -113,3 +114,29 @@ def test_an_out_folder_with_files_is_refused(tmp_path, case):
     assert result.exit_code == 1
     assert "already holds files; give a new folder" in result.output
     assert os.listdir(out) == ["mine.txt"]
+
+
+def test_a_finished_detx_infer_run_names_its_images_and_classes_and_an_unfinished_one_is_refused(tmp_path, case):
+    from detx.components.batch_inference.listing import MANIFEST
+    from detx.components.batch_inference.outputs import COCO_IMAGES, SUMMARY
+
+    run = tmp_path / "run"
+    shutil.copytree(case["served"], run)
+    (run / MANIFEST).write_text("{}")
+    result = _run("prelabel", "--predictions", str(run), "--out", str(tmp_path / "a"))
+    assert result.exit_code == 1
+    assert "is an unfinished detx infer run (it has job.json but no summary.json); run the same" in result.output
+    (run / SUMMARY).write_text(json.dumps({"input_root": case["new"], "images": 6}))
+    model_classes = [{"id": i, "name": n, "supercategory": "none"} for i, n in enumerate(["circle", "square"], 1)]
+    model_classes += [{"id": 3, "name": "triangle"}, {"id": 4, "name": "cross"}, {"id": 5, "name": "star"}]
+    (run / COCO_IMAGES).write_text(json.dumps({"images": [], "annotations": [], "categories": model_classes}))
+    result = _run("prelabel", "--predictions", str(run), "--out", str(tmp_path / "b"))  # no --images
+    assert result.exit_code == 0, result.output
+    coco = json.loads((tmp_path / "b" / "coco_prelabels.json").read_text())
+    # Every class of the model, predicted or not, so a reviewer can draw any of them.
+    assert [c["name"] for c in coco["categories"]] == ["circle", "square", "triangle", "cross", "star"]
+    assert coco["images"][0]["coco_url"] == "file://" + os.path.join(case["new"], "again.jpg")
+    result = _run("prelabel", "--predictions", case["served"], "--out", str(tmp_path / "c"))
+    assert result.exit_code == 1 and "does not name the images it scored (no summary.json); give --images" in (
+        result.output
+    )
