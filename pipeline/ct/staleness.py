@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import tensorflow as tf
+from google.protobuf import message
 
 # TFX's own partition function (tfx/components/example_gen/base_example_gen_executor.py,
 # `_PartitionFn`: sha256 of the partition feature, modulo the buckets): calling it is
@@ -203,7 +204,7 @@ def score_spans(
         echo: progress lines.
 
     Raises:
-        ValueError: `splits` has no eval split, or the version knows no classes.
+        ValueError: `splits` has no eval split, or the version knows no classes or cannot be loaded.
         detx.components.data.scan.DatasetError: a span cannot be read.
     """
     known = label_names(version_dir)
@@ -220,7 +221,7 @@ def score_spans(
         value = None
         if examples:
             if signature is None:  # load once, and only when there is something to score
-                signature = tf.saved_model.load(version_dir).signatures[SIGNATURE]
+                signature = _signature(version, version_dir)
             serialized = [e.SerializeToString() for e in examples]
             scored = signature  # bound for the lambda
             value = float(evaluate(lambda batch, s=scored: s(examples=batch), serialized, len(known)).map_50)
@@ -240,6 +241,24 @@ def score_spans(
             echo(f"  staleness: {sentence(point)}")
         points.append(point)
     return points
+
+
+def _signature(version: int, version_dir: str) -> Any:
+    """The version's `tf_example` signature.
+
+    Raises:
+        ValueError: the version cannot be loaded (not a SavedModel, corrupt) or has no such signature.
+    """
+    try:
+        model = tf.saved_model.load(version_dir)
+    except (OSError, ValueError, tf.errors.OpError, message.DecodeError) as e:
+        raise ValueError(f"version {version} ({version_dir}) cannot be loaded as a SavedModel: {e}") from e
+    if SIGNATURE not in model.signatures:
+        raise ValueError(
+            f"version {version} ({version_dir}) has no {SIGNATURE!r} signature (signatures: "
+            f"{', '.join(model.signatures) or 'none'}); export it with detx's exporter to score it"
+        )
+    return model.signatures[SIGNATURE]
 
 
 def sentence(point: Point) -> str:
@@ -262,7 +281,7 @@ def table(points: Sequence[Point]) -> str:
             (
                 str(p.span),
                 p.span_date[:10] or "?",
-                f"{p.age_days:.1f}" if p.age_days is not None else "?",
+                f"{round(p.age_days, 1) + 0.0:.1f}" if p.age_days is not None else "?",  # + 0.0: no "-0.0"
                 str(p.version),
                 str(p.eval_images),
                 f"{p.map_50:.3f}" if p.map_50 is not None else "-",

@@ -194,3 +194,19 @@ def test_check_reports_agreement_per_version_and_keeps_it(tmp_path, world):
     with open(tmp_path / "ct" / quality.QUALITY_FILE) as f:
         kept = json.load(f)["agreement"]["versions"]
     assert [(v["version"], v["verdict"]) for v in kept] == [(2, DISAGREES), (1, AGREES)]
+
+
+def test_a_version_that_cannot_be_loaded_is_reported_not_scored(tmp_path, world, fake_saved_model):
+    deliveries, _ = world
+    root = str(tmp_path / "data")
+    for d in deliveries[:2]:
+        spans.add_span(root, d)
+    dest = str(tmp_path / "models" / "detx")
+    model = fake_saved_model(str(tmp_path / "fake"))  # a SavedModel's shape, not a SavedModel
+    label_map().write(os.path.join(model, "assets", "label_map.pbtxt"))
+    ModelStore(dest).push(model, {"data": {"source": root, "spans": [1]}})
+    decision = check(root, OPTIONS, dest, ContinuousTrainingConfig(), quality_options=_quality(tmp_path, 0.05))
+    (line,) = [s for s in decision.signals if s.name == "staleness"]
+    assert not line.triggered and "not measured: version 1" in line.message
+    assert "cannot be loaded as a SavedModel" in line.message
+    assert decision.staleness == () and not os.path.exists(tmp_path / "ct" / quality.QUALITY_FILE)
