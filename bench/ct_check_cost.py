@@ -95,7 +95,7 @@ def time_check(root: str, dest: str, state_dir: str | None = None) -> tuple[floa
     from detx.pipeline.ct.quality import QualityOptions
 
     quality = QualityOptions(state_dir, {"train": 4, "eval": 1}) if state_dir else None
-    scored = []
+    scored: list[str] = []
     start = time.perf_counter()
     decision = check(
         root,

@@ -48,7 +48,9 @@ _ct_options = stack(
         "--request-log", callback=absolute_callback, help="detx serve's --request-log dir: live quality and skew."
     ),
     click.option(
-        "--state-dir", callback=absolute_callback, help="Lock, record of retrainings, staleness curve. [default: <project>/ct]"
+        "--state-dir",
+        callback=absolute_callback,
+        help="Lock, record of retrainings, staleness curve. [default: <project>/ct]",
     ),
     click.option(
         "--max-staleness-drop",
