@@ -19,6 +19,7 @@ from detx.components.modeling.config import TrainConfig
 from detx.components.release.options import ReleaseOptions
 from detx.components.tflite.options import TFLiteOptions
 from detx.components.trainer.options import TrainerOptions
+from detx.components.tuner.options import TunerOptions
 
 
 class Stage(enum.Enum):
@@ -200,6 +201,7 @@ class PipelineConfig:
         infra_validator: the model server check before a push, and its budgets.
         release: approval of pushed models and the model card's texts.
         tflite: the TFLite step (off by default) and its int8 gate.
+        tuner: the Tuner step (off by default; on Kubeflow the `tuning` run parameter) and its budget.
         push_destination: the TF Serving model base path pushes go to ("" lets the runner choose).
         baseline: how the Evaluator finds the model in production: "auto" (look in
             the push destination when it runs), "none", or a version directory
@@ -223,6 +225,7 @@ class PipelineConfig:
     infra_validator: InfraValidatorOptions = dataclasses.field(default_factory=InfraValidatorOptions)
     release: ReleaseOptions = dataclasses.field(default_factory=ReleaseOptions)
     tflite: TFLiteOptions = dataclasses.field(default_factory=TFLiteOptions)
+    tuner: TunerOptions = dataclasses.field(default_factory=TunerOptions)
     push_destination: str = ""
     baseline: str = "auto"
     beam_args: tuple[str, ...] = ()

@@ -10,6 +10,7 @@ The file mirrors `PipelineConfig`, section by section:
     infra_validator: {max_p99_ms: 200, max_memory_mb: 4096, concurrency: 4}
     release: {approval: required, rollout: progressive, intended_use: "...", limitations: "..."}
     tflite: {enabled: true, calibration_examples: 100, max_int8_map50_drop: 0.02}
+    tuner: {enabled: true, max_trials: 6, trial_steps: 200, objective: map_50}
     push_destination: gs://bucket/models/detx
     stop_after: push
     beam_args: [--runner=DataflowRunner, --project=my-project, ...]   # optional
@@ -34,6 +35,7 @@ from detx.components.infra_validator.options import InfraValidatorOptions
 from detx.components.release.options import ReleaseOptions
 from detx.components.tflite.options import TFLiteOptions
 from detx.components.trainer.options import PRODUCTION, TrainerOptions
+from detx.components.tuner.options import TunerOptions
 from detx.pipeline.config import ContinuousTrainingConfig, DataConfig, KubeflowConfig, PipelineConfig, Stage
 
 _SECTIONS: dict[str, type[Any]] = {
@@ -43,6 +45,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "infra_validator": InfraValidatorOptions,
     "release": ReleaseOptions,
     "tflite": TFLiteOptions,
+    "tuner": TunerOptions,
     "kubeflow": KubeflowConfig,
     "ct": ContinuousTrainingConfig,
 }

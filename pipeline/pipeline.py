@@ -15,6 +15,8 @@ from detx.components.pusher.component import DetectionPusher
 from detx.components.schema_gen.component import DetectionSchemaGen
 from detx.components.tflite.component import DetectionTFLiteConverter
 from detx.components.trainer.component import DetectionTrainer
+from detx.components.tuner.component import DetectionTuner
+from detx.components.tuner.options import ON as TUNING_ON
 from detx.pipeline import run_parameters
 from detx.pipeline.config import PipelineConfig, Stage
 
@@ -35,7 +37,9 @@ def create_pipeline(
     never trained on. With `tflite.enabled`, DetectionTFLiteConverter turns the
     Trainer's model into TFLite models, which the Pusher ships inside the
     version. There is no Resolver node (open-source KFP cannot run one): the
-    Evaluator reads its baseline from the push destination.
+    Evaluator reads its baseline from the push destination. A DetectionTuner
+    before the Trainer feeds it the best hyperparameters: locally only with
+    `tuner.enabled`; on Kubeflow always, switched by the `tuning` run parameter.
 
     Args:
         config: what to run.
@@ -77,6 +81,20 @@ def create_pipeline(
     )
     components = [example_gen, schema_gen, statistics_gen, example_validator, data_gate]
     if config.stop_after.includes(Stage.TRAINING):
+        tuner = None
+        # A RuntimeParameter (Kubeflow) is decided per run, so the node must be in the spec.
+        if not isinstance(values["tuning"], str) or values["tuning"] == TUNING_ON:
+            tuner = DetectionTuner(
+                examples=example_gen.outputs["examples"],
+                schema=schema_gen.outputs["schema"],
+                trainer_options=config.trainer,
+                options=config.tuner,
+                tuning=values["tuning"],
+                pretrained=values["pretrained"],
+                push_destination=values["push_destination"],
+            )
+            tuner.add_upstream_node(data_gate)
+            components.append(tuner)
         trainer = DetectionTrainer(
             examples=example_gen.outputs["examples"],
             schema=schema_gen.outputs["schema"],
@@ -85,6 +103,7 @@ def create_pipeline(
             pretrained=values["pretrained"],
             # Where `pretrained: production` finds the served version: the Evaluator's and the Pusher's destination.
             push_destination=values["push_destination"],
+            hyperparameters=tuner.outputs["best_hyperparameters"] if tuner is not None else None,
         ).with_id("Trainer")
         trainer.add_upstream_node(data_gate)
         components.append(trainer)

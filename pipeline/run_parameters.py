@@ -16,6 +16,7 @@ from typing import Any
 from tfx.v1.dsl.experimental import RuntimeParameter
 
 from detx.components.release.options import APPROVAL_MODES
+from detx.components.tuner.options import TUNING_MODES
 from detx.pipeline.config import PipelineConfig
 
 
@@ -64,6 +65,14 @@ RUN_PARAMETERS: tuple[RunParameter, ...] = (
         "'required': a pushed model waits for `detx approve` before it is served; 'none': served at once",
         lambda c: c.release.approval,
         APPROVAL_MODES,
+    ),
+    RunParameter(
+        "tuning",
+        str,
+        "'on': search the Trainer's learning-rate scale, warm-up, batch norm and augmentation first "
+        "(tuner.max_trials short trainings); 'off': the Tuner step does nothing",
+        lambda c: c.tuner.mode,
+        TUNING_MODES,
     ),
 )
 NAMES = tuple(p.name for p in RUN_PARAMETERS)

@@ -283,6 +283,24 @@ def _tflite(lineage: Mapping[str, Any]) -> Table | None:
     }
 
 
+def _tuning(lineage: Mapping[str, Any]) -> Table | str | None:
+    """Each knob the Tuner searched, its choices and the value trained with; "off" when the Trainer had none."""
+    facts = lineage.get("training") or {}
+    if "tuning" not in facts:
+        return None  # a Trainer older than the Tuner step
+    tuning = facts["tuning"] or {}
+    if not tuning.get("values"):
+        return "off"
+    searched = tuning.get("space") or {}
+    return {
+        "header": ["Hyperparameter", "Searched", "Trained with"],
+        "rows": [
+            [name, ", ".join(map(_text, searched.get(name, []))) or NOT_RECORDED, _text(value)]
+            for name, value in sorted(tuning["values"].items())
+        ],
+    }
+
+
 def view(lineage: Mapping[str, Any], production: Mapping[str, Any] | None) -> dict[str, Any]:
     """What the templates lay out: one entry per card section (see `render.render` for the arguments)."""
     release = lineage.get("release") or {}
@@ -295,6 +313,7 @@ def view(lineage: Mapping[str, Any], production: Mapping[str, Any] | None) -> di
         "limitations": _text(release.get("limitations")),
         "data": _data(lineage),
         "training": _training(lineage),
+        "tuning": _tuning(lineage),
         "metrics": _metrics(lineage),
         "blessing": _blessing(lineage),
         "infra": _infra(lineage),

@@ -9,7 +9,9 @@ the only channel of these values: `train_args` names the splits only and
 `custom_config` holds the other TrainerOptions; the executor puts them on
 `fn_args` (`fn_args.train_steps`, `fn_args.pretrained`,
 `fn_args.push_destination`) before TFX's GenericExecutor runs `run_fn`.
-Everything else is the stock Trainer (same spec and outputs).
+Everything else is the stock Trainer (same spec and outputs), including the
+optional `hyperparameters` input: a Tuner's best values, which TFX hands to
+`run_fn` as `fn_args.hyperparameters` and `run_fn` applies over the options.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class DetectionTrainer(base_component.BaseComponent):
         train_steps: Any,
         pretrained: Any = None,
         push_destination: Any = "",
+        hyperparameters: Channel | None = None,
     ) -> None:
         """Builds the component.
 
@@ -68,6 +71,7 @@ class DetectionTrainer(base_component.BaseComponent):
                 keeps `options.pretrained`.
             push_destination: where `production` is served from (a str or a
                 RuntimeParameter; "" when the run has none).
+            hyperparameters: the DetectionTuner's `best_hyperparameters` (None: no tuning step).
         """
         spec = DetectionTrainerSpec(
             examples=examples,
@@ -81,6 +85,7 @@ class DetectionTrainer(base_component.BaseComponent):
             train_steps=train_steps,
             pretrained=options.pretrained if pretrained is None else pretrained,
             push_destination=push_destination,
+            hyperparameters=hyperparameters,
             model=Channel(type=standard_artifacts.Model),
             model_run=Channel(type=standard_artifacts.ModelRun),
         )

@@ -8,9 +8,11 @@ DetectionTrainer's `pretrained` exec property, never inside `custom_config`
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 from detx.components.modeling.config import RESTORE_SCOPES, ModelConfig, TrainConfig, preset
+from detx.components.tuner import space
 
 # `pretrained`'s keyword for the version served from the push destination (components/trainer/pretrained.py).
 PRODUCTION = "production"
@@ -75,8 +77,17 @@ class TrainerOptions:
             if not 0 < value <= 1:
                 raise ValueError(f"trainer.{name} is a fraction of the preset's schedule in (0, 1], got {value}")
 
-    def configs(self, train_steps: int, warm_start: bool = False) -> tuple[ModelConfig, TrainConfig]:
-        """The preset's configs with this run's overrides; `warm_start` shortens the schedule (see the fields)."""
+    def configs(
+        self, train_steps: int, warm_start: bool = False, hyperparameters: Mapping[str, Any] | None = None
+    ) -> tuple[ModelConfig, TrainConfig]:
+        """The preset's configs with this run's overrides.
+
+        Args:
+            train_steps: steps to train.
+            warm_start: shortens the schedule (see the fields).
+            hyperparameters: the Tuner's values (a KerasTuner HyperParameters config, as TFX
+                hands them to `run_fn`), applied last by `tuner.space.apply`; None for none.
+        """
         model_config, train_config = preset(self.preset)
         overrides: dict[str, Any] = {
             "train_steps": train_steps,
@@ -93,7 +104,9 @@ class TrainerOptions:
             overrides["warmup_learning_rate"] = train_config.warmup_learning_rate * self.warm_start_learning_rate
         every = self.checkpoint_every or train_config.checkpoint_every
         overrides["checkpoint_every"] = max(1, min(every, train_steps))
-        return model_config, dataclasses.replace(train_config, **overrides)
+        return space.apply(
+            space.values_of(hyperparameters), model_config, dataclasses.replace(train_config, **overrides)
+        )
 
     def to_custom_config(self) -> dict[str, Any]:
         """The dict given to the TFX Trainer as `custom_config`: every field but the `RUN_SETTINGS`."""

@@ -13,6 +13,7 @@ from detx.components.data.label_map import LABEL_MAP_FILENAME, LabelMap
 from detx.components.model_card.facts import training_device, write_training_facts
 from detx.components.trainer import data, export, pretrained, train, training_weights, warm_start
 from detx.components.trainer.options import TrainerOptions
+from detx.components.tuner import space
 
 # Progress lines for people: `detx run` shows this logger's messages on the terminal.
 PROGRESS = logging.getLogger("detx.progress")
@@ -23,14 +24,21 @@ def run_fn(fn_args: Any) -> None:
     """Trains on the train split and exports the SavedModel to `fn_args.serving_model_dir`.
 
     `fn_args` is the DetectionTrainer executor's: TFX's FnArgs with this run's
-    `train_steps`, `pretrained` and `push_destination` (see executor.py).
+    `train_steps`, `pretrained` and `push_destination` (see executor.py), and
+    TFX's `hyperparameters` when a Tuner ran (applied by `TrainerOptions.configs`).
     """
     options = TrainerOptions.from_custom_config(fn_args.custom_config, pretrained=fn_args.pretrained)
     examples_dir = os.path.dirname(os.path.dirname(fn_args.train_files[0]))
     label_map_path = os.path.join(examples_dir, LABEL_MAP_FILENAME)
     label_map = LabelMap.read(label_map_path)
     start = pretrained.resolve(options.pretrained, fn_args.push_destination, options.pretrained_fallback, PROGRESS.info)
-    model_config, train_config = options.configs(fn_args.train_steps, warm_start=start.warm)
+    hyperparameters = getattr(fn_args, "hyperparameters", None)
+    model_config, train_config = options.configs(
+        fn_args.train_steps, warm_start=start.warm, hyperparameters=hyperparameters
+    )
+    tuned = space.values_of(hyperparameters)
+    if tuned:
+        PROGRESS.info("tuned: %s", ", ".join(f"{k} {v}" for k, v in sorted(tuned.items())))
     new_classes: list[str] = []
     if start.source is not None:
         # Before any training: a class the starting model knows but this data lacks fails the run here.
@@ -87,6 +95,8 @@ def run_fn(fn_args: Any) -> None:
             "duration_seconds": round(duration, 1),
             "final_loss": float(losses[-1]) if losses else None,
             "tensorflow_version": tf.__version__,
+            # Lineage of the tuning: the space searched and the values used (None: no Tuner, or it was off).
+            "tuning": {"space": space.space_summary(hyperparameters), "values": tuned} if tuned else None,
         },
     )
     PROGRESS.info("exported the detector to %s", fn_args.serving_model_dir)

@@ -88,3 +88,32 @@ def test_the_tflite_step_runs_after_the_trainer_when_enabled_and_feeds_the_pushe
     assert converter.inputs["model"].producer_component_id == "Trainer"
     assert converter.exec_properties["max_int8_map50_drop"] == 0.05 and "enabled" not in converter.exec_properties
     assert by_id["DetectionPusher"].inputs["tflite_models"].producer_component_id == "DetectionTFLiteConverter"
+
+
+def test_the_tuner_feeds_the_trainer_when_enabled_and_is_absent_when_off_locally():
+    from detx.components.tuner.options import TunerOptions
+
+    assert "DetectionTuner" not in [c.id for c in _pipeline().components]  # off by default
+    p = _pipeline(tuner=TunerOptions(enabled=True, max_trials=3, trial_steps=50))
+    by_id = {c.id: c for c in p.components}
+    assert [c.id for c in p.components] == [*ALL[:5], "DetectionTuner", *ALL[5:]]
+    tuner = by_id["DetectionTuner"]
+    assert "DataGate" in {u.id for u in tuner.upstream_nodes}  # nothing is tuned on data the gate stopped
+    assert by_id["Trainer"].inputs["hyperparameters"].producer_component_id == "DetectionTuner"
+    assert tuner.exec_properties["tuning"] == "on"
+    budget = json.loads(tuner.exec_properties["custom_config"])
+    assert (budget["max_trials"], budget["trial_steps"], budget["preset"]) == (3, 50, "zoo320")
+    assert "enabled" not in budget and "tuning" not in budget  # the switch has one channel: its own property
+
+
+def test_on_kubeflow_the_tuner_is_always_in_the_dag_switched_by_the_tuning_run_parameter():
+    from tfx.v1.dsl.experimental import RuntimeParameter
+
+    from detx.pipeline import run_parameters
+
+    config = PipelineConfig(data=DataConfig(path="/data/coco"), push_destination="gs://bucket/models/detx")
+    p = create_pipeline(config, "gs://bucket/root", parameters=run_parameters.runtime_parameters(config))
+    by_id = {c.id: c for c in p.components}
+    tuning = by_id["DetectionTuner"].exec_properties["tuning"]
+    assert isinstance(tuning, RuntimeParameter) and (tuning.name, tuning.default) == ("tuning", "off")
+    assert by_id["Trainer"].inputs["hyperparameters"].producer_component_id == "DetectionTuner"

@@ -215,6 +215,27 @@ def test_a_warm_start_is_stated_when_the_trainer_recorded_one():
     assert "Warm start" not in render.render(full_lineage(), None)[render.CARD_MD].decode()
 
 
+def test_the_tuning_section_shows_the_space_searched_and_the_values_trained_with():
+    lineage = full_lineage()
+    lineage["training"] = {
+        **lineage["training"],
+        "tuning": {
+            "space": {"learning_rate_scale": [0.1, 0.3, 1.0, 2.0], "augment": [False, True]},
+            "values": {"learning_rate_scale": 0.3, "augment": False},
+        },
+    }
+    files = render.render(lineage, None)
+    md = files[render.CARD_MD].decode()
+    rows = _rows(md)
+    assert "### Tuning" in md and ["Hyperparameter", "Searched", "Trained with"] in rows
+    assert ["learning_rate_scale", "0.1, 0.3, 1.0, 2.0", "0.3"] in rows
+    assert ["augment", "False, True", "False"] in rows
+    assert "learning_rate_scale" in files[render.CARD_HTML].decode()
+    lineage["training"]["tuning"] = None  # the Tuner was off, or not in the pipeline
+    assert "Tuning: off (the Trainer used its own settings)." in render.render(lineage, None)[render.CARD_MD].decode()
+    assert "Tuning" not in render.render(full_lineage(), None)[render.CARD_MD].decode()  # an older Trainer
+
+
 def test_a_release_without_sign_off_has_no_who_when_or_why():
     lineage = {**full_lineage(), "approval": {"required": False, "state": "not required"}}
     rows = _rows(render.render(lineage, None)[render.CARD_MD].decode())

@@ -81,3 +81,97 @@ def test_the_executor_hands_run_fn_the_exec_properties(tmp_path):
         "push_destination": "/models/detx",
         "custom": CUSTOM_CONFIG,
     }
+
+
+def record_hyperparameters(fn_args):
+    """A run_fn that writes the Tuner's values it was given where the model would go."""
+    os.makedirs(fn_args.serving_model_dir)
+    with open(os.path.join(fn_args.serving_model_dir, "hp.json"), "w") as f:
+        json.dump(fn_args.hyperparameters, f)
+
+
+def test_the_tuners_best_hyperparameters_reach_run_fn(tmp_path):
+    from detx.components.tuner.executor import BEST_HYPERPARAMETERS_FILE
+
+    best = {"space": [], "values": {"learning_rate_scale": 0.3, "batchnorm": "frozen"}}
+    (tmp_path / "hp").mkdir()
+    (tmp_path / "hp" / BEST_HYPERPARAMETERS_FILE).write_text(json.dumps(best))
+    examples, hp = standard_artifacts.Examples(), standard_artifacts.HyperParameters()
+    examples.uri, hp.uri = str(tmp_path / "examples"), str(tmp_path / "hp")
+    examples.split_names = artifact_utils.encode_split_names(["train", "eval"])
+    model, model_run = standard_artifacts.Model(), standard_artifacts.ModelRun()
+    model.uri, model_run.uri = str(tmp_path / "model"), str(tmp_path / "model_run")
+    Executor().Do(
+        {"examples": [examples], "hyperparameters": [hp]},
+        {"model": [model], "model_run": [model_run]},
+        {
+            "train_args": proto_utils.proto_to_json(trainer_pb2.TrainArgs(splits=["train"])),
+            "eval_args": proto_utils.proto_to_json(trainer_pb2.EvalArgs(splits=["eval"])),
+            "custom_config": json.dumps(CUSTOM_CONFIG),
+            "run_fn": f"{__name__}.record_hyperparameters",
+            "train_steps": 42,
+        },
+    )
+    assert json.loads((tmp_path / "model" / "Format-Serving" / "hp.json").read_text()) == best
+
+
+def test_run_fn_trains_with_the_tuned_values_and_records_them(tmp_path, monkeypatch):
+    import tensorflow as tf
+
+    from detx.components.data.testing import write_examples
+    from detx.components.model_card.facts import training_facts
+    from detx.components.modeling.network import build_network
+    from detx.components.trainer import export, train
+    from detx.components.trainer.executor import DetectionFnArgs
+    from detx.components.trainer.run_fn import run_fn
+    from detx.components.tuner import space
+
+    uri = write_examples(str(tmp_path / "examples"), 6, seed=1, splits={"train": 4, "eval": 2})
+    seen = {}
+
+    # Training and export are stood in for (a real run_fn takes a minute here): what is checked is the
+    # configs run_fn hands to train.train.
+    def fake_train(dataset_fn, model_config, train_config, num_classes, run_dir, **_):
+        seen.update(model=model_config, train=train_config)
+        return train.TrainResult(build_network(model_config, num_classes), {"loss": [1.0]}, 1, 0)
+
+    def fake_export(network, model_config, label_map_path, export_dir):
+        tf.io.gfile.makedirs(export_dir)
+        return export_dir
+
+    monkeypatch.setattr(train, "train", fake_train)
+    monkeypatch.setattr(export, "export", fake_export)
+    tuned = space.search_space("tiny", freeze_batchnorm=False)
+    for name, value in (("learning_rate_scale", 0.3), ("warmup_fraction", 0.25), ("batchnorm", "0.99")):
+        tuned.values[name] = value
+    tuned.values["augment"] = False
+    fn_args = DetectionFnArgs(
+        train_files=[os.path.join(uri, "Split-train", "*")],
+        custom_config={"preset": "tiny", "batch_size": 4},
+        train_steps=40,
+        serving_model_dir=str(tmp_path / "model"),
+        model_run_dir=str(tmp_path / "model_run"),
+        hyperparameters=tuned.get_config(),
+    )
+    run_fn(fn_args)
+    t, m = seen["train"], seen["model"]
+    # tiny's 0.04 at its reference batch 16; the batch override scales it (4/16) when the optimizer is built.
+    assert (t.base_learning_rate, t.warmup_learning_rate) == pytest.approx((0.04 * 0.3, 0.0133 * 0.3))
+    assert (t.warmup_steps, t.freeze_batchnorm, t.augment, m.bn_momentum) == (10, False, False, 0.99)
+    assert (t.train_steps, t.batch_size) == (40, 4)
+    facts = training_facts(fn_args.serving_model_dir)
+    assert facts["tuning"]["values"] == {
+        "learning_rate_scale": 0.3,
+        "warmup_fraction": 0.25,
+        "batchnorm": "0.99",
+        "augment": False,
+    }
+    assert facts["tuning"]["space"]["learning_rate_scale"] == [0.1, 0.3, 1.0, 2.0]
+    assert facts["learning_rate"] == pytest.approx(0.04 * 0.3 * 4 / 16) and facts["warmup_steps"] == 10
+
+
+def test_hyperparameters_the_trainer_does_not_know_are_refused():
+    from detx.components.trainer.options import TrainerOptions
+
+    with pytest.raises(ValueError, match=r"the hyperparameters name dropout, which the detx Trainer does not know"):
+        TrainerOptions(preset="tiny").configs(10, hyperparameters={"values": {"dropout": 0.5}})
