@@ -64,10 +64,21 @@ def write_images(root: str, count: int = 16, seed: int = 0) -> list[str]:
     return sorted(good)
 
 
-@pytest.fixture(scope="module")
+def shared_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The tiny preset with random weights, exported by detx once per test process (its label map names 3 classes).
+
+    Kept under the session's base temp folder, so the CLI tests in tests/pipeline reuse it too; nothing writes to it.
+    """
+    path = tmp_path_factory.getbasetemp() / "batch-inference-tiny" / "model"
+    if not (path / "saved_model.pb").exists():
+        export_tiny(str(path), seed=1)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The tiny preset with random weights, exported by detx (its label map asset names 3 classes)."""
-    return export_tiny(str(tmp_path_factory.mktemp("tiny") / "model"), seed=1)
+    """The shared tiny detector (`shared_tiny_model`)."""
+    return shared_tiny_model(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
