@@ -83,7 +83,9 @@ def fit(
             groups[int(labels[i]), int(row[i]), int(col[i]), int(size[i])].append(boxes[i])
         total += len(labels)
     if total == 0:
-        raise ValueError("the train split has no boxes: the box prior has nothing to fit")
+        raise ValueError(
+            "the train split has no boxes: the box prior has nothing to fit; set evaluator.simpler_reference to 'none'"
+        )
     ranked = sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))[:max_boxes]
     return BoxPrior(
         boxes=np.stack([np.mean(members, axis=0) for _, members in ranked]).astype(np.float32),

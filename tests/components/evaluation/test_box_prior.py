@@ -22,7 +22,7 @@ def test_the_most_frequent_cell_of_each_class_comes_first_as_its_mean_box():
 
 
 def test_no_training_box_is_a_clear_error():
-    with pytest.raises(ValueError, match="the train split has no boxes"):
+    with pytest.raises(ValueError, match="the train split has no boxes: the box prior has nothing to fit; set"):
         box_prior.fit([(np.zeros((0, 4)), np.zeros(0, dtype=np.int64))])
 
 

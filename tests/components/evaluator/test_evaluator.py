@@ -70,9 +70,14 @@ def test_worse_than_production_is_not_blessed_and_better_is(tmp_path, examples_d
 
     rolled = str(tmp_path / "dest2")
     ModelStore(rolled).push(models["noisy"], {})
-    report, _ = _run(tmp_path / "b", examples_dir, models["perfect"], push_destination=rolled)
+    # With the simpler reference too: three models in one TFMA run, the thresholds on the candidate only.
+    report, _ = _run(
+        tmp_path / "b", examples_dir, models["perfect"], push_destination=rolled, simpler_reference="box_prior"
+    )
     assert report.blessed and report.baseline_version == 1 and report.metrics["map_50"] == pytest.approx(1.0)
     assert "compared with production version 1" in report.verdict()
+    assert report.margin == pytest.approx(1.0 - report.reference_metrics["map_50"]) and report.margin > 0.5
+    assert report.baseline_metrics["map_50"] < 1.0 and report.reference_metrics["map_50"] < 0.3
 
 
 def test_a_baseline_without_the_tf_example_signature_is_a_clear_error(tmp_path, examples_dir, models):

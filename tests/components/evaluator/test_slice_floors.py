@@ -6,9 +6,12 @@ import os
 import pytest
 import tensorflow_model_analysis as tfma
 from tfx.components.evaluator import constants as tfx_constants
+from tfx.types import artifact_utils, standard_artifacts
 
 from detx.components.data.testing import write_examples
 from detx.components.evaluation.testing import write_oracle_model
+from detx.components.evaluator import simpler_reference
+from detx.components.evaluator.options import EvaluatorOptions
 from tests.components.evaluator.runs import run_evaluator
 
 SMALL = "small objects (area <= 32² px)"
@@ -106,3 +109,12 @@ def test_empty_slices_never_fail_a_run(tmp_path):
     # TFMA itself fails a lower bound on NaN; the Evaluator reads those failures as "not judged".
     validation = tfma.load_validation_result(str(tmp_path / "evaluation"))
     assert not validation.validation_ok
+
+
+def test_the_box_prior_without_a_train_split_is_a_clear_error(tmp_path):
+    examples = standard_artifacts.Examples()
+    examples.uri = str(tmp_path)
+    examples.split_names = artifact_utils.encode_split_names(["eval"])
+    with pytest.raises(ValueError, match=r"fitted on the train split, and the examples have none \(splits: eval\)"):
+        simpler_reference.build(EvaluatorOptions(simpler_reference="box_prior"), [examples], str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()  # nothing written
