@@ -216,15 +216,19 @@ def score_spans(
     signature = None
     points = []
     for span in spans:
-        examples = stats.converted_examples(scan_window(options, root, [span]), options, True, select=select)
+        scan = scan_window(options, root, [span])
+
+        def progress(done: int, total: int, span: int = span) -> None:
+            if echo is not None:
+                echo(f"  reading span {span} for its eval split: {done}/{total} images")
+
+        examples = stats.converted_examples(scan, options, keep_images=True, progress=progress, select=select)
         left_out = sum(relabel(e, known) for e in examples)
         value = None
         if examples:
             if signature is None:  # load once, and only when there is something to score
                 signature = _signature(version, version_dir)
-            serialized = [e.SerializeToString() for e in examples]
-            scored = signature  # bound for the lambda
-            value = float(evaluate(lambda batch, s=scored: s(examples=batch), serialized, len(known)).map_50)
+            value = _map_50(signature, [e.SerializeToString() for e in examples], len(known))
         date = span_date(root, span)
         point = Point(
             version=version,
@@ -259,6 +263,11 @@ def _signature(version: int, version_dir: str) -> Any:
             f"{', '.join(model.signatures) or 'none'}); export it with detx's exporter to score it"
         )
     return model.signatures[SIGNATURE]
+
+
+def _map_50(signature: Any, examples: list[bytes], num_classes: int) -> float:
+    """COCO mAP@0.5 of a `tf_example` signature on serialized examples (the release re-check's scoring)."""
+    return float(evaluate(lambda batch: signature(examples=batch), examples, num_classes).map_50)
 
 
 def sentence(point: Point) -> str:
