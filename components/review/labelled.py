@@ -31,14 +31,14 @@ class LabelledData:
         root: the dataset or span root read.
         spans: the spans read (empty for a plain dataset).
         boxes_per_class: labelled boxes of each class name (every class of the label map, 0 included).
-        hashes: (image id, dHash) of every readable labelled image.
+        hashes: (image id, fingerprint) of every readable labelled image.
         unreadable: labelled images that could not be hashed.
     """
 
     root: str
     spans: tuple[int, ...]
     boxes_per_class: dict[str, int]
-    hashes: tuple[tuple[str, int], ...]
+    hashes: tuple[tuple[str, dhash.Fingerprint], ...]
     unreadable: int
 
     @property
@@ -87,7 +87,7 @@ def read_labelled(root: str, fmt: str = "auto", progress: Callable[[int, int], N
     except DatasetError as e:
         raise ReviewError(f"--data {root}: {e}") from e
     counts: Counter[str] = Counter({name: 0 for name in scan.label_map.names})
-    hashes: list[tuple[str, int]] = []
+    hashes: list[tuple[str, dhash.Fingerprint]] = []
     unreadable = 0
     total = scan.num_records
     for n, record in enumerate(_records(scan), start=1):
@@ -96,7 +96,7 @@ def read_labelled(root: str, fmt: str = "auto", progress: Callable[[int, int], N
             if label is not None:
                 counts[scan.label_map.name_of(label)] += 1
         try:
-            hashes.append((record.image_id, dhash.dhash(_image_bytes(record))))
+            hashes.append((record.image_id, dhash.fingerprint(_image_bytes(record))))
         except (OSError, ValueError):  # counted: a missing or corrupt labelled image cannot be a duplicate's twin
             unreadable += 1
         if progress is not None and (n % 200 == 0 or n == total):

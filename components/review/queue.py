@@ -13,9 +13,10 @@ highest one ranks it:
   RARE_SHARE of the labelled boxes: 1 - share / RARE_SHARE (1.0 for a class
   never labelled).
 
-Images whose dHash is within `dhash.NEAR_DUPLICATE_BITS` of a labelled image
-are not queued (a person would label the same picture twice); they are listed
-with the image they repeat.
+Near-duplicates of labelled images (`dhash`: a dHash within
+NEAR_DUPLICATE_BITS and thumbnails within NEAR_DUPLICATE_GREY) are not queued
+(a person would label the same picture twice); they are listed with the image
+they repeat.
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
-
-import numpy as np
 
 from detx.components.batch_inference.records import ImagePrediction
 from detx.components.evaluation.detections import match
@@ -83,6 +82,7 @@ class NearDuplicate:
     file: str
     labelled_image: str
     bits: int
+    grey: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,19 +159,6 @@ def reasons(
     return tuple(sorted((r for r in found if r is not None), key=lambda r: -r.priority))
 
 
-def _hash_table(labelled: LabelledData) -> tuple[np.ndarray, list[str]]:
-    ids = [image_id for image_id, _ in labelled.hashes]
-    return np.array([h for _, h in labelled.hashes], dtype=np.uint64), ids
-
-
-def _nearest(h: int, table: np.ndarray) -> tuple[int, int]:
-    """(index, bits) of the labelled hash nearest to `h`."""
-    xor = np.bitwise_xor(table, np.uint64(h))
-    bits = np.unpackbits(xor.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1)
-    i = int(np.argmin(bits))
-    return i, int(bits[i])
-
-
 def build_queue(
     predictions: Sequence[ImagePrediction],
     k: int,
@@ -202,24 +189,23 @@ def build_queue(
         ),
         key=lambda item: (-item.priority, item.prediction.file),
     )
-    table, ids = _hash_table(labelled) if labelled is not None and labelled.hashes else (None, [])
+    index = dhash.Index(list(labelled.hashes)) if labelled is not None else None
     items: list[QueueItem] = []
     duplicates: list[NearDuplicate] = []
     unreadable: list[str] = []
     for n, item in enumerate(ranked, start=1):
         if len(items) == k:
             break
-        if table is not None:
-            # Hashed in rank order, and only until K are queued: the rest never need reading.
+        if index:
+            # Fingerprinted in rank order, and only until K are queued: the rest never need reading.
             try:
                 with open(os.path.join(images_root, item.prediction.file), "rb") as f:
-                    h = dhash.dhash(f.read())
+                    found = index.near_duplicate(dhash.fingerprint(f.read()))
             except (OSError, ValueError):
                 unreadable.append(item.prediction.file)
                 continue
-            i, bits = _nearest(h, table)
-            if bits <= dhash.NEAR_DUPLICATE_BITS:
-                duplicates.append(NearDuplicate(item.prediction.file, ids[i], bits))
+            if found is not None:
+                duplicates.append(NearDuplicate(item.prediction.file, found[0], found[1], round(found[2], 2)))
                 continue
             if progress is not None and n % 100 == 0:
                 progress(n)

@@ -58,7 +58,7 @@ def test_rare_classes_are_raised_and_near_duplicates_of_labelled_images_left_out
     assert "again.jpg" not in files
     [duplicate] = queue.near_duplicates
     assert duplicate.file == "again.jpg" and duplicate.labelled_image == "span-1/1"
-    assert duplicate.bits <= dhash.NEAR_DUPLICATE_BITS
+    assert duplicate.bits <= dhash.NEAR_DUPLICATE_BITS and duplicate.grey < 1.0
     assert files[:2] == ["ambiguous.jpg", "never.jpg"]  # a class never labelled ties with the most ambiguous
     never = queue.items[1]
     assert never.reasons[0].kind == "rare_class" and never.priority == pytest.approx(1.0)
@@ -95,16 +95,24 @@ def test_disagreement_with_a_candidate_ranks_images(tmp_path, case):
     assert [r.kind for r in same.reasons] == ["uncertain"]  # agreement is no reason
 
 
-def test_dhash_keeps_near_duplicates_close_and_other_pictures_far():
-    original = dhash.dhash(jpeg(noise_image(7)))
-    again = dhash.dhash(jpeg(noise_image(7), quality=40))
+def test_near_duplicates_need_a_close_hash_and_a_close_thumbnail():
     from PIL import Image
 
-    bigger = dhash.dhash(jpeg(np.asarray(Image.fromarray(noise_image(7)).resize((200, 150)))))
-    assert dhash.distance(original, again) <= dhash.NEAR_DUPLICATE_BITS
-    assert dhash.distance(original, bigger) <= dhash.NEAR_DUPLICATE_BITS
-    others = [dhash.distance(original, dhash.dhash(jpeg(noise_image(s)))) for s in range(8, 14)]
+    original = dhash.fingerprint(jpeg(noise_image(7)))
+    again = dhash.fingerprint(jpeg(noise_image(7), quality=40))
+    bigger = dhash.fingerprint(jpeg(np.asarray(Image.fromarray(noise_image(7)).resize((200, 150)))))
+    for copy in (again, bigger):
+        assert dhash.distance(original.hash, copy.hash) <= dhash.NEAR_DUPLICATE_BITS
+        assert dhash.grey_difference(original, copy) < 1.0
+    others = [dhash.distance(original.hash, dhash.dhash(jpeg(noise_image(s)))) for s in range(8, 14)]
     assert min(others) > 2 * dhash.NEAR_DUPLICATE_BITS, others
+    # Pictures without texture all hash alike (every bit 0): the thumbnails tell them apart.
+    light, dark = (dhash.fingerprint(jpeg(np.full((96, 96, 3), v))) for v in (128, 60))
+    assert dhash.distance(light.hash, dark.hash) == 0
+    index = dhash.Index([("light", light), ("original", original)])
+    assert index.near_duplicate(dark) is None
+    name, bits, grey = index.near_duplicate(again)
+    assert name == "original" and bits <= dhash.NEAR_DUPLICATE_BITS and grey < 1.0
 
 
 def test_bad_prediction_folders_are_refused_by_name(tmp_path):
