@@ -15,9 +15,11 @@ from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
 from detx.components.evaluator.report import EvaluationReport
+from detx.components.infra_validator.executor import eval_examples
+from detx.components.infra_validator.options import InfraValidatorOptions
 from detx.components.infra_validator.report import HAS_MODEL_KEY, InfraReport
 from detx.components.model_store import TRAIN_STATS_FILENAME, ModelStore, ModelStoreError
-from detx.components.pusher import lineage
+from detx.components.pusher import finite, lineage
 from detx.components.release import approval
 from detx.components.release.options import ReleaseOptions
 from detx.components.release.traffic import TrafficSplit, read_traffic, write_traffic
@@ -57,7 +59,9 @@ class Executor(base_executor.BaseExecutor):
         """Pushes the model if blessed (and infra-blessed, when an InfraValidator ran).
 
         Args:
-            input_dict: `model`, `model_blessing` (the Evaluator's), `examples` (for the lineage),
+            input_dict: `model`, `model_blessing` (the Evaluator's), `examples` (for the lineage, and
+                the eval sample of the numeric check: a model with NaN or Inf in its weights or in
+                its answers is not pushed, see finite.py),
                 optionally `infra_blessing` (the InfraValidator's: its `stamped_model/`, the model
                 with TF Serving's warm-up file, is what gets pushed), `statistics`
                 (StatisticsGen's, pushed with the model) and `tflite_models` (the TFLite step's
@@ -102,11 +106,19 @@ class Executor(base_executor.BaseExecutor):
             record.update(reason=f"this model is already {where} as version {already[0]}", version=already[0])
         else:
             source = _model_to_push(model, infra_artifacts)
-            pipeline = self._pipeline()
-            record_lineage = lineage.lineage(model, source, examples, report, blessing.uri, infra, release, pipeline)
-            tflite, record_lineage["tflite"] = lineage.tflite_files(input_dict.get("tflite_models") or [])
-            extra = {**_train_statistics(input_dict.get("statistics") or []), **tflite}
-            record.update(_push(store, source, record_lineage, release, report.baseline_version, extra))
+            numeric = finite.check(source, _eval_sample(examples))
+            record["finite"] = numeric.to_dict()
+            if not numeric.finite:
+                record["reason"] = numeric.refusal()
+            else:
+                PROGRESS.info("%s", numeric.summary())
+                pipeline = self._pipeline()
+                record_lineage = lineage.lineage(
+                    model, source, examples, report, blessing.uri, infra, release, pipeline
+                )
+                tflite, record_lineage["tflite"] = lineage.tflite_files(input_dict.get("tflite_models") or [])
+                extra = {**_train_statistics(input_dict.get("statistics") or []), **tflite}
+                record.update(_push(store, source, record_lineage, release, report.baseline_version, extra))
         if not record["pushed"]:
             PROGRESS.info("not pushing: %s", record["reason"])
         pushed.set_int_custom_property(PUSHED, int(record["pushed"]))
@@ -124,6 +136,13 @@ class Executor(base_executor.BaseExecutor):
             "name": pipeline_info.id if pipeline_info is not None else "",
             "run_id": (context.pipeline_run_id if context is not None else None) or "",
         }
+
+
+def _eval_sample(examples: types.Artifact) -> list[bytes]:
+    """The eval examples the InfraValidator picks: the split's first ones, as many as its default sends."""
+    if "eval" not in artifact_utils.decode_split_names(examples.split_names or "[]"):
+        return []
+    return eval_examples(examples, InfraValidatorOptions().examples)
 
 
 def _model_to_push(model: types.Artifact, infra_artifacts: list[types.Artifact]) -> str:
