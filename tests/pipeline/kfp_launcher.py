@@ -27,6 +27,10 @@ Per task, in dependency order:
    structs are wrapped in {"list": ...} / {"struct": ...}) and `display_name` is added.
 
 Not emulated: Kubernetes itself (pods, volumes, secrets), Argo, retries, the KFP UI.
+
+A step is a fresh process with the container's command, arguments and environment; for
+detx's entrypoint it is forked from a pre-imported interpreter (tests/pipeline/step_zygote.py,
+which says why; DETX_TEST_STEP_SUBPROCESS=1 starts a new interpreter per step instead).
 """
 
 from __future__ import annotations
@@ -38,12 +42,15 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import yaml
 from google.protobuf import json_format, struct_pb2
 from kfp.pipeline_spec import pipeline_spec_pb2
+
+from tests.pipeline import step_zygote
 
 # The launcher's executor output file (launcher_v2.go; a path under the pipeline root from KFP 2.15).
 OUTPUT_FILE = "/tmp/kfp_outputs/output_metadata.json"
@@ -279,11 +286,18 @@ def _launch(
         fcntl.flock(lock, fcntl.LOCK_EX)
         if os.path.exists(OUTPUT_FILE):
             os.remove(OUTPUT_FILE)
-        result = subprocess.run(
-            command + args, capture_output=True, text=True, timeout=timeout, check=False, env=dict(env)
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"step {task_name} failed ({result.returncode}):\n{result.stderr[-6000:]}")
+        zygote = step_zygote.zygote_for(env) if command[1:] == ["-m", step_zygote.MODULE] else None
+        if zygote is not None:
+            with tempfile.NamedTemporaryFile("r", suffix=".log") as log:
+                returncode = zygote.run(args, log.name, timeout)
+                stderr = log.read()
+        else:
+            result = subprocess.run(
+                command + args, capture_output=True, text=True, timeout=timeout, check=False, env=dict(env)
+            )
+            returncode, stderr = result.returncode, result.stderr
+        if returncode != 0:
+            raise RuntimeError(f"step {task_name} failed ({returncode}):\n{stderr[-6000:]}")
         output = pipeline_spec_pb2.ExecutorOutput()
         if os.path.exists(OUTPUT_FILE):
             with open(OUTPUT_FILE) as f:
