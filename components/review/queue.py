@@ -177,7 +177,7 @@ def build_queue(
         images_root: where the predicted images are (their files are relative to it).
         candidate: a second model's predictions by file (the disagreement reason).
         labelled: the labelled data (the rare-class reason and near-duplicates).
-        progress: called with the number of images hashed so far, now and then.
+        progress: called with the number of predicted images checked for near-duplicates, every 100.
     """
     if k < 1:
         raise ValueError(f"K must be 1 or more, got {k}")
@@ -196,6 +196,8 @@ def build_queue(
     for n, item in enumerate(ranked, start=1):
         if len(items) == k:
             break
+        if index and progress is not None and n % 100 == 0:
+            progress(n)
         if index:
             # Fingerprinted in rank order, and only until K are queued: the rest never need reading.
             try:
@@ -207,9 +209,12 @@ def build_queue(
             if found is not None:
                 duplicates.append(NearDuplicate(item.prediction.file, found[0], found[1], round(found[2], 2)))
                 continue
-            if progress is not None and n % 100 == 0:
-                progress(n)
         items.append(item)
+    if unreadable and not items and not duplicates:
+        raise ValueError(
+            f"none of the predicted images could be read under {images_root} (e.g. {unreadable[0]}); "
+            "give --images the folder detx infer read"
+        )
     return Queue(tuple(items), tuple(duplicates), tuple(unreadable), len(ranked))
 
 

@@ -164,7 +164,15 @@ def queue_command(
         root = _images_root(images_root, loaded)
         candidate = load_predictions(compare_dir).by_file() if compare_dir else None
         labelled = read_labelled(data_path, data_format(fmt), progress) if data_path else None
-        queue = build_queue(loaded.images, k, min_score, root, candidate, labelled)
+        queue = build_queue(
+            loaded.images,
+            k,
+            min_score,
+            root,
+            candidate,
+            labelled,
+            lambda n: click.echo(f"  checked {n} ranked images for near-duplicates", err=True),
+        )
         chosen = [item.prediction for item in queue.items]
         files = _project(
             chosen,

@@ -140,3 +140,13 @@ def test_a_finished_detx_infer_run_names_its_images_and_classes_and_an_unfinishe
     assert result.exit_code == 1 and "does not name the images it scored (no summary.json); give --images" in (
         result.output
     )
+
+
+def test_a_wrong_images_folder_is_named(tmp_path, case):
+    result = _run(
+        "queue", "--predictions", case["served"], "--images", str(tmp_path), "--data", case["spans"],
+        "-k", "2", "--out", str(tmp_path / "q"),
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert f"none of the predicted images could be read under {tmp_path} (e.g. ambiguous.jpg)" in result.output
+    assert not (tmp_path / "q").exists()
