@@ -1,4 +1,4 @@
-"""Prometheus metrics of the model server: requests, errors, latency, loaded versions, warm-ups, rollouts.
+"""Prometheus metrics of the model server: requests, errors, latency, loaded versions, warm-ups, rollouts, NaN/Inf.
 
 The progressive-delivery metrics (issue 16) are read by `detx rollout`
 (components/release/rollout/) through the name and label constants below, so
@@ -8,6 +8,7 @@ sample `X_total`, and a Histogram `X` as `X_bucket`, `X_sum` and `X_count`.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,6 +34,8 @@ SHADOW_SCORE_DIFFERENCE = "detx_serving_shadow_score_difference"
 SPLIT = "detx_serving_traffic_split_percent"
 # Mirrored requests handed over and not yet recorded (how far the mirror is behind): model.
 SHADOW_PENDING = "detx_serving_shadow_pending"
+# Answered images whose detection scores or boxes hold NaN or Inf: model, version, role (issue 19).
+NON_FINITE = "detx_serving_non_finite_outputs"
 
 # Roles of an answer: the stable version answering a client, the candidate answering a client
 # (the canary share, or a request naming it), the candidate on a mirrored request.
@@ -156,6 +159,16 @@ class ServerMetrics:
             registry=self.registry,
         ).labels(model_name)
 
+        self.non_finite = Counter(
+            NON_FINITE,
+            "answered images whose detection scores or boxes hold NaN or Inf, by version and role",
+            ["model", "version", "role"],
+            registry=self.registry,
+        )
+        # The same count per version, for GetModelStatus (a Counter's value is not public API).
+        self._non_finite_by_version: dict[int, int] = {}
+        self._non_finite_lock = threading.Lock()
+
     def observe(self, method: str, code: str, seconds: float) -> None:
         """Counts one request."""
         self.requests.labels(self._model, method, code).inc()
@@ -176,6 +189,19 @@ class ServerMetrics:
             histogram = self.top_score.labels(*labels)
             for score in top_scores:
                 histogram.observe(score)
+
+    def observe_non_finite(self, version: int, role: str, images: int) -> None:
+        """Counts `images` answered by `version` in `role` with NaN or Inf in their scores or boxes."""
+        if images <= 0:
+            return
+        self.non_finite.labels(self._model, str(version), role).inc(images)
+        with self._non_finite_lock:
+            self._non_finite_by_version[version] = self._non_finite_by_version.get(version, 0) + images
+
+    def non_finite_count(self, version: int) -> int:
+        """Images `version` answered with NaN or Inf since this server started."""
+        with self._non_finite_lock:
+            return self._non_finite_by_version.get(version, 0)
 
     def observe_shadow(self, stable: int, candidate: int, outcome: str, matching: Matching | None = None) -> None:
         """Counts one mirrored request; `matching` for a compared one."""

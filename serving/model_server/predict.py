@@ -229,6 +229,22 @@ def predict(router: Router, request: Any, limits: Limits, batcher: Batcher | Non
     return Answer(response, route, signature, arrays, outputs, seconds)
 
 
+# The outputs whose NaN or Inf the server counts (components/trainer/export.py names them).
+FINITE_OUTPUTS = ("detection_scores", "detection_boxes")
+
+
+def non_finite_images(outputs: dict[str, np.ndarray]) -> int:
+    """Images (rows of the batch) whose detection scores or boxes hold any NaN or Inf (0 without those outputs)."""
+    bad: np.ndarray | None = None
+    for name in FINITE_OUTPUTS:
+        value = outputs.get(name)
+        if value is None or not np.issubdtype(np.asarray(value).dtype, np.floating) or np.ndim(value) == 0:
+            continue
+        rows = ~np.isfinite(np.asarray(value).reshape(len(value), -1)).all(axis=1)
+        bad = rows if bad is None else bad | rows
+    return 0 if bad is None else int(bad.sum())
+
+
 @functools.lru_cache(maxsize=32)
 def _signature_defs(path: str) -> Any:
     from tensorflow.python.tools import saved_model_utils

@@ -1,13 +1,15 @@
 """The gRPC services: TF Serving's PredictionService and ModelService, answered from a VersionManager.
 
 Every Predict is routed by the traffic split (routing.py); its answer is
-counted by version and role (metrics.py), offered to the request log, and,
+counted by version and role (metrics.py), its images with NaN or Inf scores
+or boxes too (shown in GetModelStatus), offered to the request log, and,
 for the router's shadow share of stable's answers, handed to the shadow
 mirror once gRPC has sent the answer (shadow.py).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,7 +23,7 @@ from tensorflow_serving.apis import (
 
 from detx.serving.model_server import predict as predict_lib
 from detx.serving.model_server.batching import Batcher
-from detx.serving.model_server.metrics import ServerMetrics
+from detx.serving.model_server.metrics import NON_FINITE, ServerMetrics
 from detx.serving.model_server.request_log import RequestLog
 from detx.serving.model_server.routing import Router
 from detx.serving.model_server.shadow import Mirrored, ShadowMirror, top_scores
@@ -95,7 +97,10 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             raise
         route = answer.route
         ok = grpc.StatusCode.OK.name
-        self._metrics.observe_answer(route.version, route.role, ok, answer.seconds, top_scores(answer.outputs))
+        # A NaN top score would poison the histogram's sum; such images are counted as non-finite instead.
+        scores = [score for score in top_scores(answer.outputs) if math.isfinite(score)]
+        self._metrics.observe_answer(route.version, route.role, ok, answer.seconds, scores)
+        self._metrics.observe_non_finite(route.version, route.role, predict_lib.non_finite_images(answer.outputs))
         if self._request_log is not None:
             self._request_log.offer(route.version, answer.signature, answer.inputs, answer.outputs, route.role)
         if self._mirror is not None and route.candidate is not None and self._router.mirror(route):
@@ -142,8 +147,24 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
             status = response.model_version_status.add(version=v.version, state=int(v.state))
             if v.error:
                 status.status.error_code = grpc.StatusCode.UNKNOWN.value[0]
-                status.status.error_message = v.error
+            status.status.error_message = "; ".join(filter(None, [v.error, self._non_finite(v.version)]))
         return response
+
+    def _non_finite(self, version: int) -> str:
+        """The non-finite answers of `version`, as a status message ("" when there are none).
+
+        StatusProto's error_message is "only set if an error was encountered"
+        (tensorflow_serving/util/status.proto); NaN answers are one, but the
+        version still serves, so its error_code stays OK (0) and its state
+        AVAILABLE: clients that judge by the code or the state see no change.
+        """
+        count = self._metrics.non_finite_count(version)
+        if not count:
+            return ""
+        return (
+            f"{count} answered image(s) with NaN or Inf in {' or '.join(predict_lib.FINITE_OUTPUTS)} since the "
+            f"server started (metric {NON_FINITE}_total); the version keeps serving: retrain or roll back"
+        )
 
     def GetModelStatus(self, request: Any, context: grpc.ServicerContext) -> Any:
         """TF Serving's GetModelStatus: every known version with its state and load error."""
