@@ -4,11 +4,14 @@ The floors are TFMA value thresholds on the COCO metric's `ap_50/<class>` and
 `map_50/area=<size>` numbers (eval_config.py), judged on the whole split;
 TFMA's validator decides. One case is the Evaluator's own: a class or size
 with no box in the eval split has no AP (COCOeval's -1; the metric reports
-NaN, as TFMA's own `COCOAveragePrecision` does through `np.nanmean` of
-nothing), and TFMA's validator fails NaN against any lower bound
+NaN and a box count of 0), and TFMA's validator fails NaN against any lower bound
 (`metric >= lower_bound` is False; tensorflow_model_analysis/evaluators/
 metrics_validator.py, `_check_threshold`). Such a failure is read as "not
 judged: no ground truth", never as a failed run, and the report says so.
+TFMA's own `COCOAveragePrecision` could not tell: for a class without ground
+truth its precision-at-recall finds no feasible point and returns 0.0
+(`confusion_matrix_metrics._find_max_under_constraint`), the same AP as a
+class never detected.
 """
 
 from __future__ import annotations
