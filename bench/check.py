@@ -169,6 +169,8 @@ def run_script(script: str, timeout: float) -> tuple[dict[str, Any] | None, str]
         )
     except subprocess.TimeoutExpired:
         return None, f"did not finish in {timeout:.0f} s"
+    if proc.returncode < 0:  # its last words would be some thread's complaint about being stopped
+        return None, f"killed by signal {-proc.returncode}"
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         return None, f"exited {proc.returncode}: {last[:400]}"

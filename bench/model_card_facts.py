@@ -101,7 +101,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--examples", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
-    args = parse_with_quick(parser, examples=20_000, repeats=3)
+    args = parse_with_quick(parser, examples=3_000, repeats=3)
     with tempfile.TemporaryDirectory() as work:
         uri = build_artifact(work, args.examples)
         size = sum(os.path.getsize(f) for f in _files(uri))

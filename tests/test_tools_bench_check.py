@@ -76,15 +76,17 @@ def test_a_crashed_script_or_a_missing_ratio_fails_with_the_reason(tmp_path, cap
     crash = _script(tmp_path, "crash.py", "raise SystemExit('cannot load the model')\n")
     renamed = _script(tmp_path, "renamed.py", "print(json.dumps({'ratio_new_name': 1.0}))\n")
     silent = _script(tmp_path, "silent.py", "print('no summary')\n")
+    killed = _script(tmp_path, "killed.py", "import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\n")
     thresholds = _thresholds(
         tmp_path,
-        "".join(f'[[benchmark]]\nscript = "{s}"\nratio = "ratio"\nmax = 2\n' for s in (crash, renamed, silent)),
+        "".join(f'[[benchmark]]\nscript = "{s}"\nratio = "ratio"\nmax = 2\n' for s in (crash, renamed, silent, killed)),
     )
     assert check.main(["--thresholds", thresholds]) == 1
     err = capsys.readouterr().err
     assert f"FAIL {crash}: ratio: exited 1: cannot load the model" in err
     assert f"FAIL {renamed}: ratio: no 'ratio' in the summary (it has: ratio_new_name)" in err
     assert f"FAIL {silent}: ratio: printed no JSON summary" in err
+    assert f"FAIL {killed}: ratio: killed by signal 15" in err
 
 
 def test_a_malformed_threshold_is_refused():
