@@ -42,6 +42,8 @@ from detx.components.modeling.network import build_network
 from detx.components.trainer import export
 from detx.pipeline.config import local_beam_args
 
+# Per eval image: boxes, labels, crowd flags, detection boxes, scores, classes, and its pixel count.
+Image = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 FLOORS: dict[str, Any] = {"class_ap_floors": {"*": 0.0}, "area_ap_floors": {"small": 0.0, "medium": 0.0, "large": 0.0}}
 SETTINGS: dict[str, dict[str, Any]] = {
@@ -51,13 +53,13 @@ SETTINGS: dict[str, dict[str, Any]] = {
 }
 
 
-def _images(model_dir: str, pattern: str) -> list[tuple[np.ndarray, ...]]:
+def _images(model_dir: str, pattern: str) -> list[Image]:
     """Per eval image: ground truth, detections and pixel areas, as the metric's combiner sees them."""
     from detx.components.data.decode import objects
 
     serialized = read_examples(pattern)
     out = tf.saved_model.load(model_dir).signatures["tf_example"](examples=tf.constant(serialized))
-    images = []
+    images: list[Image] = []
     for i, raw in enumerate(serialized):
         f = tf.io.parse_single_example(raw, PARSE_SPEC)
         boxes, labels, crowd = (t.numpy() for t in objects(f))
@@ -78,7 +80,7 @@ def _images(model_dir: str, pattern: str) -> list[tuple[np.ndarray, ...]]:
     return images
 
 
-def _match(images: list[tuple[np.ndarray, ...]], areas: tuple[str, ...]) -> float:
+def _match(images: list[Image], areas: tuple[str, ...]) -> float:
     """Seconds for the metric's per-image matching over `areas`, as the combiner does it."""
 
     def area(b: np.ndarray, pixels: float) -> np.ndarray:
