@@ -19,9 +19,9 @@ WORKFLOWS := $(wildcard .github/workflows/*.yml)
 # Shell scripts of the repository (shellcheck), besides the workflows' `run:` steps.
 SHELL_SCRIPTS := .ci/run $(wildcard tools/*.sh)
 # The two pins installed beside the lock (--no-deps, see $(STAMP)), read from this file so they have one home.
+TFX_PINS = $(shell grep -o -m1 'tfx==[^ ]* ml-pipelines-sdk==[^ ]*' Makefile)
 # The image name the CT CronJob runs (its tag is replaced by a release's digest).
 CT_IMAGE_NAME = $(shell sed -n 's/^ *image: *\([^:@ ]*\).*/\1/p' kfp_manifests/ct_cronjob.yaml | head -1)
-TFX_PINS = $(shell grep -o -m1 'tfx==[^ ]* ml-pipelines-sdk==[^ ]*' Makefile)
 DIST ?= dist
 DRIFT_DIR ?= .detx/drift
 # Debian's Chromium for the web page's browser test (Playwright drives it; its own browser download is unreachable).
@@ -203,4 +203,4 @@ release-assets: install
 	@echo "release assets for $(IMAGE) in $(DIST)/:"; ls $(DIST)
 
 clean:
-	rm -rf $(VENV) .tools .detx .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .tools .detx .pytest_cache .mypy_cache .ruff_cache build *.egg-info $(DIST) $(DIST).tmp
