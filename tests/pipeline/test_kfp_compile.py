@@ -60,6 +60,7 @@ def test_every_step_runs_the_detx_image_through_detx_entrypoint_with_tfx_argumen
         "StatisticsGen",
         "ExampleValidator",
         "DataGate",
+        "DetectionTuner",  # always compiled in: the tuning run parameter switches it
         "Trainer",
         "DetectionEvaluator",
         "DetectionInfraValidator",
@@ -67,7 +68,7 @@ def test_every_step_runs_the_detx_image_through_detx_entrypoint_with_tfx_argumen
         "DetectionPusher",
     }
     executors = json_format.MessageToDict(spec.deployment_spec)["executors"]
-    assert len(executors) == 10
+    assert len(executors) == 11
     for name, executor in executors.items():
         # Only containers: no resolver or importer nodes (open-source KFP cannot run resolvers).
         assert set(executor) == {"container"}, name
@@ -122,6 +123,10 @@ def test_every_run_parameter_has_a_type_and_default_and_is_used(spec):
         ("DetectionEvaluator", "max_map_50_drop"): "max_map_50_drop",
         ("DetectionPusher", "push_destination"): "push_destination",
         ("DetectionPusher", "approval"): "approval",
+        # The Tuner is always compiled in: the run parameter switches it, and its trials start where the Trainer does.
+        ("DetectionTuner", "tuning"): "tuning",
+        ("DetectionTuner", "pretrained"): "pretrained",
+        ("DetectionTuner", "push_destination"): "push_destination",
     }
 
 
@@ -134,10 +139,16 @@ def test_a_run_parameter_reaches_its_executor_through_its_own_property_and_no_op
     from detx.components.trainer.executor import with_run_settings
     from detx.components.trainer.options import TrainerOptions
 
-    submitted = {"train_steps": 7, "pretrained": "gs://b/zoo/ssd", "min_map_50": 0.42, "max_map_50_drop": 0.05}
+    submitted = {
+        "train_steps": 7,
+        "pretrained": "gs://b/zoo/ssd",
+        "min_map_50": 0.42,
+        "max_map_50_drop": 0.05,
+        "tuning": "on",
+    }
     values = kfp_launcher.run_values(spec, submitted)
     props = {}
-    for name in ("DetectionExampleGen", "Trainer", "DetectionEvaluator"):
+    for name in ("DetectionExampleGen", "DetectionTuner", "Trainer", "DetectionEvaluator"):
         inputs_spec = spec.components[spec.root.dag.tasks[name].component_ref.name].input_definitions
         # As TFX's v2 container entrypoint turns the ExecutorInput into exec properties.
         props[name] = parse_execution_properties(
@@ -147,6 +158,7 @@ def test_a_run_parameter_reaches_its_executor_through_its_own_property_and_no_op
     blobs = {
         "DetectionExampleGen": dataclasses.asdict(ingest),
         "Trainer": json.loads(props["Trainer"]["custom_config"]),
+        "DetectionTuner": json.loads(props["DetectionTuner"]["custom_config"]),
         "DetectionEvaluator": json.loads(props["DetectionEvaluator"]["options"]),
     }
     for name, blob in blobs.items():
@@ -155,6 +167,7 @@ def test_a_run_parameter_reaches_its_executor_through_its_own_property_and_no_op
     fn_args = with_run_settings(FnArgs(custom_config=blobs["Trainer"]), props["Trainer"])
     trainer = TrainerOptions.from_custom_config(fn_args.custom_config, pretrained=fn_args.pretrained)
     assert (fn_args.train_steps, trainer.pretrained) == (7, "gs://b/zoo/ssd")
+    assert (props["DetectionTuner"]["tuning"], props["DetectionTuner"]["pretrained"]) == ("on", "gs://b/zoo/ssd")
     evaluator = EvaluatorOptions.from_exec_properties(props["DetectionEvaluator"])
     assert (evaluator.min_map_50, evaluator.max_map_50_drop) == (0.42, 0.05)
 
