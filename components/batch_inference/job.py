@@ -54,7 +54,7 @@ class _Progress:
 
     def report(self) -> None:
         done = listing.finished(self.out_dir, self.todo)
-        if len(done) == self._last:
+        if len(done) == self._last or not done:  # a line only when a shard finished
             return
         self._last = len(done)
         images = sum(len(s.files) for s in self.todo if s.index in done)

@@ -50,9 +50,8 @@ def _beam_args(config_files: tuple[str, ...]) -> list[str]:
 @click.command("infer")
 @click.option(
     "--images",
-    type=click.Path(exists=True, file_okay=False),
     callback=absolute_callback,
-    help="A folder of images, searched recursively.",
+    help="A folder of images (local or gs://), searched recursively.",
 )
 @data_option("A span root (span-1/, span-2/, ...): score the images of one span.")
 @click.option("--span", type=click.IntRange(min=1), help="With --data: the span to score. [default: the newest]")
