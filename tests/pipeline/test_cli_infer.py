@@ -97,3 +97,6 @@ def test_a_missing_version_lists_the_versions(model, images, tmp_path) -> None:
     result = _infer("--images", images, "--model", "7", "--out", str(tmp_path / "out"), "--project", project)
     assert result.exit_code == 1
     assert "there is no complete version 7" in result.output and "(versions: 1)" in result.output
+    missing = _infer("--images", str(tmp_path / "nope"), "--out", str(tmp_path / "out"), "--project", project)
+    assert missing.exit_code == 1
+    assert f"the image folder {tmp_path / 'nope'} does not exist; pass a folder of images to --images" in missing.output
