@@ -8,7 +8,7 @@ rollout   start, status, promote, abort (cli/rollout.py)
 serve, web                             (cli/serving.py)
 predict                                (cli/predict.py)
 export    tflite                       (cli/export.py)
-compile, submit, schedule, runs        (cli/kubeflow.py)
+compile, submit, upload, schedule, runs (cli/kubeflow.py)
 ct        check, run                   (cli/ct.py)
 """
 

@@ -97,6 +97,31 @@ def submit_command(
     click.echo(f"  {connection.host.rstrip('/')}/#/runs/details/{run_id}")
 
 
+@click.command("upload")
+@_CONNECTION
+@package_option
+@click.option(
+    "--summary",
+    type=click.Path(dir_okay=False),
+    help="Also append a markdown line to this file (a GitHub job summary: $GITHUB_STEP_SUMMARY).",
+)
+def upload_command(package: str, summary: str | None, **conn: Any) -> None:
+    """Upload the pipeline as a new version without starting a run (or name the identical version already there)."""
+    from detx.pipeline import kfp_client
+
+    connection = kubeflow_connection(conn)
+    try:
+        ref = kfp_client.ensure_pipeline(kfp_client.connect(connection), connection, package)
+    except kfp_client.KfpError as e:
+        _fail(e)
+    what = "already there as" if ref.reused else "uploaded as"
+    line = f"Pipeline {ref.name} {what} version {ref.version_id} (pipeline {ref.pipeline_id}) on {connection.host}"
+    click.echo(line)
+    if summary:
+        with open(summary, "a", encoding="utf-8") as f:
+            f.write(f"- {line}\n")
+
+
 @click.command("schedule")
 @_CONNECTION
 @click.option("--cron", required=True, help="Six fields, seconds first: '0 0 3 * * *' = every day at 03:00.")
@@ -167,4 +192,4 @@ def runs_command(experiment: str | None, limit: int, **conn: Any) -> None:
         click.echo("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4])
 
 
-COMMANDS = (compile_command, submit_command, schedule_command, runs_command)
+COMMANDS = (compile_command, submit_command, upload_command, schedule_command, runs_command)

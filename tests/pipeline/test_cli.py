@@ -31,6 +31,7 @@ COMMANDS = [
     ["predict"],
     ["compile"],
     ["submit"],
+    ["upload"],
     ["schedule"],
     ["runs"],
     ["web"],
