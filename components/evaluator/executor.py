@@ -148,6 +148,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
 
         Raises:
             BaselineError: the model in production cannot be evaluated the same way.
+            ValueError: a class floor names a class the label map lacks, or the simpler
+                reference has no train split (or no box in it) to be fitted on.
         """
         self._log_startup(input_dict, output_dict, exec_properties)
         options = EvaluatorOptions.from_exec_properties(exec_properties)
@@ -223,7 +225,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         floor_results, floor_reasons = slice_floors.check(floors, overall, _failed_metrics(validation))
         reasons += floor_reasons
         judged = {BLESSING_METRIC, *(f.metric for f in floors)}
-        if not validation.validation_ok and not reasons and not _failures(validation):
+        # A failed validation that none of the sentences explains (e.g. a missing slice) still stops the push.
+        if not validation.validation_ok and not reasons and (not _failures(validation) or validation.missing_slices):
             reasons.append(f"TFMA's validation failed: {validation}".strip())
         reasons += [
             f"TFMA's threshold on {f.metric_key.name} failed: {f.message or f.metric_threshold}".strip()
