@@ -6,8 +6,10 @@ push the Pusher reads every floating-point tensor of the model's checkpoints
 (the SavedModel's `variables/variables`, and the training weights a later warm
 start reads, `assets.extra/detx_training_weights/`) and runs the eval sample
 the InfraValidator uses (its first `InfraValidatorOptions.examples` eval
-examples, one request per signature, built by `serving/warmup.py` and run by
+examples, built into requests by `serving/warmup.py` and run by
 `infra_validator/probe.py:in_process`), looking at every floating-point output.
+Only `serving_default`'s requests run: the signatures share one network (they
+differ in decoding only), and each signature's first call costs seconds.
 
 It refuses only on evidence: a model it cannot read at all (no SavedModel
 checkpoint) is reported as not checked, since loading and serving it is the
@@ -25,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from detx.components.infra_validator import probe
+from detx.components.trainer.export import SERVING_DEFAULT
 from detx.components.trainer.training_weights import WEIGHTS_DIR
 from detx.serving import warmup
 
@@ -149,7 +152,7 @@ def check(model_dir: str, examples: Sequence[bytes]) -> FiniteCheck:
     if not examples:
         return FiniteCheck(tensors, bad_tensors, 0, [], [*notes, "outputs: no eval examples to run"])
     try:
-        requests = warmup.build(examples, "pusher-check")
+        requests = [r for r in warmup.build(examples, "pusher-check") if r.model_spec.signature_name == SERVING_DEFAULT]
     except warmup.WarmupError as e:
         return FiniteCheck(tensors, bad_tensors, 0, [], [*notes, f"outputs: {e}"])
     try:
