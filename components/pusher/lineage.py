@@ -71,7 +71,17 @@ def lineage(
         "data_facts": facts.data_facts(examples.uri),
         "training": facts.training_facts(model_dir),
         "metrics": report.metrics,
-        "evaluation": {"slices": report.slices, "baseline_slices": report.baseline_slices},
+        "evaluation": {
+            "slices": report.slices,
+            "baseline_slices": report.baseline_slices,
+            "slice_floors": report.slice_floors,
+            "simpler_reference": {
+                "kind": report.simpler_reference,
+                "metrics": report.reference_metrics,
+                "margin": report.margin,
+                "min_margin": report.min_margin,
+            },
+        },
         "baseline": {
             "version": report.baseline_version,
             "path": report.baseline_path,
