@@ -177,6 +177,9 @@ def main() -> None:
         )
     summary = {
         **{f"{name}_{k}": round(v, 4) for name, r in rows.items() for k, v in r.items()},
+        # The side-by-side ratios a threshold can hold (bench/check.py reads dotted keys of this summary).
+        **{f"{name}_scan_per_step": round(r["scan_ms"] / r["step_ms"], 4) for name, r in rows.items()},
+        **{f"{name}_count_per_run": round(r["count_ms"] / r["run_ms"], 5) for name, r in rows.items()},
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "load_average": os.getloadavg()[0],
