@@ -151,6 +151,8 @@ bench: install
 	$(BIN)/python bench/tflite.py
 	$(BIN)/python bench/warm_start.py
 	$(BIN)/python bench/shadow_mirror.py
+	$(BIN)/python bench/evaluator_slices.py
+	$(BIN)/python bench/review_queue.py
 
 # Known vulnerabilities in the lock (and the two pins beside it) that have a fixed version fail this.
 audit: install

@@ -10,6 +10,7 @@ predict                                (cli/predict.py)
 export    tflite                       (cli/export.py)
 compile, submit, upload, schedule, runs (cli/kubeflow.py)
 ct        check, run                   (cli/ct.py)
+review    prelabel, queue              (cli/review.py)
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from detx.pipeline.cli import (  # noqa: E402 (after the settings above)
     models,
     predict,
     release,
+    review,
     rollout,
     run,
     serving,
@@ -56,6 +58,7 @@ for _command in (
     *export.COMMANDS,
     *kubeflow.COMMANDS,
     ct.ct_group,
+    *review.COMMANDS,
 ):
     main.add_command(_command)
 

@@ -35,6 +35,9 @@ COMMANDS = [
     ["schedule"],
     ["runs"],
     ["web"],
+    ["review"],
+    ["review", "prelabel"],
+    ["review", "queue"],
 ]
 
 
