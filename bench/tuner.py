@@ -82,8 +82,9 @@ def main() -> None:
             working_dir=os.path.join(tmp, "tuner"),
         )
         began = time.perf_counter()
-        tuner = tuner_fn(fn_args).tuner
-        tuner.search()
+        result = tuner_fn(fn_args)
+        tuner = result.tuner
+        tuner.search(**result.fit_kwargs)
         search_seconds = time.perf_counter() - began
         found = summarize(tuner)
         print(found.line(), flush=True)

@@ -38,7 +38,7 @@ def run_fn(fn_args: Any) -> None:
     )
     tuned = space.values_of(hyperparameters)
     if tuned:
-        PROGRESS.info("tuned: %s", ", ".join(f"{k} {v}" for k, v in sorted(tuned.items())))
+        PROGRESS.info("hyperparameters from the Tuner: %s", ", ".join(f"{k} {v}" for k, v in sorted(tuned.items())))
     new_classes: list[str] = []
     if start.source is not None:
         # Before any training: a class the starting model knows but this data lacks fails the run here.

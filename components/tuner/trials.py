@@ -181,7 +181,7 @@ class SearchSummary:
         if not self.beat_baseline:
             return (
                 f"tuning did not beat the untuned baseline ({self.objective} {self.baseline:.4g}, best of "
-                f"{self.trials} trials): the Trainer keeps the defaults"
+                f"{self.trials} trials): the Trainer trains with the baseline's values"
             )
         chosen = ", ".join(f"{k} {v}" for k, v in sorted(self.best_values.items()))
         return (

@@ -66,4 +66,6 @@ def tuner_fn(fn_args: Any) -> TunerFnResult:
         budget.objective,
     )
     tuner = DetectionTuner(oracle, runner, directory=fn_args.working_dir, project_name="detx_tuner")
-    return TunerFnResult(tuner=tuner, fit_kwargs={})
+    # verbose 0: KerasTuner's own per-trial tables would reach `detx run`'s terminal; the trials' progress
+    # lines above say the same in one line each.
+    return TunerFnResult(tuner=tuner, fit_kwargs={"verbose": 0})
