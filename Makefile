@@ -153,6 +153,7 @@ bench: install
 	$(BIN)/python bench/shadow_mirror.py
 	$(BIN)/python bench/evaluator_slices.py
 	$(BIN)/python bench/review_queue.py
+	$(BIN)/python bench/finite_guards.py
 
 # Known vulnerabilities in the lock (and the two pins beside it) that have a fixed version fail this.
 audit: install
