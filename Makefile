@@ -154,6 +154,7 @@ bench: install
 	$(BIN)/python bench/evaluator_slices.py
 	$(BIN)/python bench/review_queue.py
 	$(BIN)/python bench/finite_guards.py
+	$(BIN)/python bench/batch_inference.py
 
 # Known vulnerabilities in the lock (and the two pins beside it) that have a fixed version fail this.
 audit: install

@@ -7,6 +7,7 @@ approve, reject                        (cli/release.py)
 rollout   start, status, promote, abort (cli/rollout.py)
 serve, web                             (cli/serving.py)
 predict                                (cli/predict.py)
+infer                                  (cli/infer.py)
 export    tflite                       (cli/export.py)
 compile, submit, upload, schedule, runs (cli/kubeflow.py)
 ct        check, run                   (cli/ct.py)
@@ -31,6 +32,7 @@ from detx.pipeline.cli import (  # noqa: E402 (after the settings above)
     ct,
     data,
     export,
+    infer,
     kubeflow,
     models,
     predict,
@@ -55,6 +57,7 @@ for _command in (
     *rollout.COMMANDS,
     *serving.COMMANDS,
     *predict.COMMANDS,
+    *infer.COMMANDS,
     *export.COMMANDS,
     *kubeflow.COMMANDS,
     ct.ct_group,

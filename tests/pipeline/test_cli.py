@@ -29,6 +29,7 @@ COMMANDS = [
     ["export", "tflite"],
     ["serve"],
     ["predict"],
+    ["infer"],
     ["compile"],
     ["submit"],
     ["upload"],
