@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from detx.components.batch_inference.options import BulkInferenceOptions
 from detx.components.data.ingest_options import IngestOptions
 from detx.components.evaluator.options import EvaluatorOptions
 from detx.components.infra_validator.options import InfraValidatorOptions
@@ -202,6 +203,8 @@ class PipelineConfig:
         release: approval of pushed models and the model card's texts.
         tflite: the TFLite step (off by default) and its int8 gate.
         tuner: the Tuner step (off by default; on Kubeflow the `tuning` run parameter) and its budget.
+        batch_inference: the step after the Pusher that scores the span's images with the pushed
+            version (off by default; `detx infer` does the same on demand).
         push_destination: the TF Serving model base path pushes go to ("" lets the runner choose).
         baseline: how the Evaluator finds the model in production: "auto" (look in
             the push destination when it runs), "none", or a version directory
@@ -226,6 +229,7 @@ class PipelineConfig:
     release: ReleaseOptions = dataclasses.field(default_factory=ReleaseOptions)
     tflite: TFLiteOptions = dataclasses.field(default_factory=TFLiteOptions)
     tuner: TunerOptions = dataclasses.field(default_factory=TunerOptions)
+    batch_inference: BulkInferenceOptions = dataclasses.field(default_factory=BulkInferenceOptions)
     push_destination: str = ""
     baseline: str = "auto"
     beam_args: tuple[str, ...] = ()

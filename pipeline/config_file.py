@@ -11,6 +11,7 @@ The file mirrors `PipelineConfig`, section by section:
     release: {approval: required, rollout: progressive, intended_use: "...", limitations: "..."}
     tflite: {enabled: true, calibration_examples: 100, max_int8_map50_drop: 0.02}
     tuner: {enabled: true, max_trials: 6, trial_steps: 200, objective: map_50}
+    batch_inference: {enabled: true, min_score: 0.3, batch_size: 16}
     push_destination: gs://bucket/models/detx
     stop_after: push
     beam_args: [--runner=DataflowRunner, --project=my-project, ...]   # optional
@@ -30,6 +31,7 @@ from typing import Any
 
 import yaml
 
+from detx.components.batch_inference.options import BulkInferenceOptions
 from detx.components.evaluator.options import EvaluatorOptions
 from detx.components.infra_validator.options import InfraValidatorOptions
 from detx.components.release.options import ReleaseOptions
@@ -46,6 +48,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "release": ReleaseOptions,
     "tflite": TFLiteOptions,
     "tuner": TunerOptions,
+    "batch_inference": BulkInferenceOptions,
     "kubeflow": KubeflowConfig,
     "ct": ContinuousTrainingConfig,
 }

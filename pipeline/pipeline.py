@@ -7,6 +7,7 @@ from typing import Any
 
 from tfx import v1 as tfx
 
+from detx.components.batch_inference.component import DetectionBulkInferrer
 from detx.components.data_gate.component import DataGate
 from detx.components.evaluator.component import DetectionEvaluator
 from detx.components.example_gen.component import DetectionExampleGen
@@ -40,6 +41,8 @@ def create_pipeline(
     Evaluator reads its baseline from the push destination. A DetectionTuner
     before the Trainer feeds it the best hyperparameters: locally only with
     `tuner.enabled`; on Kubeflow always, switched by the `tuning` run parameter.
+    With `batch_inference.enabled`, DetectionBulkInferrer scores the span's
+    images with the version the Pusher pushed (docs/batch_inference.md).
 
     Args:
         config: what to run.
@@ -146,6 +149,16 @@ def create_pipeline(
             release=config.release,
         )
         components.extend([infra_validator, pusher])
+        if config.batch_inference.enabled:
+            # BulkInferrer's place in a TFX DAG: the span's images scored by the version just pushed.
+            components.append(
+                DetectionBulkInferrer(
+                    pushed_model=pusher.outputs["pushed_model"],
+                    examples=example_gen.outputs["examples"],
+                    data_path=values["data_root"],
+                    options=config.batch_inference,
+                )
+            )
     return tfx.dsl.Pipeline(
         pipeline_name=config.name,
         pipeline_root=pipeline_root,

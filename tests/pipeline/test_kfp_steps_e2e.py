@@ -95,7 +95,7 @@ def test_two_runs_on_a_gs_root_push_twice_to_the_bucket_and_the_second_reads_the
         mlmd = kfp_launcher.Mlmd()
         outputs = run("run-1")
 
-        assert set(outputs) == set(spec.root.dag.tasks) and mlmd.executions == 9
+        assert set(outputs) == set(spec.root.dag.tasks) and mlmd.executions == 10
         examples = kfp_launcher.artifact_dict(outputs["DetectionExampleGen"], "examples")
         assert examples["name"].isdigit()  # the MLMD id, as the driver names inputs
         assert examples["metadata"]["span"] == 3.0 and examples["metadata"]["display_name"] == "examples"
@@ -130,7 +130,7 @@ def test_two_runs_on_a_gs_root_push_twice_to_the_bucket_and_the_second_reads_the
         # The same spec and parameters again, with the same ML Metadata: KFP's cache sees nothing new.
         outputs = run("run-2")
 
-        assert mlmd.executions == 18  # ExampleGen is never cached, so its readers see new inputs and run too
+        assert mlmd.executions == 20  # ExampleGen is never cached, so its readers see new inputs and run too
         assert kfp_launcher.artifact_dict(outputs["DetectionExampleGen"], "examples")["metadata"]["span"] == 4.0
         blessing = kfp_launcher.artifact_dict(outputs["DetectionEvaluator"], "blessing")
         assert json.loads(gcs.read(blessing["uri"] + "/detx_evaluation.json"))["baseline_version"] == 1

@@ -117,3 +117,24 @@ def test_on_kubeflow_the_tuner_is_always_in_the_dag_switched_by_the_tuning_run_p
     tuning = by_id["DetectionTuner"].exec_properties["tuning"]
     assert isinstance(tuning, RuntimeParameter) and (tuning.name, tuning.default) == ("tuning", "off")
     assert by_id["Trainer"].inputs["hyperparameters"].producer_component_id == "DetectionTuner"
+
+
+def test_batch_inference_scores_the_pushed_version_after_the_pusher_when_enabled_from_the_config_file():
+    from detx.pipeline.config_file import build_config
+
+    assert "DetectionBulkInferrer" not in [c.id for c in _pipeline().components]  # off by default
+    config = build_config(
+        {
+            "data": {"path": "/data/spans"},
+            "push_destination": "gs://bucket/models/detx",
+            "batch_inference": {"enabled": True, "min_score": 0.4, "batch_size": 8},
+        }
+    )
+    p = create_pipeline(config, "/tmp/root")
+    by_id = {c.id: c for c in p.components}
+    assert [c.id for c in p.components] == [*ALL, "DetectionBulkInferrer"]
+    inferrer = by_id["DetectionBulkInferrer"]
+    assert inferrer.inputs["pushed_model"].producer_component_id == "DetectionPusher"
+    assert inferrer.inputs["examples"].producer_component_id == "DetectionExampleGen"
+    assert inferrer.exec_properties["min_score"] == 0.4 and inferrer.exec_properties["batch_size"] == 8
+    assert inferrer.exec_properties["data_path"] == "/data/spans"
