@@ -99,7 +99,7 @@ def run(
     shards = listing.make_shards(files, options.shard_size)
     wanted = listing.manifest(input_root, files, model.path, model.version, fingerprint(model.path), options)
     if overwrite:
-        listing.clear(out_dir)
+        outputs.clear(out_dir)
     resumed = listing.check_resumable(out_dir, wanted)
     if not resumed:
         outputs.write_atomic(os.path.join(out_dir, listing.MANIFEST), [json.dumps(wanted, indent=2) + "\n"])

@@ -151,18 +151,3 @@ def check_resumable(out_dir: str, wanted: dict[str, Any]) -> bool:
             "pass --overwrite to replace them or choose a new --out"
         )
     return True
-
-
-def clear(out_dir: str) -> None:
-    """Removes a previous job's results from `out_dir` (--overwrite); other files stay."""
-    from detx.components.batch_inference import outputs
-
-    if not tf.io.gfile.isdir(out_dir):
-        return
-    for entry in tf.io.gfile.listdir(out_dir):
-        name = entry.rstrip("/")
-        path = os.path.join(out_dir, name)
-        if name == SHARDS_DIR:
-            tf.io.gfile.rmtree(path)
-        elif name.startswith(PREDICTIONS_PREFIX) or name in (MANIFEST, *outputs.FINAL_FILES):
-            tf.io.gfile.remove(path)

@@ -21,7 +21,14 @@ from typing import Any
 
 import tensorflow as tf
 
-from detx.components.batch_inference.listing import Shard, predictions_path, skipped_path
+from detx.components.batch_inference.listing import (
+    MANIFEST,
+    PREDICTIONS_PREFIX,
+    SHARDS_DIR,
+    Shard,
+    predictions_path,
+    skipped_path,
+)
 from detx.components.batch_inference.records import ImagePrediction, SkippedImage, read_lines
 from detx.components.storage import is_local, strip_file_scheme
 
@@ -140,3 +147,16 @@ def write_final(out_dir: str, shards: list[Shard], names: dict[int, str], summar
     full = {**summary, **counts, "skipped_by_reason": reasons}
     write_atomic(os.path.join(out_dir, SUMMARY), [json.dumps(full, indent=2, sort_keys=True) + "\n"])
     return full
+
+
+def clear(out_dir: str) -> None:
+    """Removes a previous job's results from `out_dir` (--overwrite); other files stay."""
+    if not tf.io.gfile.isdir(out_dir):
+        return
+    for entry in tf.io.gfile.listdir(out_dir):
+        name = entry.rstrip("/")
+        path = os.path.join(out_dir, name)
+        if name == SHARDS_DIR:
+            tf.io.gfile.rmtree(path)
+        elif name.startswith(PREDICTIONS_PREFIX) or name in (MANIFEST, *FINAL_FILES):
+            tf.io.gfile.remove(path)

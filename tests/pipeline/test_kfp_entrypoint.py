@@ -56,7 +56,7 @@ def _steps_with_inputs(spec):
 
 def test_every_step_with_inputs_fails_in_tfx_alone_and_parses_after_detx_fills_the_types(spec):
     steps = _steps_with_inputs(spec)
-    assert len(steps) == 9  # every step but ExampleGen reads an upstream artifact
+    assert len(steps) == 10  # every step but ExampleGen reads an upstream artifact (the Tuner included)
     read_types = set()
     for task_name in steps:
         executor_input = _driver_input(spec, task_name, kfp_launcher.Mlmd())
@@ -78,6 +78,7 @@ def test_every_step_with_inputs_fails_in_tfx_alone_and_parses_after_detx_fills_t
         "Model",
         "ModelBlessing",
         "InfraBlessing",
+        "HyperParameters",  # the Trainer reads the Tuner's best hyperparameters
         "detx.TFLiteModels",  # the Pusher reads the TFLite step's custom type, rebuilt from detx/__init__.py
     }
     # No step reads the DataGate's own type (detx.DataGateResult): the Trainer waits on the gate's task.
