@@ -155,6 +155,7 @@ bench: install
 	$(BIN)/python bench/review_queue.py
 	$(BIN)/python bench/finite_guards.py
 	$(BIN)/python bench/batch_inference.py
+	$(BIN)/python bench/tuner.py
 
 # Known vulnerabilities in the lock (and the two pins beside it) that have a fixed version fail this.
 audit: install
