@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from detx.pipeline.cli.kubeflow import upload_command
+from detx.pipeline.cli import main
 from tests.pipeline import fake_kfp
 from tools import drift_report
 
@@ -89,10 +89,10 @@ def test_detx_upload_adds_one_version_then_reuses_it(kfp, tmp_path):
     summary = tmp_path / "summary.md"
     args = ["--kubeflow-host", url, "--package", "kfp_manifests/detx_pipeline.yaml", "--summary", str(summary)]
     env = {"DETX_KFP_TOKEN": "release-token"}
-    first = CliRunner().invoke(upload_command, args, env=env)
+    first = CliRunner().invoke(main, ["upload", *args], env=env)
     assert first.exit_code == 0, first.output
     assert "Pipeline detx uploaded as version" in first.output
-    second = CliRunner().invoke(upload_command, args, env=env)
+    second = CliRunner().invoke(main, ["upload", *args], env=env)
     assert second.exit_code == 0 and "Pipeline detx already there as version" in second.output
     assert len(fake.pipelines) == 1 and len(fake.versions) == 1
     assert fake.runs == [] and fake.errors == []  # uploaded, never run
@@ -102,8 +102,8 @@ def test_detx_upload_adds_one_version_then_reuses_it(kfp, tmp_path):
 def test_detx_upload_names_the_fix_for_a_refused_token(kfp):
     fake, url = kfp
     result = CliRunner().invoke(
-        upload_command,
-        ["--kubeflow-host", url, "--package", "kfp_manifests/detx_pipeline.yaml"],
+        main,
+        ["upload", "--kubeflow-host", url, "--package", "kfp_manifests/detx_pipeline.yaml"],
         env={"DETX_KFP_TOKEN": "wrong"},
     )
     assert result.exit_code == 1

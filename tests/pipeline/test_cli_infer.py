@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from detx.components.model_store import ModelStore
+from detx.pipeline.cli import main
 from detx.pipeline.cli.infer import infer_command
 from tests.components.batch_inference.conftest import MAX_PIXELS, shared_tiny_model, write_images
 
@@ -34,7 +35,8 @@ def beam_config(tmp_path) -> str:
 
 
 def _infer(*args: str) -> object:
-    return CliRunner().invoke(infer_command, list(args), catch_exceptions=False)
+    # Through `detx` itself: a command invoked alone caches click's help option without `-h`.
+    return CliRunner().invoke(main, [infer_command.name, *args], catch_exceptions=False)
 
 
 def test_the_served_version_scores_a_folder_and_a_rerun_checks_the_job(model, images, beam_config, tmp_path) -> None:

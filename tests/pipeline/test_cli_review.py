@@ -9,6 +9,7 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
+from detx.pipeline.cli import main
 from detx.pipeline.cli.review import review_group
 from tests.components.review.conftest import BOX, pred, write_case, write_predictions
 
@@ -19,7 +20,8 @@ def case(tmp_path_factory):
 
 
 def _run(*args: str):
-    return CliRunner().invoke(review_group, list(args), catch_exceptions=False)
+    # Through `detx` itself: a group invoked alone caches click's help option without `-h`.
+    return CliRunner().invoke(main, [review_group.name, *args], catch_exceptions=False)
 
 
 def test_prelabel_writes_the_cvat_and_label_studio_files(tmp_path, case):

@@ -39,6 +39,7 @@ from detx.components.evaluation.testing import write_oracle_model
 from detx.components.model_store import TRAIN_STATS_FILENAME, ModelStore
 from detx.components.modeling.config import preset
 from detx.components.trainer import data, train
+from detx.pipeline.cli import main
 from detx.pipeline.cli.ct import ct_group
 from detx.pipeline.cli.data import data_group
 from detx.pipeline.cli.options import default_of
@@ -104,7 +105,8 @@ def http_images(world):
 
 
 def _cli(group, *args: str) -> str:
-    result = CliRunner().invoke(group, list(args), catch_exceptions=False)
+    # Through `detx` itself: a group invoked alone caches click's help option without `-h`.
+    result = CliRunner().invoke(main, [group.name, *args], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return result.stdout
 
