@@ -15,6 +15,21 @@ after the executor, it mends what TensorFlow leaves in the object store:
   (`--json_serialized_inputs_spec_args`) with each input's declared type: an
   input whose type is empty gets that one. Types that are present (Vertex AI
   sends them) are left as they are.
+- **Outputs KFP adds.** From KFP 2.5, when the API server publishes logs
+  (`PUBLISH_LOGS`, on in KFP's default manifests), the driver adds an output
+  artifact `executor-logs` typed `schemaTitle: system.Artifact` to every
+  container task (kubeflow/pipelines `backend/src/v2/driver/driver.go`, lines
+  2024-2038 at 2.5.0); the launcher writes the step's log there itself. TFX
+  parses every output and cannot import `system.Artifact` (`ImportError`
+  before the executor runs). TFX's compiler types every output it declares
+  with an `instanceSchema`, never with one of KFP's own `system.*` schema
+  titles, so outputs typed that way are KFP's: they are taken out of what TFX
+  sees, and the launcher keeps them as it made them.
+- **Beam workers.** `--direct_num_workers=0` means "one per core" to Beam
+  (`multiprocessing.cpu_count()`): the node's cores, not the pod's. On a
+  96-core node that is 96 TensorFlow-importing processes in one pod. The
+  entrypoint replaces 0 with the CPUs the pod may use (`pod_cpus`: its cgroup
+  quota, else its CPU affinity).
 - **Directory markers.** TensorFlow's GCS filesystem writes a zero-byte
   `<dir>/` object for every `makedirs`; KFP's launcher downloads a step's
   inputs to a local mount and fails on such objects ("not a directory",
@@ -26,6 +41,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -36,6 +53,8 @@ from detx.components.storage import is_local
 
 LOG = logging.getLogger("detx.kfp_entrypoint")
 MODULE = "detx.pipeline.kfp_entrypoint"
+# KFP's own artifact types (system.Artifact, system.Dataset, ...); TFX's compiler never writes them.
+KFP_TYPE_PREFIX = "system."
 # What `detx compile` puts in every executor's `command` (the image's python is detx's).
 COMMAND = ("python", "-m", MODULE)
 
@@ -66,6 +85,56 @@ def fill_input_types(
             artifact.type.CopyFrom(inputs_spec.artifacts[name].artifact_type)
             filled.append(name)
     return filled
+
+
+def drop_kfp_outputs(executor_input: pipeline_spec_pb2.ExecutorInput) -> list[str]:
+    """Takes out the output artifacts KFP adds, typed with one of its own `system.*` schema titles.
+
+    Returns:
+        The output names taken out (e.g. `executor-logs`).
+    """
+    dropped = [
+        name
+        for name, artifacts in executor_input.outputs.artifacts.items()
+        if any(a.type.schema_title.startswith(KFP_TYPE_PREFIX) for a in artifacts.artifacts)
+    ]
+    for name in dropped:
+        del executor_input.outputs.artifacts[name]
+    return sorted(dropped)
+
+
+def pod_cpus(cgroup: str = "/sys/fs/cgroup") -> int:
+    """The CPUs this container may use: its cgroup's CPU quota, rounded up, else its CPU affinity.
+
+    Kubernetes turns a container's CPU limit into the cgroup quota (`cpu.max` on cgroup v2,
+    `cpu/cpu.cfs_quota_us` over `cpu.cfs_period_us` on v1); without a limit there is none, and
+    the container may use every core it is scheduled on.
+    """
+    cores = len(os.sched_getaffinity(0))
+    quota = _cgroup_quota(cgroup)
+    return max(1, min(cores, math.ceil(quota))) if quota else cores
+
+
+def _cgroup_quota(cgroup: str) -> float | None:
+    try:
+        with open(os.path.join(cgroup, "cpu.max")) as f:
+            limit, period = f.read().split()[:2]
+        return None if limit == "max" else int(limit) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        with open(os.path.join(cgroup, "cpu", "cpu.cfs_quota_us")) as f:
+            limit_us = int(f.read())
+        with open(os.path.join(cgroup, "cpu", "cpu.cfs_period_us")) as f:
+            period_us = int(f.read())
+    except (OSError, ValueError):
+        return None
+    return limit_us / period_us if limit_us > 0 else None
+
+
+def bound_beam_workers(beam_args: list[str], cpus: int) -> list[str]:
+    """Beam's arguments with `--direct_num_workers=0` ("every core") replaced by `cpus`."""
+    return [f"--direct_num_workers={cpus}" if a == "--direct_num_workers=0" else a for a in beam_args]
 
 
 def remove_markers(uris: Iterable[str]) -> list[str]:
@@ -106,7 +175,7 @@ def _is_marker(name: str, size: int | None) -> bool:
 
 
 def prepare(args: argparse.Namespace) -> pipeline_spec_pb2.ExecutorInput:
-    """Parses the step's ExecutorInput, fills in empty input types, and writes it back into `args`."""
+    """Parses the step's ExecutorInput, mends inputs and outputs, and writes it back into `args`."""
     executor_input = pipeline_spec_pb2.ExecutorInput()
     json_format.Parse(args.json_serialized_invocation_args, executor_input, ignore_unknown_fields=True)
     inputs_spec = pipeline_spec_pb2.ComponentInputsSpec()
@@ -115,6 +184,10 @@ def prepare(args: argparse.Namespace) -> pipeline_spec_pb2.ExecutorInput:
     filled = fill_input_types(executor_input, inputs_spec)
     if filled:
         LOG.info("input artifacts without a type (open-source KFP's driver): %s, typed from the inputs spec", filled)
+    dropped = drop_kfp_outputs(executor_input)
+    if dropped:
+        LOG.info("outputs KFP adds and writes itself: %s, not given to TFX", dropped)
+    if filled or dropped:
         args.json_serialized_invocation_args = json_format.MessageToJson(executor_input)
     return executor_input
 
@@ -125,6 +198,10 @@ def main(parsed: tuple[argparse.Namespace, list[str]]) -> None:
 
     args, beam_args = parsed
     executor_input = prepare(args)
+    if "--direct_num_workers=0" in beam_args:
+        cpus = pod_cpus()
+        LOG.info("Beam's DirectRunner gets %d worker(s), the CPUs this pod may use", cpus)
+        beam_args = bound_beam_workers(beam_args, cpus)
     kubeflow_v2_run_executor.main((args, beam_args))
     outputs = [a.uri for artifacts in executor_input.outputs.artifacts.values() for a in artifacts.artifacts]
     removed = remove_markers(outputs)

@@ -15,6 +15,9 @@ Per task, in dependency order:
    The cache key (`cacheutils`, `GenerateCacheKey`) is the input artifact ids, the
    parameter values, the output specs, the image, command and arguments; a task whose
    caching is on and whose key was seen reuses that execution's outputs and does not run.
+   From 2.5, with the API server's `PUBLISH_LOGS` on (its default manifests), the driver
+   adds an output `executor-logs` typed `schemaTitle: system.Artifact` to every container
+   task (`driver.go`, lines 2024-2038 at 2.5.0; `publish_logs` below).
 2. **Launcher** (`component/launcher_v2.go`): output artifacts get the declared
    `artifactType` verbatim, no `name` (empty up to KFP 2.14), a URI under the run's
    pipeline root; `outputs.outputFile` is `/tmp/kfp_outputs/output_metadata.json`;
@@ -54,6 +57,8 @@ from tests.pipeline import step_zygote
 
 # The launcher's executor output file (launcher_v2.go; a path under the pipeline root from KFP 2.15).
 OUTPUT_FILE = "/tmp/kfp_outputs/output_metadata.json"
+# The output the driver adds to every task when the API server publishes logs (KFP 2.5+).
+EXECUTOR_LOGS = "executor-logs"
 # Pods have their own /tmp; processes here share one, so steps of concurrent tests take turns.
 _OUTPUT_LOCK = "/tmp/kfp_outputs.lock"
 
@@ -200,6 +205,7 @@ def run_spec(
     env: Mapping[str, str] | None = None,
     until: str | None = None,
     timeout: float = 1200,
+    publish_logs: bool = True,
 ) -> dict[str, dict[str, pipeline_spec_pb2.RuntimeArtifact]]:
     """Runs every task; returns each task's output artifacts as the next driver would hand them on.
 
@@ -213,6 +219,8 @@ def run_spec(
             (object-store roots); None for a local root.
         env: variables added to each step's environment (e.g. the object store's endpoint).
         until: the last task to run (None: all).
+        publish_logs: the API server's PUBLISH_LOGS (KFP 2.5+): every task gets KFP's
+            `executor-logs` output.
         timeout: seconds one step may take.
 
     Raises:
@@ -246,6 +254,10 @@ def run_spec(
             runtime.uri = f"{pipeline_root.rstrip('/')}/{run_id}/{task_name}/{name}"
             if "://" not in pipeline_root:
                 os.makedirs(runtime.uri, exist_ok=True)  # a bucket needs no folders; a local root does
+        if publish_logs:
+            logs = executor_input.outputs.artifacts[EXECUTOR_LOGS].artifacts.add()
+            logs.type.schema_title = "system.Artifact"
+            logs.uri = f"{pipeline_root.rstrip('/')}/{run_id}/{task_name}/{EXECUTOR_LOGS}"
         executor_input.outputs.output_file = OUTPUT_FILE
         if download is not None:
             for artifacts in executor_input.inputs.artifacts.values():

@@ -119,3 +119,66 @@ def test_prepare_rewrites_only_the_invocation_argument(spec):
         "schema": "title: tfx.Schema",
     }
     assert args.json_serialized_inputs_spec_args == inputs_spec
+
+
+def _with_executor_logs(spec, task_name):
+    """A task's outputs as KFP 2.5+'s driver sends them: the declared ones plus `executor-logs`."""
+    executor_input = pipeline_spec_pb2.ExecutorInput()
+    component = spec.components[spec.root.dag.tasks[task_name].component_ref.name]
+    for name, definition in component.output_definitions.artifacts.items():
+        artifact = executor_input.outputs.artifacts[name].artifacts.add(uri=f"gs://b/root/run/{task_name}/{name}")
+        artifact.type.CopyFrom(definition.artifact_type)
+    logs = executor_input.outputs.artifacts[kfp_launcher.EXECUTOR_LOGS].artifacts.add(uri="gs://b/logs")
+    logs.type.schema_title = "system.Artifact"
+    return executor_input
+
+
+def test_every_step_dies_in_tfx_on_the_executor_logs_output_and_parses_once_detx_drops_it(spec):
+    for task_name in spec.root.dag.tasks:
+        executor_input = _with_executor_logs(spec, task_name)
+        with pytest.raises(ImportError, match=r"system\.Artifact"):
+            tfx_entrypoint.parse_raw_artifact_dict(executor_input.outputs.artifacts, {})
+        assert kfp_entrypoint.drop_kfp_outputs(executor_input) == [kfp_launcher.EXECUTOR_LOGS]
+        parsed = tfx_entrypoint.parse_raw_artifact_dict(executor_input.outputs.artifacts, {})
+        declared = spec.components[spec.root.dag.tasks[task_name].component_ref.name].output_definitions.artifacts
+        assert sorted(parsed) == sorted(declared)
+
+
+def test_prepare_drops_the_added_output_from_the_invocation_argument(spec):
+    executor_input = _with_executor_logs(spec, "Trainer")
+    args = argparse.Namespace(
+        executor_class_path="x.Executor",
+        json_serialized_invocation_args=json.dumps(json_format.MessageToDict(executor_input), separators=(",", ":")),
+        json_serialized_inputs_spec_args=None,
+    )
+    kfp_entrypoint.prepare(args)
+    assert sorted(json.loads(args.json_serialized_invocation_args)["outputs"]["artifacts"]) == ["model", "model_run"]
+
+
+@pytest.mark.parametrize(
+    ("files", "cpus"),
+    [
+        ({"cpu.max": "250000 100000\n"}, 3),  # cgroup v2, limit 2.5 CPUs
+        ({"cpu.max": "50000 100000\n"}, 1),
+        ({"cpu/cpu.cfs_quota_us": "200000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 2),  # cgroup v1
+    ],
+)
+def test_beam_workers_are_the_pods_cpu_limit_not_the_nodes_cores(tmp_path, monkeypatch, files, cpus):
+    monkeypatch.setattr(kfp_entrypoint.os, "sched_getaffinity", lambda pid: set(range(96)))  # a 96-core node
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert kfp_entrypoint.pod_cpus(str(tmp_path)) == cpus
+    args = ["--runner=DirectRunner", "--direct_num_workers=0", "--setup_file=/x/setup.py"]
+    assert kfp_entrypoint.bound_beam_workers(args, cpus) == [
+        "--runner=DirectRunner",
+        f"--direct_num_workers={cpus}",
+        "--setup_file=/x/setup.py",
+    ]
+
+
+def test_without_a_cpu_limit_beam_gets_the_cores_the_pod_is_scheduled_on(tmp_path, monkeypatch):
+    monkeypatch.setattr(kfp_entrypoint.os, "sched_getaffinity", lambda pid: {0, 1, 2})
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert kfp_entrypoint.pod_cpus(str(tmp_path)) == 3
+    assert kfp_entrypoint.pod_cpus(str(tmp_path / "missing")) == 3
