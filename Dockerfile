@@ -40,19 +40,26 @@ RUN python3 -m pip install --no-cache-dir uv==${UV_VERSION} \
  && uv venv --python ${PYTHON_VERSION} /opt/detx-venv \
  && chmod -R a+rX /opt/python /opt/detx-venv
 
-WORKDIR /detx
+# detx's source lives in /opt/detx-src (Beam steps get --setup_file=/opt/detx-src/setup.py);
+# it is installed into the venv like any package.
+WORKDIR /opt/detx-src
 COPY requirements/lock.txt requirements/lock.txt
 RUN uv pip install --python /opt/detx-venv/bin/python -r requirements/lock.txt \
  && uv pip install --python /opt/detx-venv/bin/python --no-deps tfx==1.16.0 ml-pipelines-sdk==1.16.0
 
-# detx itself; its source stays in /detx (Beam steps get --setup_file=/detx/setup.py).
 COPY setup.py README.md ./
 COPY detx detx
 COPY pipeline pipeline
 COPY components components
 COPY serving serving
-RUN uv pip install --python /opt/detx-venv/bin/python --no-deps . \
- && python -c "import detx.components.trainer.executor, detx.pipeline.pipeline; print('detx image ok')"
+RUN uv pip install --python /opt/detx-venv/bin/python --no-deps /opt/detx-src
+
+# Steps run from an empty working directory. Python puts the working directory
+# first on sys.path, so from /opt/detx-src `import detx` would find the source's
+# detx/ folder, which lacks detx.components (setup.py maps the top-level folders
+# into the package), and every step would fail to import.
+WORKDIR /workspace
+RUN python -c "import detx.components.trainer.executor, detx.pipeline.pipeline, detx.pipeline.kfp_entrypoint; print('detx image ok')"
 
 # The entrypoint stays Beam's boot (Dataflow/Flink workers need it); KFP
 # steps give their own command (python -m tfx...kubeflow_v2_run_executor).

@@ -41,6 +41,8 @@ from detx.pipeline.pipeline import create_pipeline
 # Pusher read. A fresh ExampleGen gives its readers new input ids, so they rerun too.
 UNCACHED_STEPS = ("DetectionExampleGen", "DetectionEvaluator", "DetectionPusher")
 GPU_STEP = "Trainer"
+# Where the pipeline image keeps detx's source (the Dockerfile's first WORKDIR); Beam's --setup_file.
+IMAGE_SOURCE = "/opt/detx-src"
 ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
 
 
@@ -58,7 +60,7 @@ def cluster_beam_args(config: PipelineConfig) -> list[str]:
         "--runner=DirectRunner",
         "--direct_running_mode=multi_processing",
         "--direct_num_workers=0",
-        "--setup_file=/detx/setup.py",
+        f"--setup_file={IMAGE_SOURCE}/setup.py",
     ]
 
 

@@ -2,11 +2,20 @@
 
 No Docker engine runs here, so the image is not built in tests; these checks
 tie every version and path in the Dockerfile to the lock, the Makefile, setup.py
-and the compiled KFP spec, so that none of them can drift alone.
+and the compiled KFP spec, so that none of them can drift alone, and
+`test_the_dockerfiles_own_check_passes_installed_as_the_image_installs` replays
+the Dockerfile's Python side: its COPYs, its non-editable install of detx and
+its own check, from its WORKDIR, with its ENV and nothing of the test's.
 """
 
 import os
 import re
+import shlex
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
 
 import pytest
 
@@ -58,7 +67,9 @@ def test_the_image_installs_the_lock_and_tfx_like_make_install(docker):
     runs = " ".join(rest for keyword, rest in docker if keyword == "RUN")
     assert "-r requirements/lock.txt" in runs
     assert re.search(r"--no-deps tfx==\S+ ml-pipelines-sdk==\S+", makefile).group(0) in runs
-    assert "--no-deps ." in runs
+    # detx itself, not editable (an editable install's import hook would hide a shadowed package).
+    assert f"--no-deps {_workdir_at(docker, 'COPY', 'setup.py')}" in runs
+    assert " -e " not in runs
     assert _arg(docker, "UV_VERSION") == re.search(r"UV_VERSION := (\S+)", makefile).group(1)
     copies = [rest for keyword, rest in docker if keyword == "COPY"]
     assert "requirements/lock.txt requirements/lock.txt" in copies
@@ -81,13 +92,103 @@ def test_every_package_is_copied_and_setup_py_is_where_the_spec_says(docker):
     for package in ["detx", *packages]:
         assert f"{package} {package}" in copies
     assert any(c.startswith("setup.py") for c in copies)
-    workdir = [rest for keyword, rest in docker if keyword == "WORKDIR"][-1]
+    workdir = _workdir_at(docker, "COPY", "setup.py")
     setup_arg = next(
         a for a in cluster_beam_args(PipelineConfig(data=DataConfig(path="gs://b"))) if a.startswith("--setup_file")
     )
     assert setup_arg == f"--setup_file={workdir}/setup.py"
     ignored = _read(".dockerignore").split()
     assert not set(ignored) & {"detx", "pipeline", "components", "serving", "setup.py", "requirements"}
+
+
+def _workdir_at(docker, keyword, prefix):
+    """The WORKDIR in effect at the first `keyword` instruction whose argument starts with `prefix`."""
+    workdir = "/"
+    for key, rest in docker:
+        if key == "WORKDIR":
+            workdir = rest
+        elif key == keyword and rest.startswith(prefix):
+            return workdir
+    raise AssertionError(f"no {keyword} {prefix}... in the Dockerfile")
+
+
+def _final_stage(docker):
+    last_from = max(i for i, (keyword, _) in enumerate(docker) if keyword == "FROM")
+    return docker[last_from + 1 :]
+
+
+def _replay(docker, root):
+    """Replays the final stage's WORKDIR, ENV, COPY (from the repository) and the RUNs after the lock's install.
+
+    Image paths become paths under `root`. The lock itself is not reinstalled: the image's venv
+    sees this venv's site-packages (installed from the same lock, as tests above check) through a
+    path file, which adds the folder without running the editable install's import hook in it.
+
+    Returns:
+        The environment the image's ENV gives, and the final WORKDIR (under `root`).
+    """
+    env = {"HOME": str(root / "root"), "LANG": "C.UTF-8"}
+    workdir = "/"
+    venv = None
+    for keyword, rest in _final_stage(docker):
+        here = root / workdir.lstrip("/")
+        if keyword == "WORKDIR":
+            workdir = rest
+            (root / rest.lstrip("/")).mkdir(parents=True, exist_ok=True)
+        elif keyword == "ENV":
+            for name, declared in re.findall(r"(\w+)=(\S+)", rest):
+                value = declared.replace("${PATH}", os.environ["PATH"])
+                env[name] = re.sub(r"(^|:)(/opt/)", lambda m: m.group(1) + str(root) + m.group(2), value)
+            venv = env.get("VIRTUAL_ENV", venv)
+        elif keyword == "COPY" and not rest.startswith("--from"):
+            *sources, dest = rest.split()
+            for source in sources:
+                target = here / dest if not dest.endswith("/") and dest != "./" else here / source
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if os.path.isdir(os.path.join(ROOT, source)):
+                    shutil.copytree(os.path.join(ROOT, source), target, ignore=shutil.ignore_patterns("__pycache__"))
+                else:
+                    shutil.copy(os.path.join(ROOT, source), target)
+        elif keyword == "RUN" and "uv venv" in rest:
+            subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
+            site = next(Path(venv).glob("lib/python*/site-packages"))
+            (site / "detx_test_lock.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+        elif keyword == "RUN" and "-r requirements/lock.txt" not in rest:
+            uv = os.path.join(os.path.dirname(sys.executable), "uv")
+            command = rest.replace("/opt/", f"{root}/opt/").replace("uv pip", f"{uv} pip")
+            # A build's RUN reaches the package index through the build machine's network settings.
+            network = {k: v for k, v in os.environ.items() if re.search(r"CERT|CA_BUNDLE|PROXY|^UV_|^PIP_", k, re.I)}
+            subprocess.run(["sh", "-c", command], cwd=root / workdir.lstrip("/"), env={**network, **env}, check=True)
+    return env, root / workdir.lstrip("/")
+
+
+@pytest.mark.slow
+def test_the_dockerfiles_own_check_passes_installed_as_the_image_installs(docker, tmp_path):
+    root = tmp_path / "image"
+    env, workdir = _replay(docker, root)  # runs the Dockerfile's own check: it fails the replay if it fails
+    assert not (workdir / "detx").exists()
+    # A step's command, from the image's working directory: detx is the installed copy, not the source.
+    step = subprocess.run(
+        ["python", "-c", "import detx.pipeline.kfp_entrypoint as m; print(m.__file__)"],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert step.stdout.strip().startswith(str(root / "opt/detx-venv/lib"))
+    # From the source folder, the source's detx/ would shadow the installed package: why WORKDIR moves on.
+    source = root / _workdir_at(docker, "COPY", "setup.py").lstrip("/")
+    shadowed = subprocess.run(
+        ["python", "-c", "import detx.components"], cwd=source, env=env, capture_output=True, text=True, check=False
+    )
+    assert "No module named 'detx.components'" in shadowed.stderr
+
+
+def test_the_image_check_imports_what_every_step_runs(docker):
+    check = next(rest for keyword, rest in _final_stage(docker) if keyword == "RUN" and "python -c" in rest)
+    imported = shlex.split(check)[2]
+    assert "detx.pipeline.kfp_entrypoint" in imported  # the module every compiled step's command runs
 
 
 def test_python_on_path_is_the_detx_virtualenv(docker):

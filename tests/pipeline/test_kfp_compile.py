@@ -194,7 +194,7 @@ def test_default_cluster_beam_args_are_the_direct_runner_on_every_core(spec):
         options = PipelineOptions(args)
         assert options.view_as(StandardOptions).runner == "DirectRunner", step
         assert "--direct_num_workers=0" in args
-        assert "--setup_file=/detx/setup.py" in args
+        assert "--setup_file=/opt/detx-src/setup.py" in args
 
 
 @pytest.mark.parametrize("runner_file", ["beam_dataflow.yaml", "beam_flink.yaml"])
