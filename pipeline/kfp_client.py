@@ -152,7 +152,8 @@ def read_package(path: str) -> tuple[dict[str, Any], bytes]:
     except OSError as e:
         raise KfpError(f"cannot read the pipeline package {path}: {e.strerror}; run `detx compile` first") from e
     try:
-        spec = yaml.safe_load(data)
+        # The pipeline spec is the first document; a second one is KFP's platform config.
+        spec = next(iter(yaml.safe_load_all(data)), None)
     except yaml.YAMLError as e:
         raise KfpError(f"{path} is not YAML: {e}") from e
     if not isinstance(spec, dict) or "pipelineInfo" not in spec or "root" not in spec:
@@ -256,8 +257,12 @@ def submit(
     params: Mapping[str, Any],
     run_name: str,
     pipeline_root: str | None = None,
+    service_account: str = "",
 ) -> tuple[PipelineRef, str]:
     """Uploads (or reuses) the pipeline and starts one run, with its pipeline root set (`run_pipeline_root`).
+
+    `service_account` is the Kubernetes service account the steps run as ("": the namespace's default);
+    on GKE or EKS it is the one bound to the cloud identity that may write the pipeline root.
 
     KFP's per-task caching is left as compiled (`enable_caching` unset):
     ExampleGen, the Evaluator and the Pusher are compiled uncached.
@@ -279,6 +284,7 @@ def submit(
             pipeline_id=ref.pipeline_id,
             version_id=ref.version_id,
             pipeline_root=root,
+            service_account=service_account or None,
         )
     return ref, str(run.run_id)
 
@@ -293,8 +299,11 @@ def schedule(
     max_concurrency: int = 1,
     catchup: bool = False,
     pipeline_root: str | None = None,
+    service_account: str = "",
 ) -> tuple[PipelineRef, str]:
     """Creates a recurring run (continuous training on a clock), with its pipeline root set.
+
+    `service_account`: as for `submit`.
 
     Returns:
         The pipeline version and the recurring run's id.
@@ -319,6 +328,7 @@ def schedule(
             pipeline_id=ref.pipeline_id,
             version_id=ref.version_id,
             pipeline_root=root,
+            service_account=service_account or None,
         )
     return ref, str(job.recurring_run_id)
 

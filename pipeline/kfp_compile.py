@@ -29,6 +29,7 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.v1.orchestration.experimental import KubeflowV2DagRunner, KubeflowV2DagRunnerConfig
 
+from detx.components.trainer.executor import EXPECTED_GPUS_ENV
 from detx.pipeline import run_parameters
 from detx.pipeline.config import PipelineConfig
 from detx.pipeline.kfp_entrypoint import COMMAND
@@ -74,35 +75,56 @@ def trainer_resources(config: PipelineConfig) -> Any:
     if kfp.trainer_cpu:
         spec.cpu_limit = kfp.trainer_cpu
     if kfp.trainer_memory:
-        spec.memory_limit = _gigabytes(kfp.trainer_memory)
+        spec.memory_limit = _gigabytes(kfp.trainer_memory, "trainer_memory")
     return spec
 
 
-def _gigabytes(value: str) -> float:
+def _gigabytes(value: str, key: str) -> float:
     units = {"G": 1.0, "GB": 1.0, "GI": 1.073741824, "M": 1e-3, "MI": 1.048576e-3}
     number = value.rstrip("GgMmIiBb")
     unit = value[len(number) :].upper() or "G"
     if unit not in units or not number:
-        raise ValueError(f"trainer_memory {value!r}: write a size such as 32G or 16Gi")
+        raise ValueError(f"kubeflow.{key} {value!r}: write a size such as 32G or 16Gi")
     return float(number) * units[unit]
 
 
-def _add_string_resources(resources: dict[str, Any], config: PipelineConfig) -> None:
-    """Adds the string forms of the Trainer's resources next to the numeric ones.
+def step_resources(config: PipelineConfig) -> dict[str, Any]:
+    """Every other step's limits, as the spec writes them: Beam's DirectRunner starts one worker per CPU.
 
-    TFX writes the numeric fields (`accelerator.type/count`, `cpuLimit`,
-    `memoryLimit`), which KFP backends before 2.5 read; later backends read
-    the string fields (`resourceType`/`resourceCount`, `resourceCpuLimit`,
-    `resourceMemoryLimit`). The KFP SDK writes both; so does detx.
+    Set on the compiled executors rather than through TFX's platform config, which TFX's
+    compiler drops for FileBasedExampleGen (its container spec is built apart).
     """
     kfp = config.kubeflow
-    if "accelerator" in resources:
-        resources["accelerator"]["resourceType"] = kfp.gpu_type
-        resources["accelerator"]["resourceCount"] = str(kfp.trainer_gpus)
-    if kfp.trainer_cpu:
-        resources["resourceCpuLimit"] = f"{kfp.trainer_cpu:g}"
-    if kfp.trainer_memory:
-        resources["resourceMemoryLimit"] = kfp.trainer_memory
+    spec = ResourceSpec()
+    if kfp.step_cpu:
+        spec.cpu_limit = kfp.step_cpu
+    if kfp.step_memory:
+        spec.memory_limit = _gigabytes(kfp.step_memory, "step_memory")
+    return dict(json_format.MessageToDict(spec))
+
+
+def kubernetes_platform(config: PipelineConfig) -> dict[str, Any] | None:
+    """KFP's Kubernetes platform config: the GPU Trainer's tolerations and node selector (None: nothing to add).
+
+    The pipeline spec carries resource limits only; KFP's driver takes tolerations and node
+    selectors from this second document of the package (kfp-kubernetes' format, applied in
+    kubeflow/pipelines `backend/src/v2/driver/k8s.go`). Built with kfp-kubernetes' own
+    `KubernetesExecutorConfig`, so a wrong key fails here, not on the cluster.
+    """
+    kfp = config.kubeflow
+    if not kfp.trainer_gpus or not (kfp.gpu_tolerations or kfp.gpu_node_selector):
+        return None
+    from kfp.kubernetes import kubernetes_executor_config_pb2 as k8s
+
+    executor = k8s.KubernetesExecutorConfig()
+    for toleration in kfp.gpu_tolerations:
+        try:
+            json_format.ParseDict(toleration, executor.tolerations.add())
+        except json_format.ParseError as e:
+            raise ValueError(f"kubeflow.gpu_tolerations: {toleration!r} is not a Kubernetes toleration ({e})") from e
+    executor.node_selector.labels.update(kfp.gpu_node_selector)
+    executors = {f"{GPU_STEP}_executor": json_format.MessageToDict(executor)}
+    return {"platforms": {"kubernetes": {"deploymentSpec": {"executors": executors}}}}
 
 
 def compile_spec(config: PipelineConfig) -> dict[str, Any]:
@@ -133,9 +155,13 @@ def compile_spec(config: PipelineConfig) -> dict[str, Any]:
     )
     job = runner.run(pipeline, write_out=False)
     spec_dict = job["pipelineSpec"]
+    limits = step_resources(config)
+    for name, executor in spec_dict["deploymentSpec"]["executors"].items():
+        if name != f"{GPU_STEP}_executor" and "container" in executor and limits:
+            executor["container"]["resources"] = limits
     trainer = spec_dict["deploymentSpec"]["executors"].get(f"{GPU_STEP}_executor")
-    if trainer is not None:
-        _add_string_resources(trainer["container"].get("resources", {}), config)
+    if trainer is not None and kfp.trainer_gpus:
+        trainer["container"]["env"] = [{"name": EXPECTED_GPUS_ENV, "value": str(kfp.trainer_gpus)}]
     spec = pipeline_spec_pb2.PipelineSpec()
     json_format.ParseDict(spec_dict, spec)
     for parameter in run_parameters.RUN_PARAMETERS:
@@ -171,8 +197,16 @@ def header(config: PipelineConfig) -> str:
 
 
 def to_yaml(config: PipelineConfig, spec: dict[str, Any]) -> str:
-    """The YAML text: header, then the spec with sorted keys (stable for golden files)."""
-    return header(config) + yaml.safe_dump(spec, sort_keys=True, width=120)
+    """The YAML text: header, the spec with sorted keys (stable for golden files), then the platform config.
+
+    The platform config is a second YAML document, as the KFP SDK with kfp-kubernetes writes it;
+    KFP's API server reads both documents of an uploaded package.
+    """
+    text = header(config) + yaml.safe_dump(spec, sort_keys=True, width=120)
+    platform = kubernetes_platform(config)
+    if platform is not None:
+        text += "---\n" + yaml.safe_dump(platform, sort_keys=True, width=120)
+    return text
 
 
 def compile_to_file(config: PipelineConfig, output: str) -> dict[str, Any]:

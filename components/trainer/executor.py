@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import attr
+import tensorflow as tf
 from tfx.components.trainer import executor as trainer_executor
 from tfx.components.trainer import fn_args_utils
 
 TRAIN_STEPS_KEY = "train_steps"
 PRETRAINED_KEY = "pretrained"
 PUSH_DESTINATION_KEY = "push_destination"
+# How many GPUs the step's pod was given (`detx compile` sets it on the Trainer's container next to
+# the GPU request). TensorFlow silently trains on CPU when it finds no GPU; with this set, it fails.
+EXPECTED_GPUS_ENV = "DETX_EXPECTED_GPUS"
 
 
 @attr.s
@@ -50,6 +55,24 @@ def with_run_settings(fn_args: Any, exec_properties: dict[str, Any]) -> Detectio
     )
 
 
+def check_expected_gpus(environ: Any = os.environ) -> int:
+    """The GPUs TensorFlow sees, checked against what the step asked for (`EXPECTED_GPUS_ENV`).
+
+    Raises:
+        RuntimeError: GPUs were asked for and TensorFlow sees fewer; the message says what to check.
+    """
+    expected = int(environ.get(EXPECTED_GPUS_ENV) or 0)
+    seen = len(tf.config.list_physical_devices("GPU"))
+    if seen < expected:
+        raise RuntimeError(
+            f"the Trainer asked for {expected} GPU(s) (kubeflow.trainer_gpus) but TensorFlow sees {seen}: "
+            "check that the node has NVIDIA's driver and device plugin and that the image's TensorFlow is a GPU "
+            "build (`python -c 'import tensorflow as tf; print(tf.config.list_physical_devices()'`), "
+            "or compile with kubeflow.trainer_gpus: 0 to train on CPU"
+        )
+    return seen
+
+
 class Executor(trainer_executor.GenericExecutor):
     """Runs `run_fn` with the step count, starting weights and push destination of this run."""
 
@@ -59,5 +82,6 @@ class Executor(trainer_executor.GenericExecutor):
         output_dict: dict[str, list[Any]],
         exec_properties: dict[str, Any],
     ) -> DetectionFnArgs:
-        """TFX's `fn_args`, see `with_run_settings`."""
+        """TFX's `fn_args`, see `with_run_settings`; first, the GPUs the step asked for are there."""
+        check_expected_gpus()
         return with_run_settings(super()._GetFnArgs(input_dict, output_dict, exec_properties), exec_properties)

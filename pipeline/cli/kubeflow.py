@@ -17,6 +17,7 @@ from detx.pipeline.cli.options import (
     kubeflow_options,
     package_option,
     pipeline_root_option,
+    service_account_option,
 )
 
 # Before one name per idea, `--host` named the KFP API URL here (it is the bind address of serve/web).
@@ -73,12 +74,14 @@ def _params(pairs: tuple[str, ...]) -> dict[str, Any]:
 @_PARAM
 @click.option("--run-name", help="[default: <pipeline> <date time>]")
 @pipeline_root_option
+@service_account_option
 def submit_command(
     package: str,
     experiment: str,
     params: tuple[str, ...],
     run_name: str | None,
     pipeline_root: str | None,
+    service_account: str,
     **conn: Any,
 ) -> None:
     """Upload the pipeline (or reuse the same version) and start a run on Kubeflow Pipelines."""
@@ -88,7 +91,7 @@ def submit_command(
     connection = kubeflow_connection(conn)
     name = run_name or f"detx {time.strftime('%Y-%m-%d %H:%M:%S')}"
     try:
-        ref, run_id = submit(connection, package, experiment, values, name, pipeline_root)
+        ref, run_id = submit(connection, package, experiment, values, name, pipeline_root, service_account)
     except KfpError as e:
         _fail(e)
     state = "reused" if ref.reused else "uploaded"
@@ -132,6 +135,7 @@ def upload_command(package: str, summary: str | None, **conn: Any) -> None:
 @_PARAM
 @click.option("--schedule-name", default="detx continuous training", show_default=True)
 @pipeline_root_option
+@service_account_option
 def schedule_command(
     cron: str,
     max_concurrency: int,
@@ -141,6 +145,7 @@ def schedule_command(
     params: tuple[str, ...],
     schedule_name: str,
     pipeline_root: str | None,
+    service_account: str,
     **conn: Any,
 ) -> None:
     """Create a recurring run on Kubeflow Pipelines: retrain on a clock."""
@@ -159,6 +164,7 @@ def schedule_command(
             max_concurrency=max_concurrency,
             catchup=catchup,
             pipeline_root=pipeline_root,
+            service_account=service_account,
         )
     except KfpError as e:
         _fail(e)

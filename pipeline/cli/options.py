@@ -333,6 +333,12 @@ pipeline_root_option = click.option(
     help="Where the steps write artifacts (gs://, or s3:// with tensorflow-io). "
     "[default: compile: kubeflow.pipeline_root; submit/schedule: the package's]",
 )
+service_account_option = click.option(
+    "--service-account",
+    default="",
+    help="The Kubernetes service account the run's steps use: the one bound to the cloud identity that writes "
+    "the bucket (GKE Workload Identity, EKS IRSA). [default: the namespace's, pipeline-runner in standalone KFP]",
+)
 experiment_option = click.option("--experiment", default="detx", show_default=True, help="KFP experiment.")
 
 

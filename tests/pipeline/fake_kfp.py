@@ -180,9 +180,13 @@ class FakeKfp:
         }
         if "uploadfile" not in files:
             raise BadRequest("the upload has no uploadfile part")
-        spec_dict = yaml.safe_load(files["uploadfile"])
+        # The API server's template parser: the pipeline spec, then an optional platform spec
+        # (kubeflow/pipelines backend/src/apiserver/template/v2_template.go), both parsed strictly.
+        spec_dict, *platforms = yaml.safe_load_all(files["uploadfile"])
         try:
             json_format.ParseDict(spec_dict, pipeline_spec_pb2.PipelineSpec(), ignore_unknown_fields=False)
+            for platform in platforms:
+                json_format.ParseDict(platform, pipeline_spec_pb2.PlatformSpec(), ignore_unknown_fields=False)
         except json_format.ParseError as e:
             raise BadRequest(f"the uploaded package is not a valid PipelineSpec: {e}") from e
         now = f"2026-11-22T08:{len(self.versions):02d}:00Z"

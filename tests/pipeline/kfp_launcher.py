@@ -66,7 +66,7 @@ _OUTPUT_LOCK = "/tmp/kfp_outputs.lock"
 def load_spec(path: str) -> pipeline_spec_pb2.PipelineSpec:
     spec = pipeline_spec_pb2.PipelineSpec()
     with open(path) as f:
-        json_format.ParseDict(yaml.safe_load(f), spec)
+        json_format.ParseDict(next(yaml.safe_load_all(f)), spec)
     return spec
 
 

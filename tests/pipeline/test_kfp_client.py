@@ -82,7 +82,7 @@ def test_submit_uploads_once_then_reuses_the_version_and_passes_typed_parameters
 def test_a_changed_package_becomes_a_new_version_of_the_same_pipeline(kfp, tmp_path):
     fake, url = kfp()
     assert _detx("submit", "--kubeflow-host", url, "--package", PACKAGE).exit_code == 0
-    spec = yaml.safe_load(open(PACKAGE))
+    spec = next(yaml.safe_load_all(open(PACKAGE)))
     spec["root"]["inputDefinitions"]["parameters"]["train_steps"]["defaultValue"] = 100.0
     changed = tmp_path / "changed.yaml"
     changed.write_text(yaml.safe_dump(spec))
@@ -202,7 +202,7 @@ def test_multi_user_kubeflow_without_a_namespace_says_to_pass_one(kfp):
 
 def test_runs_carry_the_packages_pipeline_root_because_the_backend_ignores_the_specs(kfp):
     fake, url = kfp()
-    default_root = yaml.safe_load(open(PACKAGE))["defaultPipelineRoot"]
+    default_root = next(yaml.safe_load_all(open(PACKAGE)))["defaultPipelineRoot"]
     assert _detx("submit", "--kubeflow-host", url, "--package", PACKAGE).exit_code == 0
     assert (
         _detx("submit", "--kubeflow-host", url, "--package", PACKAGE, "--pipeline-root", "gs://other/root").exit_code
@@ -222,3 +222,16 @@ def test_a_run_root_tfx_cannot_write_is_refused_before_anything_is_uploaded(kfp,
     assert result.exit_code == 1
     assert "is not one TFX can write on Kubeflow: use gs://" in result.output and "tensorflow-io" in result.output
     assert fake.pipelines == {} and fake.runs == []
+
+
+def test_runs_and_schedules_carry_the_service_account_steps_write_the_bucket_as(kfp):
+    fake, url = kfp()
+    plain = _detx("submit", "--kubeflow-host", url, "--package", PACKAGE)
+    assert plain.exit_code == 0, plain.output
+    assert "service_account" not in fake.runs[-1]  # the namespace's default account
+    args = ("--kubeflow-host", url, "--package", PACKAGE, "--service-account", "detx-runner")
+    assert _detx("submit", *args).exit_code == 0
+    assert fake.runs[-1]["service_account"] == "detx-runner"
+    assert _detx("schedule", *args, "--cron", "0 0 3 * * *").exit_code == 0
+    assert fake.recurring_runs[-1]["service_account"] == "detx-runner"
+    assert fake.errors == []

@@ -3,14 +3,18 @@
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 import yaml
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, PortableOptions, StandardOptions
 from click.testing import CliRunner
 from google.protobuf import json_format
+from kfp.kubernetes import kubernetes_executor_config_pb2
 from kfp.pipeline_spec import pipeline_spec_pb2
 
+from detx.components.trainer import executor as trainer_executor
 from detx.pipeline import kfp_compile, run_parameters
 from detx.pipeline.cli import main
 from detx.pipeline.config_file import build_config, layered_values
@@ -42,7 +46,7 @@ def compiled(tmp_path_factory):
 def spec(compiled):
     """The compiled spec parsed strictly (unknown fields are errors) into kfp-pipeline-spec's proto."""
     parsed = pipeline_spec_pb2.PipelineSpec()
-    json_format.ParseDict(yaml.safe_load(compiled), parsed, ignore_unknown_fields=False)
+    json_format.ParseDict(next(yaml.safe_load_all(compiled)), parsed, ignore_unknown_fields=False)
     return parsed
 
 
@@ -79,20 +83,92 @@ def test_every_step_runs_the_detx_image_through_detx_entrypoint_with_tfx_argumen
     assert "detx.components.trainer.executor.Executor" in executors["Trainer_executor"]["container"]["args"]
 
 
-def test_the_trainer_alone_asks_for_a_gpu(spec):
+def test_the_trainer_alone_asks_for_a_gpu_and_fails_without_one(spec):
     executors = json_format.MessageToDict(spec.deployment_spec)["executors"]
     with_accelerator = {n for n, e in executors.items() if "accelerator" in e["container"].get("resources", {})}
     assert with_accelerator == {"Trainer_executor"}
-    resources = executors["Trainer_executor"]["container"]["resources"]
-    # Both the numeric fields (KFP < 2.5) and the string fields (KFP >= 2.5).
-    assert resources["accelerator"] == {
-        "type": "nvidia.com/gpu",
-        "count": "1",
-        "resourceType": "nvidia.com/gpu",
-        "resourceCount": "1",
+    container = executors["Trainer_executor"]["container"]
+    # The numeric fields only: every KFP 2.x driver reads them (from 2.5 as the fallback of the string fields).
+    assert container["resources"] == {
+        "accelerator": {"type": "nvidia.com/gpu", "count": "1"},
+        "cpuLimit": 8.0,
+        "memoryLimit": 32.0,
     }
-    assert resources["resourceMemoryLimit"] == "32G" and resources["memoryLimit"] == 32.0
-    assert resources["resourceCpuLimit"] == "8" and resources["cpuLimit"] == 8.0
+    # The Trainer fails with a clear message when the GPU it asked for is not there (its executor reads this).
+    assert container["env"] == [{"name": trainer_executor.EXPECTED_GPUS_ENV, "value": "1"}]
+    others = {n: e["container"].get("resources") for n, e in executors.items() if n != "Trainer_executor"}
+    assert set(map(json.dumps, others.values())) == {json.dumps({"cpuLimit": 4.0, "memoryLimit": 16.0})}
+
+
+def test_kfp_2_0_to_2_3_accept_the_deployment_spec(compiled, tmp_path):
+    """KFP 2.0-2.3 parse each executor strictly against their pipeline spec (kfp-pipeline-spec 0.2.2).
+
+    Their API module predates the string resource fields (`resourceCpuLimit`, ...), so a spec
+    carrying one is refused at upload; the old protos need protobuf's Python implementation.
+    """
+    old_spec = os.path.join(ROOT, ".tools", "kfp-pipeline-spec-0.2.2", "kfp", "pipeline_spec", "pipeline_spec_pb2.py")
+    assert os.path.exists(old_spec), "run `make install` (it installs kfp-pipeline-spec 0.2.2 under .tools)"
+    deployment = tmp_path / "deployment.json"
+    deployment.write_text(json.dumps(next(yaml.safe_load_all(compiled))["deploymentSpec"]))
+    check = (
+        "import importlib.util, json, sys\n"
+        "from google.protobuf import json_format\n"
+        "spec = importlib.util.spec_from_file_location('old_pipeline_spec_pb2', sys.argv[1])\n"
+        "old = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(old)\n"
+        # One executor at a time: protobuf 4's Python parser mishandles the old protos' map fields.
+        "for executor in json.load(open(sys.argv[2]))['executors'].values():\n"
+        "    json_format.ParseDict(executor, old.PipelineDeploymentConfig.ExecutorSpec())\n"
+    )
+    env = {**os.environ, "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"}
+    result = subprocess.run(
+        [sys.executable, "-c", check, old_spec, str(deployment)], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    # The check itself refuses what KFP 2.0 refuses.
+    spec = json.loads(deployment.read_text())
+    spec["executors"]["Trainer_executor"]["container"]["resources"]["resourceCpuLimit"] = "8"
+    deployment.write_text(json.dumps(spec))
+    refused = subprocess.run(
+        [sys.executable, "-c", check, old_spec, str(deployment)], env=env, capture_output=True, text=True, check=False
+    )
+    assert "resourceCpuLimit" in refused.stderr
+
+
+def test_the_gpu_trainer_tolerates_gpu_taints_through_kfps_kubernetes_platform_config(compiled):
+    _, platform = yaml.safe_load_all(compiled)
+    parsed = pipeline_spec_pb2.PlatformSpec()
+    json_format.ParseDict(platform, parsed, ignore_unknown_fields=False)
+    executors = json_format.MessageToDict(parsed.platforms["kubernetes"].deployment_spec)["executors"]
+    trainer = kubernetes_executor_config_pb2.KubernetesExecutorConfig()
+    json_format.ParseDict(executors["Trainer_executor"], trainer, ignore_unknown_fields=False)
+    assert [json_format.MessageToDict(t) for t in trainer.tolerations] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+    assert list(executors) == ["Trainer_executor"]
+
+
+def test_gpu_node_selector_and_tolerations_are_configurable_and_checked():
+    config = _config(
+        kubeflow={
+            "gpu_node_selector": {"cloud.google.com/gke-accelerator": "nvidia-l4"},
+            "gpu_tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoExecute"}],
+        }
+    )
+    trainer = kfp_compile.kubernetes_platform(config)["platforms"]["kubernetes"]["deploymentSpec"]["executors"][
+        "Trainer_executor"
+    ]
+    assert trainer["nodeSelector"] == {"labels": {"cloud.google.com/gke-accelerator": "nvidia-l4"}}
+    assert trainer["tolerations"] == [{"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoExecute"}]
+    assert kfp_compile.kubernetes_platform(_config(kubeflow={"trainer_gpus": 0})) is None
+    with pytest.raises(ValueError, match=r"kubeflow\.gpu_tolerations: .* is not a Kubernetes toleration"):
+        kfp_compile.kubernetes_platform(_config(kubeflow={"gpu_tolerations": [{"taint": "x"}]}))
+
+
+def test_a_trainer_that_asked_for_a_gpu_and_sees_none_fails_naming_the_fix():
+    assert trainer_executor.check_expected_gpus({}) == 0  # none asked for: CPU is fine
+    with pytest.raises(RuntimeError, match=r"asked for 1 GPU\(s\) \(kubeflow.trainer_gpus\) but TensorFlow sees 0"):
+        trainer_executor.check_expected_gpus({trainer_executor.EXPECTED_GPUS_ENV: "1"})
 
 
 def test_every_run_parameter_has_a_type_and_default_and_is_used(spec):
