@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 
 import tensorflow as tf
@@ -24,6 +25,33 @@ def is_local(path: str) -> bool:
 def strip_file_scheme(path: str) -> str:
     """The local path of a `file://` URL (other paths unchanged)."""
     return path.removeprefix("file://")
+
+
+def write_atomic(path: str, data: str | bytes) -> None:
+    """Writes a whole file that readers see complete or not at all, whoever else writes it at the same time.
+
+    Locally the data goes to a temporary file with a unique name beside `path`, then is renamed
+    over it (atomic on one file system); a failure removes the temporary file and leaves any old
+    file as it was. On an object store one upload replaces the object whole (a rename there would
+    be a copy and a delete). `tf.io.write_file` makes the object even for empty data, which GFile
+    does not, and no folder markers are made (KFP's launcher trips on them).
+    """
+    if not is_local(path):
+        tf.io.write_file(path, data)
+        return
+    mode = "wb" if isinstance(data, bytes) else "w"
+    local = strip_file_scheme(path)
+    directory = os.path.dirname(os.path.abspath(local))
+    os.makedirs(directory, exist_ok=True)
+    fd, staging = tempfile.mkstemp(prefix=f".{os.path.basename(local)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, mode) as f:
+            f.write(data)
+        os.replace(staging, local)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(staging)
+        raise
 
 
 def list_files(tree: str) -> list[str]:

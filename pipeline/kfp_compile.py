@@ -20,7 +20,6 @@ The output is a PipelineSpec YAML, the file the KFP UI uploads.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from typing import Any
 
@@ -29,6 +28,7 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx.v1.orchestration.experimental import KubeflowV2DagRunner, KubeflowV2DagRunnerConfig
 
+from detx.components import storage
 from detx.components.trainer.executor import EXPECTED_GPUS_ENV
 from detx.pipeline import run_parameters
 from detx.pipeline.config import PipelineConfig
@@ -216,16 +216,5 @@ def compile_to_file(config: PipelineConfig, output: str) -> dict[str, Any]:
         The spec as a dict.
     """
     spec = compile_spec(config)
-    text = to_yaml(config, spec)
-    directory = os.path.dirname(os.path.abspath(output))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".detx-compile-", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, output)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    storage.write_atomic(output, to_yaml(config, spec))
     return spec

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import tensorflow as tf
 
+from detx.components import storage
 from detx.components.batch_inference.listing import (
     MANIFEST,
     PREDICTIONS_PREFIX,
@@ -30,7 +30,6 @@ from detx.components.batch_inference.listing import (
     skipped_path,
 )
 from detx.components.batch_inference.records import ImagePrediction, SkippedImage, read_lines
-from detx.components.storage import is_local, strip_file_scheme
 
 SKIPPED = "skipped.jsonl"
 COCO_RESULTS = "coco_results.json"
@@ -41,18 +40,7 @@ FINAL_FILES = (SKIPPED, COCO_RESULTS, COCO_IMAGES, SUMMARY)
 
 def write_atomic(path: str, chunks: Iterable[str]) -> None:
     """Writes text under a temporary name beside `path`, then renames it: readers see all of it or none."""
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    if is_local(path):
-        local = strip_file_scheme(path)
-        os.makedirs(os.path.dirname(local) or ".", exist_ok=True)
-        with open(strip_file_scheme(tmp), "w") as f:
-            f.writelines(chunks)
-        os.replace(strip_file_scheme(tmp), local)
-        return
-    tf.io.gfile.makedirs(os.path.dirname(path))
-    # GFile makes no object for a file nothing was written to, and an empty shard list is still a result.
-    tf.io.write_file(tmp, "".join(chunks))
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    storage.write_atomic(path, "".join(chunks))
 
 
 def write_shard(out_dir: str, shard: Shard, results: dict[str, ImagePrediction | SkippedImage]) -> None:

@@ -23,6 +23,8 @@ from typing import Any
 import tensorflow as tf
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 
+from detx.components import storage
+
 LABEL_MAP_FILENAME = "label_map.pbtxt"
 
 
@@ -106,10 +108,7 @@ class LabelMap:
 
     def write(self, path: str) -> None:
         """Writes the pbtxt to `path` (any tf.io.gfile path) atomically."""
-        tmp = f"{path}.tmp"
-        with tf.io.gfile.GFile(tmp, "w") as f:
-            f.write(self.to_pbtxt())
-        tf.io.gfile.rename(tmp, path, overwrite=True)
+        storage.write_atomic(path, self.to_pbtxt())
 
     @classmethod
     def from_pbtxt(cls, text: str, source: str = "label map") -> LabelMap:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from detx.components import storage
 from detx.components.data import features as F
 from detx.components.data.label_map import LABEL_MAP_FILENAME, LabelMap, LabelMapError
 from detx.components.example_gen.report import SUMMARY_FILENAME
@@ -179,8 +180,5 @@ def write_training_facts(model_dir: str, facts: dict[str, Any]) -> str:
     Written to a temporary name and renamed, so a reader never sees half a file.
     """
     path = os.path.join(model_dir, TRAINING_FACTS_FILE)
-    tf.io.gfile.makedirs(os.path.dirname(path))
-    with tf.io.gfile.GFile(f"{path}.tmp", "w") as f:
-        f.write(json.dumps(facts, indent=2, sort_keys=True))
-    tf.io.gfile.rename(f"{path}.tmp", path, overwrite=True)
+    storage.write_atomic(path, json.dumps(facts, indent=2, sort_keys=True))
     return path

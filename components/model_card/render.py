@@ -14,6 +14,7 @@ from typing import Any
 import jinja2
 import tensorflow as tf
 
+from detx.components import storage
 from detx.components.model_card.facts import ModelCardError, data_facts, training_facts
 from detx.components.model_card.sections import NOT_RECORDED, view
 from detx.components.model_store import RETIRED_DIR, ModelStore
@@ -79,9 +80,7 @@ def write(version_dir: str, lineage: Mapping[str, Any], production: Mapping[str,
     written = {}
     for name in (CARD_MD, CARD_HTML):
         path = os.path.join(version_dir, name)
-        with tf.io.gfile.GFile(f"{path}.tmp", "wb") as f:
-            f.write(files[name])
-        tf.io.gfile.rename(f"{path}.tmp", path, overwrite=True)
+        storage.write_atomic(path, files[name])
         written[name] = path
     return written
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import uuid
 from typing import Any
 
 import tensorflow as tf
@@ -143,14 +142,4 @@ def write_traffic(push_destination: str, split: TrafficSplit | None) -> None:
         if tf.io.gfile.exists(path):
             tf.io.gfile.remove(path)
         return
-    text = json.dumps(split.to_json(), indent=2, sort_keys=True) + "\n"
-    if not storage.is_local(path):
-        with tf.io.gfile.GFile(path, "w") as f:
-            f.write(text)
-        return
-    path = storage.strip_file_scheme(path)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    staging = f"{path}.{uuid.uuid4().hex}.tmp"
-    with open(staging, "w") as f:
-        f.write(text)
-    os.replace(staging, path)
+    storage.write_atomic(path, json.dumps(split.to_json(), indent=2, sort_keys=True) + "\n")

@@ -100,11 +100,7 @@ def read_json(path: str) -> dict[str, Any]:
 
 def write_json(path: str, doc: dict[str, Any]) -> None:
     """Writes a JSON state file whole or not at all: a temporary name, then a rename over the old one."""
-    tf.io.gfile.makedirs(os.path.dirname(path))
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        json.dump(doc, f, indent=1)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    storage.write_atomic(path, json.dumps(doc, indent=1))
 
 
 @contextlib.contextmanager

@@ -100,6 +100,13 @@ def _inputs(fn: Any, request: Any, limits: Limits) -> dict[str, np.ndarray]:
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"input {alias!r} has shape {list(array.shape)}; the signature expects {spec.shape}",
             )
+        if array.ndim and not array.shape[0]:
+            # A client's mistake, answered as one: past this point an empty batch fails inside the
+            # model's post-processing and would come back as INTERNAL.
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"input {alias!r} holds no images (shape {list(array.shape)}); send a batch of at least one",
+            )
         pixels += _pixels(alias, array, spec.dtype)
         arrays[alias] = array
     if pixels > limits.max_pixels:

@@ -123,6 +123,11 @@ def test_metadata_and_status(served):
         (lambda: _request(alias="images"), grpc.StatusCode.INVALID_ARGUMENT, "not found in signature"),
         (lambda: _request(image=_image().astype(np.float32)), grpc.StatusCode.INVALID_ARGUMENT, "to be uint8"),
         (lambda: _request(image=_image()[0]), grpc.StatusCode.INVALID_ARGUMENT, "has shape [120, 160, 3]"),
+        (
+            lambda: _request(image=np.zeros((0, 64, 64, 3), np.uint8)),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "holds no images",
+        ),
         (lambda: _request(image=np.zeros((1, 5000, 5000, 3), np.uint8)), grpc.StatusCode.RESOURCE_EXHAUSTED, ""),
         (
             lambda: _request(image=np.zeros((2, 2500, 2500, 3), np.uint8)),
@@ -135,7 +140,7 @@ def test_metadata_and_status(served):
             "not a JPEG or PNG",
         ),
     ],
-    ids=["model", "version", "signature", "alias", "dtype", "shape", "size", "pixels", "not-an-image"],
+    ids=["model", "version", "signature", "alias", "dtype", "shape", "empty-batch", "size", "pixels", "not-an-image"],
 )
 def test_bad_requests_get_tf_serving_codes_and_the_server_stays_up(served, make_request, code, text):
     stub = prediction_service_pb2_grpc.PredictionServiceStub(served.channel)

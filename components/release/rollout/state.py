@@ -25,7 +25,6 @@ import datetime
 import json
 import os
 import socket
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -112,13 +111,8 @@ def read_state(push_destination: str) -> RolloutState | None:
 
 def write_state(push_destination: str, state: RolloutState) -> None:
     """Replaces the state whole: written beside, then renamed over."""
-    directory = rollout_dir(push_destination)
-    tf.io.gfile.makedirs(directory)
-    path = os.path.join(directory, STATE_FILE)
-    staging = f"{path}.{uuid.uuid4().hex}.tmp"
-    with tf.io.gfile.GFile(staging, "w") as f:
-        f.write(json.dumps(dataclasses.asdict(state), indent=1, sort_keys=True) + "\n")
-    tf.io.gfile.rename(staging, path, overwrite=True)
+    path = os.path.join(rollout_dir(push_destination), STATE_FILE)
+    storage.write_atomic(path, json.dumps(dataclasses.asdict(state), indent=1, sort_keys=True) + "\n")
 
 
 def _histogram_json(histogram: Histogram | None) -> Any:
