@@ -33,8 +33,9 @@ DRIFT_DIR ?= .detx/drift
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_DIR ?= .detx/demo
-DEMO_PORT ?= 8500
-WEB_PORT ?= 8080
+# The serving ports' one home is serving/defaults.py.
+DEMO_PORT ?= $(shell sed -n 's/^GRPC_PORT = \([0-9]*\)$$/\1/p' serving/defaults.py)
+WEB_PORT ?= $(shell sed -n 's/^WEB_PORT = \([0-9]*\)$$/\1/p' serving/defaults.py)
 
 .PHONY: install lock lint typecheck test test-fast manifests cli-reference demo ct-demo web bench clean \
 	audit sbom drift bench-check release-assets

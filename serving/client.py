@@ -32,6 +32,7 @@ import grpc
 import numpy as np
 
 from detx.components.data.images import upright, upright_image
+from detx.serving import defaults
 
 ENCODED_IMAGE = "encoded_image"
 SERVING_DEFAULT = "serving_default"
@@ -131,8 +132,8 @@ class DetectionClient:
         model: str = "detx",
         version: int | None = None,
         label: str = "",
-        timeout: float = 10.0,
-        retries: int = 3,
+        timeout: float = defaults.CLIENT_TIMEOUT_SECONDS,
+        retries: int = defaults.CLIENT_RETRIES,
         backoff: float = 0.5,
         tls_ca: str = "",
         label_names: dict[int, str] | None = None,

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from detx.pipeline.cli.options import data_format, data_option, format_option, write_format_option
+from detx.components.data.synth_config import SynthConfig
+from detx.pipeline.cli.options import data_format, data_option, default_of, format_option, write_format_option
+
+
+def _synth(field: str) -> Any:
+    """A `SynthConfig` default (its one home), for the help and the command."""
+    return default_of(SynthConfig, field)
 
 
 @click.group("data")
@@ -24,14 +32,26 @@ def _floats(value: str | None) -> tuple[float, ...] | None:
 @data_group.command("synth")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="New dataset folder.")
 @click.option("--images", "num_images", default=200, show_default=True, type=click.IntRange(min=1))
-@click.option("--seed", default=0, show_default=True, type=int, help="Same seed, same bytes.")
+@click.option("--seed", default=_synth("seed"), show_default=True, type=int, help="Same seed, same bytes.")
 @write_format_option()
-@click.option("--width", default=640, show_default=True, type=click.IntRange(min=64))
-@click.option("--height", default=480, show_default=True, type=click.IntRange(min=64))
+@click.option("--width", default=_synth("width"), show_default=True, type=click.IntRange(min=64))
+@click.option("--height", default=_synth("height"), show_default=True, type=click.IntRange(min=64))
 @click.option("--classes", help="Shapes to draw, from circle,square,triangle,cross. [default: the first three]")
 @click.option("--class-weights", help="Relative frequency of each class, e.g. 4,1,1. [default: equal]")
-@click.option("--brightness", default=1.0, show_default=True, type=click.FloatRange(0.05, 2.0), help="< 1 is darker.")
-@click.option("--first-id", default=1, show_default=True, type=click.IntRange(min=1), help="Id of the first image.")
+@click.option(
+    "--brightness",
+    default=_synth("brightness"),
+    show_default=True,
+    type=click.FloatRange(0.05, 2.0),
+    help="< 1 is darker.",
+)
+@click.option(
+    "--first-id",
+    default=_synth("first_id"),
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Id of the first image.",
+)
 def synth_command(
     out_dir: str,
     num_images: int,
@@ -45,7 +65,7 @@ def synth_command(
     first_id: int,
 ) -> None:
     """Write a deterministic synthetic dataset of shapes (circle, square, triangle; optionally cross)."""
-    from detx.components.data.synth import CLASSES, SynthConfig, write_dataset
+    from detx.components.data.synth import CLASSES, write_dataset
 
     names = tuple(c.strip() for c in classes.split(",")) if classes else CLASSES
     weights = _floats(class_weights) or (1.0,) * len(names)
@@ -55,7 +75,7 @@ def synth_command(
             seed=seed,
             width=width,
             height=height,
-            max_size=min(160, width, height),
+            max_size=min(_synth("max_size"), width, height),
             classes=names,
             class_weights=weights,
             brightness=brightness,

@@ -26,11 +26,12 @@ from detx.components.modeling.config import PRESETS
 from detx.components.trainer.options import TrainerOptions
 from detx.pipeline.config import DataConfig, PipelineConfig
 from detx.pipeline.project import DEFAULT_PROJECT, ProjectPaths, absolute
+from detx.serving import defaults as serving_defaults
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_PACKAGE = os.path.join("kfp_manifests", "detx_pipeline.yaml")
-DEFAULT_SERVER = "127.0.0.1:8500"
+DEFAULT_SERVER = serving_defaults.DEFAULT_SERVER
 
 
 class AliasedOption(click.Option):
@@ -267,9 +268,9 @@ CLIENT_ALIASES: dict[str, tuple[str, ...]] = {
     "destination_aliases": ("--model-base-path",),
 }
 # The web page's port: `detx web --port` and `detx serve --web --web-port`.
-WEB_PORT = 8080
+WEB_PORT = serving_defaults.WEB_PORT
 # `detx serve`'s Prometheus port; `detx rollout` reads the local server's metrics there by default.
-METRICS_PORT = 8502
+METRICS_PORT = serving_defaults.METRICS_PORT
 metrics_port_option = click.option(
     "--metrics-port", default=METRICS_PORT, show_default=True, type=click.IntRange(0, 65535), help="0: off."
 )

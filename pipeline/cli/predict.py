@@ -17,6 +17,7 @@ from detx.pipeline.cli.options import (
     server_option,
     tls_ca_option,
 )
+from detx.serving import defaults
 
 
 def _label_names(label_map: str | None, push_destination: str, version: int) -> dict[int, str]:
@@ -40,8 +41,20 @@ def _label_names(label_map: str | None, push_destination: str, version: int) -> 
 @click.option("--label", default="", help="A version label, e.g. stable or canary.")
 @click.option("--raw", is_flag=True, help="Send a uint8 tensor to serving_default instead of the encoded image.")
 @min_score_option
-@click.option("--timeout", default=10.0, show_default=True, type=click.FloatRange(min=0.1), help="Seconds per call.")
-@click.option("--retries", default=3, show_default=True, type=click.IntRange(min=0), help="When UNAVAILABLE.")
+@click.option(
+    "--timeout",
+    default=defaults.CLIENT_TIMEOUT_SECONDS,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Seconds per call.",
+)
+@click.option(
+    "--retries",
+    default=defaults.CLIENT_RETRIES,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="When UNAVAILABLE.",
+)
 @tls_ca_option
 @click.option("--label-map", help="label_map.pbtxt for class names (default: the model's, if readable locally).")
 @click.option("--draw", "draw_dir", type=click.Path(file_okay=False), help="Write each image with its boxes here.")

@@ -20,6 +20,7 @@ from detx.pipeline.cli.options import (
     tls_ca_option,
 )
 from detx.pipeline.project import absolute
+from detx.serving import defaults
 
 # The names these options had before one name per idea (`--model-name` on serve, `--model` on
 # predict and web, `--model-base-path` on all three) still work, hidden from --help.
@@ -40,22 +41,29 @@ _SERVER_SETTINGS = (
 @click.command("serve")
 @models_options(**_SERVE_ALIASES)
 @bind_host_option
-@click.option("--port", default=8500, show_default=True, type=click.IntRange(0, 65535), help="gRPC port (0: any).")
+@click.option(
+    "--port", default=defaults.GRPC_PORT, show_default=True, type=click.IntRange(0, 65535), help="gRPC port (0: any)."
+)
 @metrics_port_option
 @click.option("--version", "versions", multiple=True, type=click.IntRange(min=1), help="Serve these versions only.")
 @click.option("--label", "labels", multiple=True, help="LABEL=VERSION, e.g. stable=3 (repeatable).")
-@click.option("--max-request-mb", default=64, show_default=True, type=click.IntRange(min=1))
-@click.option("--max-pixels", default=50_000_000, show_default=True, type=click.IntRange(min=1))
-@click.option("--workers", default=8, show_default=True, type=click.IntRange(min=1))
-@click.option("--poll-seconds", default=1.0, show_default=True, type=click.FloatRange(min=0.05))
+@click.option("--max-request-mb", default=defaults.MAX_REQUEST_MB, show_default=True, type=click.IntRange(min=1))
+@click.option("--max-pixels", default=defaults.MAX_PIXELS, show_default=True, type=click.IntRange(min=1))
+@click.option("--workers", default=defaults.WORKERS, show_default=True, type=click.IntRange(min=1))
+@click.option("--poll-seconds", default=defaults.POLL_SECONDS, show_default=True, type=click.FloatRange(min=0.05))
 @click.option("--tls-cert", default="", help="PEM certificate: serve over TLS.")
 @click.option("--tls-key", default="", help="PEM private key of --tls-cert.")
 @click.option("--tls-client-ca", default="", help="PEM CA of client certificates (mutual TLS).")
 @click.option("--batching", is_flag=True, help="Batch concurrent requests (same signature and image size).")
-@click.option("--max-batch-size", default=16, show_default=True, type=click.IntRange(min=1))
-@click.option("--batch-timeout-ms", default=2.0, show_default=True, type=click.FloatRange(min=0))
+@click.option("--max-batch-size", default=defaults.MAX_BATCH_SIZE, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-timeout-ms", default=defaults.BATCH_TIMEOUT_MS, show_default=True, type=click.FloatRange(min=0))
 @click.option("--request-log", default="", help="Log a sample of requests (image statistics, scores) to this dir.")
-@click.option("--request-log-sample", default=0.1, show_default=True, type=click.FloatRange(0, 1, min_open=True))
+@click.option(
+    "--request-log-sample",
+    default=defaults.REQUEST_LOG_SAMPLE,
+    show_default=True,
+    type=click.FloatRange(0, 1, min_open=True),
+)
 @click.option("--request-log-images", is_flag=True, help="Also keep the sampled images (off: statistics only).")
 @click.option("--web", is_flag=True, help="Also serve the web page (upload an image, see its detections).")
 @click.option("--web-port", default=WEB_PORT, show_default=True, type=click.IntRange(0, 65535))

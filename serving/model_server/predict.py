@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2
 
+from detx.serving import defaults
 from detx.serving.model_server.batching import Batcher
 from detx.serving.model_server.routing import Route, Router
 
@@ -37,7 +38,7 @@ class Limits:
         max_pixels: pixels over all images of one request (uint8 image tensors and encoded images).
     """
 
-    max_pixels: int = 50_000_000
+    max_pixels: int = defaults.MAX_PIXELS
 
 
 def _route(router: Router, spec: Any, count: bool = True) -> Route:

@@ -46,6 +46,7 @@ import tensorflow as tf
 from detx.components.data import features as F
 from detx.components.data.images import array_brightness, image_statistics
 from detx.components.evaluation import score_profile
+from detx.serving import defaults
 from detx.serving.model_server.metrics import ROLE_STABLE
 
 LOG = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ class RequestLogConfig:
     """
 
     directory: str
-    sample: float = 0.1
+    sample: float = defaults.REQUEST_LOG_SAMPLE
     keep_images: bool = False
     queue_size: int = 256
 

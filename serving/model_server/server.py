@@ -20,6 +20,7 @@ import grpc
 from prometheus_client import start_http_server
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
+from detx.serving import defaults
 from detx.serving.model_server.batching import Batcher
 from detx.serving.model_server.metrics import ServerMetrics
 from detx.serving.model_server.predict import Limits
@@ -64,21 +65,21 @@ class ServerConfig:
 
     model_name: str
     push_destination: str
-    host: str = "127.0.0.1"
-    port: int = 8500
+    host: str = defaults.LOOPBACK
+    port: int = defaults.GRPC_PORT
     metrics_port: int = 0
     policy: VersionPolicy = dataclasses.field(default_factory=VersionPolicy)
-    max_request_bytes: int = 64 * 1024 * 1024
+    max_request_bytes: int = defaults.MAX_REQUEST_MB * 1024 * 1024
     limits: Limits = dataclasses.field(default_factory=Limits)
-    workers: int = 8
-    poll_seconds: float = 1.0
+    workers: int = defaults.WORKERS
+    poll_seconds: float = defaults.POLL_SECONDS
     tls_cert: str = ""
     tls_key: str = ""
     tls_client_ca: str = ""
     grace_seconds: float = 10.0
     batching: bool = False
-    max_batch_size: int = 16
-    batch_timeout_ms: float = 2.0
+    max_batch_size: int = defaults.MAX_BATCH_SIZE
+    batch_timeout_ms: float = defaults.BATCH_TIMEOUT_MS
     request_log: RequestLogConfig | None = None
     warmup_iterations: int = 1
     traffic: FixedTraffic | None = None

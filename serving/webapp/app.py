@@ -28,6 +28,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
 from detx.components.evaluation.detections import MIN_SCORE
+from detx.serving import defaults
 from detx.serving.client import ENCODED_IMAGE, DetectionClient, PredictionError, read_label_names
 
 PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "page.html")
@@ -56,7 +57,7 @@ class WebConfig:
         tls_ca: PEM of the model server's CA (TLS); "" for plaintext.
     """
 
-    server: str = "127.0.0.1:8500"
+    server: str = defaults.DEFAULT_SERVER
     model: str = "detx"
     push_destination: str = ""
     max_upload_mb: float = 10.0
