@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import tensorflow as tf
 
@@ -52,6 +54,27 @@ def write_atomic(path: str, data: str | bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.remove(staging)
         raise
+
+
+def read_json(path: str, fix: str, error: Callable[[str], Exception] = ValueError) -> Any:
+    """The JSON value in the file at `path` (any TensorFlow file system), or None when there is no file.
+
+    Args:
+        path: the file.
+        fix: what the user should do when the file is not JSON (it ends the message).
+        error: the exception type (or factory) the caller's users know.
+
+    Raises:
+        error: the file is there but is not JSON; the message names the file, the parse error and `fix`.
+    """
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path, "rb") as f:
+        text = f.read()
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise error(f"{path} is not JSON ({e}); {fix}") from None
 
 
 def list_files(tree: str) -> list[str]:

@@ -151,14 +151,9 @@ def training_facts(model_dir: str) -> dict[str, Any]:
         ModelCardError: the file is there but is not a JSON object.
     """
     path = os.path.join(model_dir, TRAINING_FACTS_FILE)
-    if not tf.io.gfile.exists(path):
+    facts = storage.read_json(path, "delete it or re-export the model", ModelCardError)
+    if facts is None:
         return {}
-    with tf.io.gfile.GFile(path) as f:
-        text = f.read()
-    try:
-        facts = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ModelCardError(f"{path} is not JSON ({e}); delete it or re-export the model") from e
     if not isinstance(facts, dict):
         raise ModelCardError(f"{path} holds a {type(facts).__name__}, not a JSON object; delete it or re-export")
     return facts

@@ -120,15 +120,8 @@ def read_traffic(push_destination: str) -> TrafficSplit | None:
         TrafficError: the file exists but does not hold a valid split (fix or delete it).
     """
     path = traffic_path(push_destination)
-    if not tf.io.gfile.exists(path):
-        return None
-    with tf.io.gfile.GFile(path) as f:
-        text = f.read()
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise TrafficError(f"{path} is not JSON ({e}); fix it or delete it to serve the newest version") from None
-    return TrafficSplit.from_json(data, path)
+    data = storage.read_json(path, "fix it or delete it to serve the newest version", TrafficError)
+    return None if data is None else TrafficSplit.from_json(data, path)
 
 
 def write_traffic(push_destination: str, split: TrafficSplit | None) -> None:

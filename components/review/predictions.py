@@ -12,6 +12,7 @@ import json
 import os
 from typing import Any
 
+from detx.components import storage
 from detx.components.batch_inference.listing import MANIFEST, PREDICTIONS_PREFIX
 from detx.components.batch_inference.outputs import COCO_IMAGES, SKIPPED, SUMMARY
 from detx.components.batch_inference.records import ImagePrediction, SkippedImage
@@ -120,13 +121,9 @@ def load_predictions(directory: str) -> PredictionSet:
 
 
 def _json(path: str) -> dict[str, Any] | None:
-    if not os.path.exists(path):
+    value = storage.read_json(path, "is the detx infer run complete?", ReviewError)
+    if value is None:
         return None
-    try:
-        with open(path, encoding="utf-8") as f:
-            value = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ReviewError(f"{path} is not valid JSON ({e}); is the detx infer run complete?") from None
     if not isinstance(value, dict):
         raise ReviewError(f"{path} must hold a JSON object, as detx infer writes it")
     return value

@@ -21,8 +21,6 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-import tensorflow as tf
-
 from detx.components import storage
 
 LOCK_FILE = "ct.lock"
@@ -91,11 +89,8 @@ class State:
 
 def read_json(path: str) -> dict[str, Any]:
     """A JSON state file ({} when it does not exist yet)."""
-    if not tf.io.gfile.exists(path):
-        return {}
-    with tf.io.gfile.GFile(path) as f:
-        doc: dict[str, Any] = json.load(f)
-    return doc
+    doc: dict[str, Any] | None = storage.read_json(path, "delete it to start the state afresh")
+    return doc or {}
 
 
 def write_json(path: str, doc: dict[str, Any]) -> None:

@@ -48,3 +48,17 @@ def test_concurrent_writers_never_leave_a_mixed_or_missing_file(tmp_path):
     with open(path) as f:
         assert f.read() in texts
     assert os.listdir(tmp_path) == ["traffic.json"]
+
+
+class _Named(Exception):
+    pass
+
+
+def test_read_json_returns_none_for_no_file_and_names_file_and_fix_for_bad_json(tmp_path):
+    path = tmp_path / "traffic.json"
+    assert storage.read_json(str(path), "delete it") is None
+    path.write_text('{"stable": 1}')
+    assert storage.read_json(str(path), "delete it") == {"stable": 1}
+    path.write_bytes(b"\xff{")
+    with pytest.raises(_Named, match=r"traffic\.json is not JSON \(.*\); delete it$"):
+        storage.read_json(str(path), "delete it", _Named)

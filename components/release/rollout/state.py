@@ -99,14 +99,14 @@ def read_state(push_destination: str) -> RolloutState | None:
         ValueError: the file is not a rollout state (it names the file).
     """
     path = os.path.join(rollout_dir(push_destination), STATE_FILE)
-    if not tf.io.gfile.exists(path):
+    fix = "move it away to start afresh"
+    data = storage.read_json(path, fix)
+    if data is None:
         return None
-    with tf.io.gfile.GFile(path) as f:
-        text = f.read()
     try:
-        return RolloutState(**json.loads(text))
-    except (json.JSONDecodeError, TypeError) as e:
-        raise ValueError(f"{path} is not a rollout state ({e}); move it away to start afresh") from None
+        return RolloutState(**data)
+    except TypeError as e:
+        raise ValueError(f"{path} is not a rollout state ({e}); {fix}") from None
 
 
 def write_state(push_destination: str, state: RolloutState) -> None:

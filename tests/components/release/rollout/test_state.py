@@ -48,6 +48,10 @@ def test_the_state_is_replaced_whole(tmp_path):
     assert os.listdir(rollout_dir(root)) == ["state.json"]  # no staging file left behind
     with open(os.path.join(rollout_dir(root), "state.json"), "w") as f:
         f.write("{")
+    with pytest.raises(ValueError, match=r"state.json is not JSON .*move it away"):
+        read_state(root)
+    with open(os.path.join(rollout_dir(root), "state.json"), "w") as f:
+        f.write('{"colour": "blue"}')
     with pytest.raises(ValueError, match=r"state.json is not a rollout state .*move it away"):
         read_state(root)
 
