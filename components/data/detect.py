@@ -25,10 +25,13 @@ _COCO_KEYS = ("images", "annotations", "categories")
 # Where COCO annotation files are looked for: the folder itself, and the
 # annotations/ folder CVAT and the COCO downloads use.
 _COCO_GLOBS = ("*.json", "annotations/*.json")
+# Roboflow's COCO export: train/, valid/ and test/ folders, each with this file beside its images.
+ROBOFLOW_COCO_PATTERN = "*/_annotations.coco.json"
 _YOLO_FILES = ("data.yaml", "data.yml")
 _YOLO_LABEL_GLOBS = ("labels/*.txt", "*/labels/*.txt", "labels/*/*.txt")
 _WHAT_IS_LOOKED_FOR = (
-    "COCO (one *.json, or annotations/*.json, with 'images', 'annotations' and 'categories'), "
+    "COCO (one *.json, or annotations/*.json, with 'images', 'annotations' and 'categories', or Roboflow's "
+    "train/, valid/, test/ folders with _annotations.coco.json), "
     "Pascal VOC (Annotations/*.xml), YOLO (data.yaml, or labels/*.txt) and OD API TFRecords (*.*record*)"
 )
 
@@ -71,6 +74,11 @@ def _candidates(input_base: str) -> dict[str, tuple[str, str]]:
     coco = _relative([p for p in json_files if _is_coco(p)], input_base)
     if len(coco) == 1:
         found["coco"] = (coco[0], f"the COCO annotation file {coco[0]}")
+    elif not coco and (
+        roboflow := _relative(tf.io.gfile.glob(os.path.join(input_base, ROBOFLOW_COCO_PATTERN)), input_base)
+    ):
+        folders = ", ".join(os.path.dirname(p) + "/" for p in roboflow)
+        found["coco"] = (ROBOFLOW_COCO_PATTERN, f"Roboflow's COCO export, read as one dataset ({folders})")
     elif coco:
         raise DatasetError(
             f"{input_base} holds {len(coco)} COCO annotation files ({', '.join(coco)}); give the one to read: "

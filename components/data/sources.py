@@ -66,6 +66,13 @@ def scan_source(options: IngestOptions, input_base: str, pattern: str) -> Scan:
 def _scan(options: IngestOptions, input_base: str, pattern: str) -> Scan:
     if options.data_format == "coco":
         matches = sorted(tf.io.gfile.glob(os.path.join(input_base, pattern)))
+        folders = [os.path.dirname(m) for m in matches]
+        if len(matches) > 1 and len(set(folders)) == len(matches) and input_base.rstrip("/") not in folders:
+            # One file per folder (Roboflow's train/, valid/, test/): one dataset, its image ids
+            # qualified by folder, since each export numbers its images from 0.
+            return spans_lib.merge_parts(
+                [(os.path.basename(folder), scan_coco(m, folder)) for m, folder in zip(matches, folders, strict=True)]
+            )
         if len(matches) != 1:
             raise DatasetError(
                 f"expected exactly one COCO annotation file matching {os.path.join(input_base, pattern)}, "

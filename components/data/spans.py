@@ -142,9 +142,9 @@ def qualified_id(span: int, image_id: str) -> str:
     return f"{span_name(span)}/{image_id}"
 
 
-def _in_span(record: SourceRecord, span: int) -> SourceRecord:
-    boxes = tuple(dataclasses.replace(b, category=qualified_id(span, str(b.category))) for b in record.boxes)
-    return dataclasses.replace(record, image_id=qualified_id(span, record.image_id), boxes=boxes)
+def _in_part(record: SourceRecord, name: str) -> SourceRecord:
+    boxes = tuple(dataclasses.replace(b, category=f"{name}/{b.category}") for b in record.boxes)
+    return dataclasses.replace(record, image_id=f"{name}/{record.image_id}", boxes=boxes)
 
 
 def union_label_map(label_maps: Sequence[LabelMap]) -> LabelMap:
@@ -156,13 +156,29 @@ def union_label_map(label_maps: Sequence[LabelMap]) -> LabelMap:
 
 
 def merge_scans(scans: Sequence[tuple[int, Scan]]) -> Scan:
-    """One dataset of several spans' scans (all of one format).
+    """One dataset of several spans' scans (all of one format), image ids qualified by span.
 
     Raises:
         DatasetError: TFRecord spans number their classes differently (their
             boxes carry label ids, which cannot be renumbered by name).
     """
-    label_map = union_label_map([scan.label_map for _, scan in scans])
+    return _merge([(span_name(span), span, scan) for span, scan in scans])
+
+
+def merge_parts(parts: Sequence[tuple[str, Scan]]) -> Scan:
+    """One dataset of the scans of several folders of one delivery (no TFRecords), image ids qualified by folder.
+
+    Raises:
+        DatasetError: a part is read from TFRecords (their files are tied to spans).
+    """
+    if any(scan.tfrecord_files for _, scan in parts):
+        raise DatasetError("TFRecord folders are read as spans, not as parts of one dataset")
+    return _merge([(name, None, scan) for name, scan in parts])
+
+
+def _merge(parts: Sequence[tuple[str, int | None, Scan]]) -> Scan:
+    """Scans merged: one label map by class name, image and category ids prefixed by each part's name."""
+    label_map = union_label_map([scan.label_map for _, _, scan in parts])
     resolve: dict[int | str, int] = {}
     category_ids: dict[str, int] = {}
     records: list[SourceRecord] = []
@@ -170,13 +186,13 @@ def merge_scans(scans: Sequence[tuple[int, Scan]]) -> Scan:
     file_spans: dict[str, int] = {}
     rejects: list[Reject] = []
     duplicates: set[str] = set()
-    for span, scan in scans:
-        to_union = {label: label_map.label_of(name) for label, name in scan.label_map.items()}
-        if scan.tfrecord_files:
+    for name, span, scan in parts:
+        to_union = {label: label_map.label_of(n) for label, n in scan.label_map.items()}
+        if scan.tfrecord_files and span is not None:
             moved = {label: new for label, new in to_union.items() if new != label}
             if moved:
                 raise DatasetError(
-                    f"{span_name(span)}'s label map numbers its classes differently from the spans before it "
+                    f"{name}'s label map numbers its classes differently from the spans before it "
                     f"(label id -> id in the union: {moved}); TFRecords carry label ids, so every span needs "
                     "the same label map, with new classes only at the end"
                 )
@@ -186,22 +202,22 @@ def merge_scans(scans: Sequence[tuple[int, Scan]]) -> Scan:
         for key, label in scan.resolve.items():
             union = to_union[label]
             assert union is not None
-            resolve[qualified_id(span, str(key))] = union
-            category_ids[qualified_id(span, str(key))] = union
-        records.extend(_in_span(r, span) for r in scan.records)
-        rejects.extend(dataclasses.replace(r, image_id=qualified_id(span, r.image_id)) for r in scan.rejects)
-        duplicates.update(qualified_id(span, i) for i in scan.duplicate_ids)
+            resolve[f"{name}/{key}"] = union
+            category_ids[f"{name}/{key}"] = union
+        records.extend(_in_part(r, name) for r in scan.records)
+        rejects.extend(dataclasses.replace(r, image_id=f"{name}/{r.image_id}") for r in scan.rejects)
+        duplicates.update(f"{name}/{i}" for i in scan.duplicate_ids)
     return Scan(
         label_map=label_map,
         resolve=resolve,
-        num_records=sum(scan.num_records for _, scan in scans),
+        num_records=sum(scan.num_records for _, _, scan in parts),
         records=tuple(records),
         tfrecord_files=tuple(files),
         duplicate_ids=frozenset(duplicates),
         rejects=tuple(rejects),
         category_ids=category_ids,
         file_spans=file_spans,
-        notes=tuple(f"{span_name(span)}: {note}" for span, scan in scans for note in scan.notes),
+        notes=tuple(f"{name}: {note}" for name, _, scan in parts for note in scan.notes),
         # With --format auto each span is detected on its own: "coco+yolo" if they differ.
-        data_format="+".join(dict.fromkeys(scan.data_format for _, scan in scans if scan.data_format)),
+        data_format="+".join(dict.fromkeys(scan.data_format for _, _, scan in parts if scan.data_format)),
     )

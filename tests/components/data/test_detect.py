@@ -55,7 +55,8 @@ def test_nothing_found_names_what_was_looked_for_and_the_fix(tmp_path):
     (tmp_path / "photo.jpg").write_bytes(b"x")
     message = (
         f"--format auto found no dataset in {tmp_path}: looked for COCO (one *.json, or annotations/*.json, with "
-        "'images', 'annotations' and 'categories'), Pascal VOC (Annotations/*.xml), YOLO (data.yaml, or "
+        "'images', 'annotations' and 'categories', or Roboflow's train/, valid/, test/ folders with "
+        "_annotations.coco.json), Pascal VOC (Annotations/*.xml), YOLO (data.yaml, or "
         "labels/*.txt) and OD API TFRecords (*.*record*). Is --data the dataset folder? If it is, give its format: "
         "--format coco, voc, yolo or tfrecord (and --pattern)"
     )
@@ -101,3 +102,41 @@ def test_each_span_of_a_span_root_is_detected_on_its_own(small_datasets, tmp_pat
     merged = merge_scans([(n, scan_source(options, span_dir(str(tmp_path), n), options.inner_pattern)) for n in (1, 2)])
     assert len(merged.records) == 80
     assert [n.split(" as ")[1].split(":")[0] for n in merged.notes if "--format auto" in n] == ["coco", "yolo"]
+
+
+def test_roboflows_coco_export_is_found_at_its_root_and_read_as_one_dataset(small_datasets, tmp_path):
+    # Roboflow's download: train/, valid/, test/, each with _annotations.coco.json beside its images,
+    # and image ids that start again in each folder.
+    root = tmp_path / "roboflow"
+    source = small_datasets["coco"]
+    with open(os.path.join(source, "annotations.json")) as f:
+        doc = json.load(f)
+    parts = {"train": doc["images"][:30], "valid": doc["images"][30:36], "test": doc["images"][36:]}
+    for split, images in parts.items():
+        os.makedirs(root / split)
+        keep = {image["id"] for image in images}
+        renumber = {image["id"]: n for n, image in enumerate(images)}
+        for image in images:
+            shutil.copy(os.path.join(source, "images", image["file_name"]), root / split / image["file_name"])
+        part = {
+            **doc,
+            "images": [{**image, "id": renumber[image["id"]]} for image in images],
+            "annotations": [
+                {**a, "image_id": renumber[a["image_id"]]} for a in doc["annotations"] if a["image_id"] in keep
+            ],
+        }
+        (root / split / "_annotations.coco.json").write_text(json.dumps(part))
+    detected = detect_format(str(root))
+    assert (detected.data_format, detected.pattern) == ("coco", "*/_annotations.coco.json")
+    assert "Roboflow's COCO export, read as one dataset (test/, train/, valid/)" in detected.found
+    scan = scan_source(IngestOptions(), str(root), DEFAULT_PATTERNS["auto"])
+    whole = scan_source(IngestOptions(), source, DEFAULT_PATTERNS["auto"])
+    assert scan.num_records == whole.num_records == len(doc["images"])
+    assert sorted(r.image_id.split("/")[0] for r in scan.records) == sorted(
+        split for split, images in parts.items() for _ in images
+    )
+    assert len({r.image_id for r in scan.records}) == len(doc["images"])  # ids 0.. in each folder stay apart
+    boxes = sorted(len(r.boxes) for r in scan.records)
+    assert boxes == sorted(len(r.boxes) for r in whole.records)
+    assert dict(scan.label_map.items()) == dict(whole.label_map.items())
+    assert scan.rejects == ()
