@@ -19,8 +19,11 @@ def _contexts(command: click.Command, name: str, parent: click.Context | None) -
     ctx = command.make_context(name, [], parent=parent, resilient_parsing=True, terminal_width=WIDTH)
     yield ctx
     if isinstance(command, click.Group):
-        for sub in sorted(command.commands):
-            yield from _contexts(command.commands[sub], sub, ctx)
+        # As `--help` lists them: hidden commands (old spellings, cli/aliases.py) are not documented.
+        for sub in command.list_commands(ctx):
+            sub_command = command.commands[sub]
+            if not sub_command.hidden:
+                yield from _contexts(sub_command, sub, ctx)
 
 
 def render(main: click.Command) -> str:

@@ -14,7 +14,12 @@ def test_the_cli_reference_is_current():
 
 def test_the_reference_has_every_command_and_no_hidden_alias():
     text = REFERENCE.read_text()
-    for command in ("detx run", "detx data add-span", "detx ct run", "detx serve", "detx submit", "detx web"):
+    for command in ("detx run", "detx data add-span", "detx ct run", "detx serve", "detx kfp submit", "detx web"):
         assert f"## {command}\n" in text
-    for alias in ("--model-base-path", "--model-name", "--root"):
+    for command in ("detx models list", "detx models card", "detx models approve", "detx models rollback"):
+        assert f"## {command}\n" in text
+    for alias in ("--model-base-path", "--model-name", "--root", "--output"):
         assert alias not in text
+    # The old top-level spellings of commands that moved into `kfp` and `models` are hidden too.
+    for old in ("compile", "upload", "submit", "schedule", "runs", "approve", "reject", "rollback"):
+        assert f"## detx {old}\n" not in text and f"\n  {old} " not in text.split("## detx data\n")[0]
