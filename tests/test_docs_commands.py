@@ -40,7 +40,7 @@ CASES = [(p.relative_to(REPO).as_posix(), c) for p in DOCS for c in _commands(p)
 
 def test_the_docs_have_commands_to_check():
     assert len(CASES) > 30
-    assert {c.split()[1] for _, c in CASES} >= {"run", "serve", "predict", "models", "data", "ct", "submit"}
+    assert {c.split()[1] for _, c in CASES} >= {"run", "serve", "predict", "models", "data", "ct", "kfp"}
 
 
 @pytest.mark.parametrize(("doc", "command"), CASES, ids=[f"{d}: {c[:60]}" for d, c in CASES])
