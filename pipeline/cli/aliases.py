@@ -3,7 +3,8 @@
 `detx compile` became `detx kfp compile`, `detx approve` became `detx models approve`, and so on
 (issue 30). Scripts, cron jobs and muscle memory keep working: each old name is a hidden command
 that shares the new one's callback, parameters and help, so there is one implementation and the
-old name stays out of `detx --help`.
+old name stays out of `detx --help`. `detx models [--card VERSION]`, the one old spelling that is
+not a command of its own, is read by the `models` group itself (cli/models.py).
 """
 
 from __future__ import annotations

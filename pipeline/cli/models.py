@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from detx.components.model_store import ModelStore
 
 
-def old_spelling(args: list[str]) -> list[str]:
+def _old_spelling(args: list[str]) -> list[str]:
     """The arguments of `detx models` as it was before it had subcommands, as those of `list` or `card`.
 
     `detx models [OPTIONS]` listed the versions and `detx models --card VERSION [OPTIONS]` showed a
@@ -47,7 +47,7 @@ class ModelsGroup(click.Group):
         """
         starts_with_option = not args or (args[0].startswith("-") and args[0] not in ctx.help_option_names)
         if starts_with_option and not ctx.resilient_parsing:
-            args = old_spelling(args)
+            args = _old_spelling(args)
         return super().parse_args(ctx, args)
 
 
