@@ -98,7 +98,7 @@ test: install lint typecheck
 	$(BIN)/pytest -n 2
 
 manifests: install  ## recompile kfp_manifests/detx_pipeline.yaml (a test keeps it equal to a fresh compile)
-	$(BIN)/detx compile --config kfp_manifests/detx_config.yaml --output kfp_manifests/detx_pipeline.yaml
+	$(BIN)/detx kfp compile --config kfp_manifests/detx_config.yaml --out kfp_manifests/detx_pipeline.yaml
 
 cli-reference: install  ## rewrite docs/cli.md from the commands' --help (a test keeps it current)
 	$(BIN)/python -m detx.pipeline.cli.reference docs/cli.md
@@ -111,8 +111,8 @@ demo: install
 	$(BIN)/detx data synth --out $(DEMO_DIR)/data --images 400 --seed 0 --format coco
 	$(BIN)/detx run --data $(DEMO_DIR)/data --format coco --project $(DEMO_DIR)/project \
 		--preset tiny --train-steps 400
-	$(BIN)/detx models --project $(DEMO_DIR)/project
-	$(BIN)/detx models --project $(DEMO_DIR)/project --card 1
+	$(BIN)/detx models list --project $(DEMO_DIR)/project
+	$(BIN)/detx models card 1 --project $(DEMO_DIR)/project
 	@# One prediction against the pushed model, through a real detx serve on loopback.
 	$(BIN)/detx serve --project $(DEMO_DIR)/project --port $(DEMO_PORT) --metrics-port 0 2> $(DEMO_DIR)/serve.log & \
 	pid=$$!; \
@@ -139,7 +139,7 @@ ct-demo: install  ## one drift-triggered retraining on synthetic spans (docs/con
 	$(BIN)/detx ct check $(CT_ARGS)
 	$(CT_RUN)
 	$(CT_RUN)
-	$(BIN)/detx models --project $(CT_DIR)/project
+	$(BIN)/detx models list --project $(CT_DIR)/project
 
 web: install
 	$(BIN)/detx serve --project $(DEMO_DIR)/project --port $(DEMO_PORT) --metrics-port 0 --web --web-port $(WEB_PORT)
@@ -201,8 +201,8 @@ release-assets: install
 	@test -n "$(IMAGE)" || { echo "error: give IMAGE=REGISTRY/detx-pipeline@sha256:<digest> (the pushed image)"; exit 2; }
 	rm -rf $(DIST).tmp
 	mkdir -p $(DIST).tmp/ct
-	$(BIN)/detx compile --config kfp_manifests/detx_config.yaml --image $(IMAGE) \
-		--output $(DIST).tmp/detx_pipeline.yaml
+	$(BIN)/detx kfp compile --config kfp_manifests/detx_config.yaml --image $(IMAGE) \
+		--out $(DIST).tmp/detx_pipeline.yaml
 	for overlay in serving/k8s/overlays/*/; do \
 		$(KUSTOMIZE) build "$$overlay" > "$(DIST).tmp/serving-$$(basename "$$overlay").yaml" || exit 1; \
 	done

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 import pytest
+from click.testing import CliRunner
 
 from detx.pipeline.cli import main
 
@@ -39,24 +40,17 @@ CASES = [(p.relative_to(REPO).as_posix(), c) for p in DOCS for c in _commands(p)
 
 def test_the_docs_have_commands_to_check():
     assert len(CASES) > 30
-    assert {c.split()[1] for _, c in CASES} >= {"run", "serve", "predict", "models", "data", "ct", "submit"}
+    assert {c.split()[1] for _, c in CASES} >= {"run", "serve", "predict", "models", "data", "ct", "kfp"}
 
 
 @pytest.mark.parametrize(("doc", "command"), CASES, ids=[f"{d}: {c[:60]}" for d, c in CASES])
 def test_a_documented_command_parses(doc: str, command: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(click.Path, "convert", lambda self, value, param, ctx: value)
+    # Through detx itself, as a shell would run it, so old spellings (hidden aliases, `detx models
+    # --card N`) parse as they really do; only the commands' own work is left out. Groups keep their
+    # own `invoke`, which resolves and parses the subcommand.
+    monkeypatch.setattr(click.Command, "invoke", lambda self, ctx: None)
     args = shlex.split(command, comments=True)[1:]
-    command_obj: click.Command = main
-    parent = main.make_context("detx", [], resilient_parsing=True)
-    while isinstance(command_obj, click.Group) and args and args[0] in command_obj.commands:
-        name, args = args[0], args[1:]
-        command_obj = command_obj.commands[name]
-        if isinstance(command_obj, click.Group):
-            parent = command_obj.make_context(name, [], parent=parent, resilient_parsing=True)
-    assert not isinstance(command_obj, click.Group), f"{doc}: {command!r} names no command"
-    try:
-        command_obj.make_context(command_obj.name, list(args), parent=parent)
-    except click.exceptions.Exit:
-        pass  # --help
-    except click.UsageError as e:
-        pytest.fail(f"{doc}: {command!r} does not parse: {e.format_message()}")
+    result = CliRunner().invoke(main, args, prog_name="detx")
+    # A usage error, or a group named without a command (click shows its help), exits with 2.
+    assert result.exit_code == 0, f"{doc}: {command!r} does not parse:\n{result.output}"

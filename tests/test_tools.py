@@ -1,4 +1,4 @@
-"""tools/drift_report.py on constructed locks; `detx upload` (the release workflow's step) against the fake KFP API."""
+"""tools/drift_report.py on constructed locks; `detx kfp upload` (the release workflow's) against the fake KFP API."""
 
 from __future__ import annotations
 
@@ -89,10 +89,10 @@ def test_detx_upload_adds_one_version_then_reuses_it(kfp, tmp_path):
     summary = tmp_path / "summary.md"
     args = ["--kubeflow-host", url, "--package", "kfp_manifests/detx_pipeline.yaml", "--summary", str(summary)]
     env = {"DETX_KFP_TOKEN": "release-token"}
-    first = CliRunner().invoke(main, ["upload", *args], env=env)
+    first = CliRunner().invoke(main, ["kfp", "upload", *args], env=env)
     assert first.exit_code == 0, first.output
     assert "Pipeline detx uploaded as version" in first.output
-    second = CliRunner().invoke(main, ["upload", *args], env=env)
+    second = CliRunner().invoke(main, ["kfp", "upload", *args], env=env)
     assert second.exit_code == 0 and "Pipeline detx already there as version" in second.output
     assert len(fake.pipelines) == 1 and len(fake.versions) == 1
     assert fake.runs == [] and fake.errors == []  # uploaded, never run
@@ -103,7 +103,7 @@ def test_detx_upload_names_the_fix_for_a_refused_token(kfp):
     fake, url = kfp
     result = CliRunner().invoke(
         main,
-        ["upload", "--kubeflow-host", url, "--package", "kfp_manifests/detx_pipeline.yaml"],
+        ["kfp", "upload", "--kubeflow-host", url, "--package", "kfp_manifests/detx_pipeline.yaml"],
         env={"DETX_KFP_TOKEN": "wrong"},
     )
     assert result.exit_code == 1

@@ -1,17 +1,21 @@
 """The `detx` command line: one module per command group, options shared through `options`.
 
-data      synth, add-span              (cli/data.py)
-run                                    (cli/run.py)
-models, rollback                       (cli/models.py)
-approve, reject                        (cli/release.py)
-rollout   start, status, promote, abort (cli/rollout.py)
-serve, web                             (cli/serving.py)
-predict                                (cli/predict.py)
-infer                                  (cli/infer.py)
-export    tflite                       (cli/export.py)
-compile, submit, upload, schedule, runs (cli/kubeflow.py)
-ct        check, run                   (cli/ct.py)
-review    prelabel, queue              (cli/review.py)
+data      synth, add-span                          (cli/data.py)
+run                                                (cli/run.py)
+models    list, card, rollback                     (cli/models.py)
+          approve, reject                          (cli/release.py)
+rollout   start, status, promote, abort            (cli/rollout.py)
+serve, web                                         (cli/serving.py)
+predict                                            (cli/predict.py)
+infer                                              (cli/infer.py)
+export    tflite                                   (cli/export.py)
+kfp       compile, upload, submit, schedule, runs  (cli/kubeflow.py)
+ct        check, run                               (cli/ct.py)
+review    prelabel, queue                          (cli/review.py)
+
+The spellings before the groups still work, hidden from `--help` (cli/aliases.py):
+`detx compile|upload|submit|schedule|runs` (now under `kfp`), `detx approve|reject|rollback`
+(now under `models`), and `detx models [--card VERSION]` (now `models list`, `models card VERSION`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")
 
 from detx.pipeline.cli import (  # noqa: E402 (after the settings above)
+    aliases,
     ct,
     data,
     export,
@@ -36,7 +41,6 @@ from detx.pipeline.cli import (  # noqa: E402 (after the settings above)
     kubeflow,
     models,
     predict,
-    release,
     review,
     rollout,
     run,
@@ -53,7 +57,6 @@ for _command in (
     data.data_group,
     run.run_command,
     *models.COMMANDS,
-    *release.COMMANDS,
     *rollout.COMMANDS,
     *serving.COMMANDS,
     *predict.COMMANDS,
@@ -64,6 +67,15 @@ for _command in (
     *review.COMMANDS,
 ):
     main.add_command(_command)
+
+# Commands that moved into a group under the same name (issue 30: grouped the way people look for them).
+# Their old top-level spellings stay, as hidden aliases of the very same commands.
+MOVED_INTO: dict[str, click.Group] = {
+    **dict.fromkeys(("compile", "upload", "submit", "schedule", "runs"), kubeflow.kfp_group),
+    **dict.fromkeys(("approve", "reject", "rollback"), models.models_group),
+}
+for _name, _group in MOVED_INTO.items():
+    main.add_command(aliases.hidden_alias(_group.commands[_name], _name))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from detx.components.tflite.options import FLOAT16, FLOAT32, INT8, TFLiteOptions
-from detx.pipeline.cli.options import absolute_callback, default_of, name_option
+from detx.pipeline.cli.options import AliasedOption, absolute_callback, default_of, name_option
 from detx.pipeline.config import PipelineConfig
 
 
@@ -25,8 +25,13 @@ def export_group() -> None:
     help="An exported detx SavedModel: a pushed version (<push destination>/<version>) or a Trainer's "
     "Format-Serving folder.",
 )
+# `--out`, as every command that writes a folder names it; `--output` was its old name.
 @click.option(
+    "--out",
     "--output",
+    "out_dir",
+    cls=AliasedOption,
+    hidden_aliases=("--output",),
     required=True,
     callback=absolute_callback,
     help="The folder to create (absent or empty): the .tflite files and tflite_report.json.",
@@ -68,7 +73,7 @@ def export_group() -> None:
 @name_option()
 def tflite_command(
     model_dir: str,
-    output: str,
+    out_dir: str,
     int8: bool,
     representative: str | None,
     calibration_examples: int,
@@ -104,7 +109,7 @@ def tflite_command(
     try:
         report = build(
             model_dir,
-            output,
+            out_dir,
             kinds=kinds,
             representative=representative,
             eval_data=eval_data,
@@ -120,10 +125,10 @@ def tflite_command(
         ValueError,
         OSError,
     ) as e:
-        raise click.ClickException(f"{e} (nothing was written to {output})") from e
+        raise click.ClickException(f"{e} (nothing was written to {out_dir})") from e
     for line in report.summary_lines():
         click.echo(line)
-    click.echo(f"wrote {output}")
+    click.echo(f"wrote {out_dir}")
 
 
 COMMANDS = (export_group,)

@@ -1,4 +1,4 @@
-"""`detx compile`, `submit`, `schedule`, `runs`: the pipeline on Kubeflow Pipelines (v2, open-source backend)."""
+"""`detx kfp compile|upload|submit|schedule|runs`: the pipeline on Kubeflow Pipelines (v2, open-source backend)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import click
 
 from detx.pipeline.cli.options import (
     DEFAULT_PACKAGE,
+    AliasedOption,
     build_config,
     config_option,
     experiment_option,
@@ -32,13 +33,29 @@ def _fail(error: Exception) -> NoReturn:
     sys.exit(1)
 
 
-@click.command("compile")
+@click.group("kfp")
+def kfp_group() -> None:
+    """Kubeflow Pipelines: compile the pipeline, upload it, run it, schedule it, list its runs."""
+
+
+@kfp_group.command("compile")
 @config_option
-@click.option("--output", default=DEFAULT_PACKAGE, show_default=True, type=click.Path(dir_okay=False))
+# `--out` names what a command writes, as in data synth, infer, review and export; `--output` was its old name.
+@click.option(
+    "--out",
+    "--output",
+    "out",
+    cls=AliasedOption,
+    hidden_aliases=("--output",),
+    default=DEFAULT_PACKAGE,
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="The spec file to write.",
+)
 @click.option("--image", help="The detx pipeline image every step runs (overrides kubeflow.image).")
 @pipeline_root_option
 @click.pass_context
-def compile_command(ctx: click.Context, output: str, image: str | None, pipeline_root: str | None, **_: Any) -> None:
+def compile_command(ctx: click.Context, out: str, image: str | None, pipeline_root: str | None, **_: Any) -> None:
     """Compile the pipeline to a Kubeflow Pipelines v2 spec (the file the KFP UI uploads).
 
     The same create_pipeline `detx run` uses, with data_root, data_span,
@@ -50,9 +67,9 @@ def compile_command(ctx: click.Context, output: str, image: str | None, pipeline
 
     if not config.push_destination:
         raise click.UsageError("set push_destination (the TF Serving model base path, e.g. gs://bucket/models/detx)")
-    spec = kfp_compile.compile_to_file(config, output)
+    spec = kfp_compile.compile_to_file(config, out)
     steps = list(spec["root"]["dag"]["tasks"])
-    click.echo(f"Compiled {len(steps)} steps to {output} (image {config.kubeflow.image})")
+    click.echo(f"Compiled {len(steps)} steps to {out} (image {config.kubeflow.image})")
     gpu = f"{config.kubeflow.trainer_gpus} x {config.kubeflow.gpu_type}" if config.kubeflow.trainer_gpus else "no GPU"
     click.echo(f"Trainer: {gpu}; not cached by KFP: {', '.join(kfp_compile.UNCACHED_STEPS)}")
     click.echo("Run parameters: " + ", ".join(f"{k}={v!r}" for k, v in run_parameters.plain_values(config).items()))
@@ -67,7 +84,7 @@ def _params(pairs: tuple[str, ...]) -> dict[str, Any]:
         raise click.UsageError(str(e)) from e
 
 
-@click.command("submit")
+@kfp_group.command("submit")
 @_CONNECTION
 @package_option
 @experiment_option
@@ -100,7 +117,7 @@ def submit_command(
     click.echo(f"  {connection.host.rstrip('/')}/#/runs/details/{run_id}")
 
 
-@click.command("upload")
+@kfp_group.command("upload")
 @_CONNECTION
 @package_option
 @click.option(
@@ -125,7 +142,7 @@ def upload_command(package: str, summary: str | None, **conn: Any) -> None:
             f.write(f"- {line}\n")
 
 
-@click.command("schedule")
+@kfp_group.command("schedule")
 @_CONNECTION
 @click.option("--cron", required=True, help="Six fields, seconds first: '0 0 3 * * *' = every day at 03:00.")
 @click.option("--max-concurrency", default=1, show_default=True, type=click.IntRange(min=1))
@@ -175,7 +192,7 @@ def schedule_command(
     )
 
 
-@click.command("runs")
+@kfp_group.command("runs")
 @_CONNECTION
 @click.option("--experiment", help="Only this experiment's runs.")
 @click.option("--limit", default=10, show_default=True, type=click.IntRange(1, 200))
@@ -198,4 +215,4 @@ def runs_command(experiment: str | None, limit: int, **conn: Any) -> None:
         click.echo("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4])
 
 
-COMMANDS = (compile_command, submit_command, upload_command, schedule_command, runs_command)
+COMMANDS = (kfp_group,)

@@ -1,4 +1,4 @@
-"""`detx models` and `detx rollback`: the versions in a push destination."""
+"""`detx models list|card|approve|reject|rollback`: the versions in a push destination, and what is served."""
 
 from __future__ import annotations
 
@@ -8,35 +8,64 @@ from typing import TYPE_CHECKING
 import click
 
 from detx.pipeline.cli.options import model_place, models_options
+from detx.pipeline.cli.release import approve_command, reject_command
 
 if TYPE_CHECKING:
     from detx.components.model_store import ModelStore
 
 
-@click.command("models")
-@click.option(
-    "--card",
-    "card_version",
-    type=click.IntRange(min=1),
-    metavar="VERSION",
-    help="Print where the model card of VERSION is (HTML and Markdown) instead of the list.",
-)
-@click.option("--show", is_flag=True, help="With --card: print the card's Markdown.")
-@click.option("--rebuild", is_flag=True, help="With --card: render the card again from the version's lineage.")
+def _old_spelling(args: list[str]) -> list[str]:
+    """The arguments of `detx models` as it was before it had subcommands, as those of `list` or `card`.
+
+    `detx models [OPTIONS]` listed the versions and `detx models --card VERSION [OPTIONS]` showed a
+    model card; they are now `detx models list [OPTIONS]` and `detx models card VERSION [OPTIONS]`.
+
+    Args:
+        args: What follows `detx models` on a command line that names no subcommand first.
+
+    Returns:
+        The same arguments with the subcommand they meant in front (and `--card`'s value as `card`'s
+        argument).
+    """
+    for i, arg in enumerate(args):
+        if arg.startswith("--card="):
+            return ["card", arg.partition("=")[2], *args[:i], *args[i + 1 :]]
+        if arg == "--card":
+            # Without a value, `card` says VERSION is missing, as `--card` said it needed one.
+            return ["card", *args[i + 1 : i + 2], *args[:i], *args[i + 2 :]]
+    return ["list", *args]
+
+
+class ModelsGroup(click.Group):
+    """`detx models`, which also takes the spellings it had before its subcommands (hidden from `--help`)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Sends `detx models` alone or followed by options (not `--help`) to `list` or `card`, as it meant.
+
+        A subcommand name or a typo of one is left alone, so a typo is still reported as no such
+        command. Shell completion and the CLI reference (resilient parsing) see the group as it is.
+        """
+        starts_with_option = not args or (args[0].startswith("-") and args[0] not in ctx.help_option_names)
+        if starts_with_option and not ctx.resilient_parsing:
+            args = _old_spelling(args)
+        return super().parse_args(ctx, args)
+
+
+@click.group("models", cls=ModelsGroup)
+def models_group() -> None:
+    """The pushed versions: list them, show a model card, approve or reject a candidate, roll back."""
+
+
+@models_group.command("list")
 @models_options()
 @click.pass_context
-def models_command(ctx: click.Context, card_version: int | None, show: bool, rebuild: bool, **_: object) -> None:
+def list_command(ctx: click.Context, **_: object) -> None:
     """List the pushed versions: which one is served, their mAP, data spans and when they were pushed."""
     from detx.components.example_gen.report import describe_spans
     from detx.components.model_store import ModelStore
     from detx.components.release.catalog import describe
 
     store = ModelStore(model_place(ctx).push_destination)
-    if card_version is not None:
-        _card(store, card_version, show, rebuild)
-        return
-    if show or rebuild:
-        raise click.UsageError("--show and --rebuild go with --card VERSION")
     rows = describe(store)
     if not rows:
         click.echo(f"No versions in {store.root} yet.")
@@ -45,7 +74,8 @@ def models_command(ctx: click.Context, card_version: int | None, show: bool, reb
     for row in rows:
         state = "serving" if row["serving"] else ("incomplete (ignored)" if not row["complete"] else "")
         if row["pending"]:
-            state = f"waiting for approval (detx approve {row['version']} / detx reject {row['version']})"
+            version = row["version"]
+            state = f"waiting for approval (detx models approve {version} / detx models reject {version})"
         score = f"mAP@0.5 {row['map_50']:.3f}" if row["map_50"] is not None else "no lineage"
         spans = describe_spans(row["spans"]) if row["spans"] else ""
         start = row["warm_start_version"]
@@ -57,6 +87,22 @@ def models_command(ctx: click.Context, card_version: int | None, show: bool, reb
     retired = store.retired_versions()
     if retired:
         click.echo(f"  retired by rollbacks: {', '.join(map(str, retired))}")
+
+
+@models_group.command("card")
+@click.argument("version", type=click.IntRange(min=1))
+@click.option("--show", is_flag=True, help="Print the card's Markdown instead of where it is.")
+@click.option("--rebuild", is_flag=True, help="Render the card again from the version's lineage first.")
+@models_options()
+@click.pass_context
+def card_command(ctx: click.Context, version: int, show: bool, rebuild: bool, **_: object) -> None:
+    """Print where VERSION's model card is (HTML and Markdown), or its Markdown.
+
+    A candidate waiting for approval has one too: its reviewers read it before deciding.
+    """
+    from detx.components.model_store import ModelStore
+
+    _card(ModelStore(model_place(ctx).push_destination), version, show, rebuild)
 
 
 def _card(store: ModelStore, version: int, show: bool, rebuild: bool) -> None:
@@ -84,7 +130,7 @@ def _card(store: ModelStore, version: int, show: bool, rebuild: bool) -> None:
     if not (tf.io.gfile.exists(html) and tf.io.gfile.exists(md)):
         raise click.ClickException(
             f"version {version} has no model card (it was pushed before detx wrote cards, or by another tool); "
-            f"make one from its lineage with: detx models --card {version} --rebuild"
+            f"make one from its lineage with: detx models card {version} --rebuild"
         )
     if show:
         with tf.io.gfile.GFile(md) as f:
@@ -95,7 +141,7 @@ def _card(store: ModelStore, version: int, show: bool, rebuild: bool) -> None:
     click.echo(f"  Markdown: {md}")
 
 
-@click.command("rollback")
+@models_group.command("rollback")
 @click.option("--to", "to_version", type=click.IntRange(min=1), help="The version to serve.")
 @click.option("--previous", is_flag=True, help="Serve the version below the one served now.")
 @models_options()
@@ -122,4 +168,7 @@ def rollback_command(ctx: click.Context, to_version: int | None, previous: bool,
     )
 
 
-COMMANDS = (models_command, rollback_command)
+models_group.add_command(approve_command)
+models_group.add_command(reject_command)
+
+COMMANDS = (models_group,)

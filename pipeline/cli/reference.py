@@ -19,21 +19,44 @@ def _contexts(command: click.Command, name: str, parent: click.Context | None) -
     ctx = command.make_context(name, [], parent=parent, resilient_parsing=True, terminal_width=WIDTH)
     yield ctx
     if isinstance(command, click.Group):
-        for sub in sorted(command.commands):
-            yield from _contexts(command.commands[sub], sub, ctx)
+        # As `--help` lists them: hidden commands (old spellings, cli/aliases.py) are not documented.
+        for sub in command.list_commands(ctx):
+            sub_command = command.commands[sub]
+            if not sub_command.hidden:
+                yield from _contexts(sub_command, sub, ctx)
+
+
+def _old_spellings(contexts: list[click.Context]) -> list[str]:
+    """One line per hidden command: the old name and the documented command that runs the same callback."""
+    documented = {ctx.command.callback: ctx.command_path for ctx in contexts if ctx.command.callback}
+    lines = []
+    for ctx in contexts:
+        if isinstance(ctx.command, click.Group):
+            for name, command in sorted(ctx.command.commands.items()):
+                if command.hidden and command.callback in documented:
+                    lines.append(f"- `{ctx.command_path} {name}`: `{documented[command.callback]}`")
+    return lines
 
 
 def render(main: click.Command) -> str:
     """The reference page: every command's help, as `detx <command> --help` prints it."""
+    contexts = list(_contexts(main, "detx", None))
     lines = [
         "# CLI reference",
         "",
         "Generated from `--help` by `make cli-reference` (pipeline/cli/reference.py);",
         "tests/pipeline/test_cli_reference.py fails when it is out of date. Options shared by",
-        "several commands are declared once, in pipeline/cli/options.py.",
+        "several commands are declared once, in pipeline/cli/options.py. The folder or file a",
+        "command creates is named by `--out` (`--output` before: still accepted, hidden).",
+        "",
+        "Old spellings still work, hidden from `--help`: the same commands under the names they",
+        "had before they moved into a group, and `detx models [OPTIONS]` (`detx models list`) and",
+        "`detx models --card VERSION` (`detx models card VERSION`).",
+        "",
+        *_old_spellings(contexts),
         "",
     ]
-    for ctx in _contexts(main, "detx", None):
+    for ctx in contexts:
         lines += [f"## {ctx.command_path}", "", "```text", ctx.get_help().rstrip(), "```", ""]
     return "\n".join(lines)
 

@@ -1,4 +1,4 @@
-"""`detx approve` and `detx reject`: sign-off on candidates pushed with `release.approval: required`."""
+"""`detx models approve` and `detx models reject`: sign-off on candidates pushed with `release.approval: required`."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def approve_command(ctx: click.Context, version: int, by: str, reason: str, **_:
     if decision.state == "refused":
         raise click.ClickException(
             f"version {version} not approved: {'; '.join(checked['reasons'])}. It stays pending; "
-            f"`detx reject {version}` retires it"
+            f"`detx models reject {version}` retires it"
         )
     click.echo(f"Approved version {version} by {by}: now served (was {decision.previous}) -> {decision.path}")
 
@@ -79,6 +79,3 @@ def reject_command(ctx: click.Context, version: int, by: str, reason: str, **_: 
     except ModelStoreError as e:
         raise click.ClickException(str(e)) from e
     click.echo(f"Rejected version {version} by {by}; retired to {decision.path}; served stays {decision.previous}")
-
-
-COMMANDS = (approve_command, reject_command)

@@ -127,7 +127,9 @@ def prelabel_command(
 
 @review_group.command("queue")
 @_common
-@click.option("-k", "k", required=True, type=click.IntRange(min=1), help="How many images to queue.")
+@click.option(
+    "-k", "--top", "k", required=True, type=click.IntRange(min=1), metavar="K", help="How many images to queue."
+)
 @click.option(
     "--compare",
     "compare_dir",

@@ -240,7 +240,14 @@ def web_command(
     tls_ca: str,
     **_: Any,
 ) -> None:
-    """Serve the web page: upload an image, see its detections from a model server (gRPC)."""
+    """Serve the web page alone, in front of a model server already running.
+
+    Upload an image, see its detections from the server's gRPC API: `detx
+    serve` or TF Serving, here or elsewhere, over TLS with --tls-ca. Not the
+    same as `detx serve --web`, which starts a model server and the page
+    together in one process (plaintext only, with the page's default upload
+    limit and minimum score).
+    """
     from detx.serving.webapp.app import WebConfig
 
     place = model_place(ctx)

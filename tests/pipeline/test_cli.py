@@ -17,9 +17,11 @@ COMMANDS = [
     ["ct", "run"],
     ["run"],
     ["models"],
-    ["rollback"],
-    ["approve"],
-    ["reject"],
+    ["models", "list"],
+    ["models", "card"],
+    ["models", "approve"],
+    ["models", "reject"],
+    ["models", "rollback"],
     ["rollout"],
     ["rollout", "start"],
     ["rollout", "status"],
@@ -30,29 +32,53 @@ COMMANDS = [
     ["serve"],
     ["predict"],
     ["infer"],
-    ["compile"],
-    ["submit"],
-    ["upload"],
-    ["schedule"],
-    ["runs"],
+    ["kfp"],
+    ["kfp", "compile"],
+    ["kfp", "submit"],
+    ["kfp", "upload"],
+    ["kfp", "schedule"],
+    ["kfp", "runs"],
     ["web"],
     ["review"],
     ["review", "prelabel"],
     ["review", "queue"],
 ]
+# The top-level spellings before issue 30 grouped them: hidden, the same commands as their new spelling.
+OLD_SPELLINGS = {
+    "compile": ["kfp", "compile"],
+    "upload": ["kfp", "upload"],
+    "submit": ["kfp", "submit"],
+    "schedule": ["kfp", "schedule"],
+    "runs": ["kfp", "runs"],
+    "approve": ["models", "approve"],
+    "reject": ["models", "reject"],
+    "rollback": ["models", "rollback"],
+}
 
 
 def _all_commands(group=main, prefix=()):
+    """Every command `--help` shows, as its path under `detx` (hidden aliases left out)."""
     yield list(prefix)
     for name, cmd in getattr(group, "commands", {}).items():
-        yield from _all_commands(cmd, (*prefix, name))
+        if not cmd.hidden:
+            yield from _all_commands(cmd, (*prefix, name))
+
+
+def _command(path):
+    command = main
+    for name in path:
+        command = command.commands[name]
+    return command
 
 
 def test_the_known_commands_are_all_there():
     assert sorted(map(tuple, _all_commands())) == sorted(map(tuple, COMMANDS))
+    assert {name for name, cmd in main.commands.items() if cmd.hidden} == set(OLD_SPELLINGS)
 
 
-@pytest.mark.parametrize("args", list(_all_commands()), ids=lambda a: " ".join(a) or "detx")
+@pytest.mark.parametrize(
+    "args", [*_all_commands(), *([old] for old in OLD_SPELLINGS)], ids=lambda a: " ".join(a) or "detx"
+)
 def test_every_command_has_help(args):
     result = CliRunner().invoke(main, [*args, "--help"])
     assert result.exit_code == 0, result.output
@@ -131,20 +157,20 @@ def test_models_and_rollback(tmp_path, fake_saved_model):
     model = fake_saved_model(tmp_path / "m")
     store.push(model, {"metrics": {"map_50": 0.61}})
     store.push(model, {"metrics": {"map_50": 0.72}, "data": {"spans": [2, 3]}})
-    result = CliRunner().invoke(main, ["models", "--push-destination", dest])
+    result = CliRunner().invoke(main, ["models", "list", "--push-destination", dest])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert "mAP@0.5 0.610" in lines[1] and "serving" not in lines[1] and "spans" not in lines[1]
     assert "mAP@0.5 0.720" in lines[2] and lines[2].rstrip().endswith("serving") and "spans 2-3" in lines[2]
 
-    result = CliRunner().invoke(main, ["rollback", "--push-destination", dest])
+    result = CliRunner().invoke(main, ["models", "rollback", "--push-destination", dest])
     assert result.exit_code == 2 and "exactly one of --to VERSION or --previous" in result.output
-    result = CliRunner().invoke(main, ["rollback", "--to", "9", "--push-destination", dest])
+    result = CliRunner().invoke(main, ["models", "rollback", "--to", "9", "--push-destination", dest])
     assert result.exit_code == 1 and "version 9 is not a complete version" in result.output
-    result = CliRunner().invoke(main, ["rollback", "--previous", "--push-destination", dest])
+    result = CliRunner().invoke(main, ["models", "rollback", "--previous", "--push-destination", dest])
     assert result.exit_code == 0 and "Now serving version 1 (was 2); retired: 2" in result.output
     assert store.serving_version() == 1
-    result = CliRunner().invoke(main, ["models", "--push-destination", dest])
+    result = CliRunner().invoke(main, ["models", "list", "--push-destination", dest])
     assert "retired by rollbacks: 2" in result.output
 
 
@@ -169,7 +195,10 @@ def _params(*args):
             ["predict", "x.jpg", "--name", "m", "--push-destination", "/m"],
         ),
         (["web", "--model", "m", "--model-base-path", "/m"], ["web", "--name", "m", "--push-destination", "/m"]),
-        (["runs", "--host", "http://kfp"], ["runs", "--kubeflow-host", "http://kfp"]),
+        (["kfp", "runs", "--host", "http://kfp"], ["kfp", "runs", "--kubeflow-host", "http://kfp"]),
+        # One name for what a command writes: `--out` (issue 30).
+        (["kfp", "compile", "--output", "p.yaml"], ["kfp", "compile", "--out", "p.yaml"]),
+        (["export", "tflite", "--model", "m", "--output", "t"], ["export", "tflite", "--model", "m", "--out", "t"]),
     ],
 )
 def test_documented_old_flags_still_work_as_hidden_aliases(old, new, monkeypatch):
@@ -183,7 +212,7 @@ def test_one_resolver_gives_every_command_the_same_push_destination(tmp_path):
     project = str(tmp_path / "p")
     from detx.pipeline.cli.options import model_place
 
-    for path in (["models"], ["rollback"], ["serve"], ["web"], ["ct", "check"]):
+    for path in (["models", "list"], ["models", "rollback"], ["rollback"], ["serve"], ["web"], ["ct", "check"]):
         with _context(path, ["--project", project]) as ctx:
             assert model_place(ctx).push_destination == os.path.join(project, "models", "detx")
         with _context(path, ["--project", project, "--config", str(config)]) as ctx:
@@ -213,12 +242,12 @@ def test_models_card_paths_show_rebuild_and_the_missing_card_error(tmp_path, fak
     store = ModelStore(dest)
     store.push(fake_saved_model(tmp_path / "m"), {"pipeline": {"name": "shapes"}, "metrics": {"map_50": 0.61}})
     fake_saved_model(tmp_path / "dest" / "2")  # pushed by another tool: no lineage, no card
-    card = ["models", "--push-destination", dest, "--card"]
+    card = ["models", "card", "--push-destination", dest]
 
     result = CliRunner().invoke(main, [*card, "1"])
     assert result.exit_code == 1
     assert "version 1 has no model card (it was pushed before detx wrote cards, or by another tool)" in result.output
-    assert "detx models --card 1 --rebuild" in result.output
+    assert "detx models card 1 --rebuild" in result.output
 
     result = CliRunner().invoke(main, [*card, "1", "--rebuild"])
     assert result.exit_code == 0, result.output
@@ -249,5 +278,105 @@ def test_models_card_paths_show_rebuild_and_the_missing_card_error(tmp_path, fak
     assert f"  Markdown: {os.path.join(pending.path, render.CARD_MD)}" in result.output
     result = CliRunner().invoke(main, [*card, "7"])
     assert "(versions: 1, 2; pending approval: 3)" in result.output
-    result = CliRunner().invoke(main, ["models", "--push-destination", dest, "--show"])
-    assert result.exit_code == 2 and "--show and --rebuild go with --card VERSION" in result.output
+
+
+def test_old_spellings_are_hidden_names_of_the_same_commands():
+    listing = CliRunner().invoke(main, ["--help"]).output
+    shown = {line.split()[0] for line in listing.split("Commands:\n")[1].splitlines() if line.strip()}
+    assert shown == {path[0] for path in COMMANDS if len(path) == 1}
+    for old, new in OLD_SPELLINGS.items():
+        alias, command = main.commands[old], _command(new)
+        assert alias.hidden and not command.hidden
+        # One implementation: the new command's callback and its very parameter objects.
+        assert alias.callback is command.callback
+        assert len(alias.params) == len(command.params)
+        assert all(a is b for a, b in zip(alias.params, command.params, strict=True))
+
+
+@pytest.mark.parametrize("old", OLD_SPELLINGS)
+def test_an_old_spelling_prints_the_new_ones_help_under_its_own_name(old):
+    new = " ".join(OLD_SPELLINGS[old])
+    old_help = CliRunner().invoke(main, [old, "--help"], prog_name="detx")
+    new_help = CliRunner().invoke(main, [*OLD_SPELLINGS[old], "-h"], prog_name="detx")
+    assert old_help.exit_code == new_help.exit_code == 0, old_help.output
+    assert old_help.output.startswith(f"Usage: detx {old} [OPTIONS]")
+    assert old_help.output == new_help.output.replace(f"Usage: detx {new} ", f"Usage: detx {old} ")
+
+
+def test_compile_and_its_old_output_flag_do_what_kfp_compile_does(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("data: {path: gs://b/data}\n")  # no push_destination: refused before anything is written
+    base = ["--config", str(config)]
+    old = CliRunner().invoke(main, ["compile", *base, "--output", str(tmp_path / "p.yaml")], prog_name="detx")
+    new = CliRunner().invoke(main, ["kfp", "compile", *base, "--out", str(tmp_path / "p.yaml")], prog_name="detx")
+    assert old.exit_code == new.exit_code == 2
+    assert old.output == new.output.replace("detx kfp compile", "detx compile")
+    assert "set push_destination" in old.output and not (tmp_path / "p.yaml").exists()
+
+
+def _store_with_candidates(root, fake_saved_model):
+    """A push destination: versions 1 and 2 (2 served), 3 and 4 waiting for approval, evaluated against 2."""
+    store = ModelStore(str(root))
+    model = fake_saved_model(f"{root}-model")
+    store.push(model, {"pipeline": {"name": "shapes"}, "metrics": {"map_50": 0.61}})
+    store.push(model, {"pipeline": {"name": "shapes"}, "metrics": {"map_50": 0.72}})
+    for _ in range(2):
+        store.push(model, {"metrics": {"map_50": 0.8}, "baseline": {"version": 2}}, pending=True)
+    return store
+
+
+MOVED_CASES = [
+    (["rollback", "--previous"], "Now serving version 1 (was 2); retired: 2"),
+    (["rollback", "--to", "9"], "version 9 is not a complete version"),
+    (["rollback"], "give exactly one of --to VERSION or --previous"),
+    (["approve", "3", "--by", "ana", "--reason", "card ok"], "Approved version 3 by ana: now served (was 2)"),
+    (["approve", "3", "--by", "ana"], "Missing option '--reason'"),
+    (["reject", "4", "--by", "bo", "--reason", "stale"], "Rejected version 4 by bo; retired to"),
+]
+
+
+@pytest.mark.parametrize(("old", "expected"), MOVED_CASES, ids=[" ".join(old) for old, _ in MOVED_CASES])
+def test_an_old_spelling_does_what_the_new_one_does(old, expected, tmp_path, fake_saved_model):
+    new = [*OLD_SPELLINGS[old[0]], *old[1:]]
+    outcomes = []
+    for args, root in ((old, tmp_path / "old"), (new, tmp_path / "new")):
+        store = _store_with_candidates(root, fake_saved_model)
+        result = CliRunner().invoke(main, [*args, "--push-destination", str(root)], prog_name="detx")
+        output = result.output.replace(str(root), "<dest>").replace(" ".join(OLD_SPELLINGS[old[0]]), old[0])
+        state = (store.serving_version(), store.pending_versions(), store.retired_versions())
+        outcomes.append((result.exit_code, output, state))
+    assert outcomes[0] == outcomes[1]
+    assert expected in outcomes[0][1]
+
+
+OLD_MODELS_CASES = [
+    (["models"], ["models", "list"], "mAP@0.5 0.720"),
+    (["models", "--card", "2", "--rebuild"], ["models", "card", "2", "--rebuild"], "Model card of version 2"),
+    (["models", "--card=4", "--show"], ["models", "card", "4", "--show"], "# Model card:"),
+    (["models", "--card", "9"], ["models", "card", "9"], "there is no version 9"),
+    (["models", "--card"], ["models", "card"], "Missing argument 'VERSION'"),
+    (["models", "--card", "0"], ["models", "card", "0"], "0 is not in the range x>=1"),
+]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"), OLD_MODELS_CASES, ids=[" ".join(old) for old, _, _ in OLD_MODELS_CASES]
+)
+def test_models_as_it_was_before_its_subcommands_lists_and_shows_cards(old, new, expected, tmp_path, fake_saved_model):
+    store = _store_with_candidates(tmp_path / "dest", fake_saved_model)
+    place = ["--push-destination", store.root]
+    assert CliRunner().invoke(main, ["models", "card", "4", "--rebuild", *place]).exit_code == 0
+    # The old spelling's options in either order: `--card` used to be one option among the others.
+    old_result = CliRunner().invoke(main, [*old[:1], *place, *old[1:]], prog_name="detx")
+    new_result = CliRunner().invoke(main, [*new, *place], prog_name="detx")
+    assert old_result.exit_code == new_result.exit_code
+    if old_result.exit_code == 2:  # a usage error names the command it is about
+        assert old_result.output.startswith(f"Usage: detx {' '.join(new[:2])} ")
+    assert old_result.output == new_result.output
+    assert expected in old_result.output
+
+
+def test_models_without_a_known_subcommand_says_so():
+    typo = CliRunner().invoke(main, ["models", "lst"])
+    assert typo.exit_code == 2 and "No such command 'lst'" in typo.output
+    assert "card" in CliRunner().invoke(main, ["models", "--help"]).output  # the group's help, not list's

@@ -1,4 +1,4 @@
-"""`detx approve`, `detx reject` and `detx models` on pending candidates, through the real command line."""
+"""`detx models approve`, `reject` and `list` on pending candidates, through the real command line."""
 
 import pytest
 from click.testing import CliRunner
@@ -20,20 +20,24 @@ def _store(tmp_path, fake_saved_model):
 
 def test_models_lists_pending_candidates_and_approve_serves_one(tmp_path, fake_saved_model):
     dest, store = _store(tmp_path, fake_saved_model)
-    runner = CliRunner()
-    listing = runner.invoke(main, ["models", "--push-destination", dest])
+
+    def models(*args):
+        return CliRunner().invoke(main, ["models", *args, "--push-destination", dest])
+
+    listing = models("list")
     assert listing.exit_code == 0, listing.output
-    assert "waiting for approval (detx approve 3" in listing.output and "serving" in listing.output
-    missing = runner.invoke(main, ["approve", "3", "--push-destination", dest, "--by", "ana"])
+    assert "waiting for approval (detx models approve 3 / detx models reject 3)" in listing.output
+    assert "serving" in listing.output
+    missing = models("approve", "3", "--by", "ana")
     assert missing.exit_code != 0 and "--reason" in missing.output
-    result = runner.invoke(main, ["approve", "3", "--push-destination", dest, "--by", "ana", "--reason", "card ok"])
+    result = models("approve", "3", "--by", "ana", "--reason", "card ok")
     assert result.exit_code == 0, result.output
     assert "Approved version 3 by ana: now served (was 1)" in result.output
     assert store.serving_version() == 3 and store.lineage(3)["approval"]["by"] == "ana"
     # Version 2 is older than what is served now: it cannot be approved any more, only rejected.
-    refused = runner.invoke(main, ["approve", "2", "--push-destination", dest, "--by", "ana", "--reason", "x"])
+    refused = models("approve", "2", "--by", "ana", "--reason", "x")
     assert refused.exit_code == 1 and "newer than candidate 2" in refused.output
-    rejected = runner.invoke(main, ["reject", "2", "--push-destination", dest, "--by", "bo", "--reason", "stale"])
+    rejected = models("reject", "2", "--by", "bo", "--reason", "stale")
     assert rejected.exit_code == 0 and "retired" in rejected.output
     assert store.pending_versions() == [] and store.retired_versions() == [2]
 

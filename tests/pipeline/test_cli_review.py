@@ -42,7 +42,7 @@ def test_queue_prints_the_table_and_writes_the_list_and_the_queued_images_files(
     out = tmp_path / "queue"
     result = _run(
         "queue", "--predictions", case["served"], "--images", case["new"], "--data", case["spans"],
-        "-k", "3", "--out", str(out), "--url-prefix", "https://bucket.example/new/",
+        "--top", "3", "--out", str(out), "--url-prefix", "https://bucket.example/new/",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
@@ -83,7 +83,7 @@ def test_queue_with_compare_ranks_by_disagreement(tmp_path, case):
     "args,code,message",
     [
         (["--predictions", "{tmp}/nowhere"], 1, "is not a folder; give the --out folder of detx infer"),
-        (["-k", "0"], 2, "Invalid value for '-k': 0 is not in the range x>=1"),
+        (["-k", "0"], 2, "Invalid value for '-k' / '--top': 0 is not in the range x>=1"),
         (["--predictions", "{tmp}/other"], 1, "other/predictions-00000-of-00001.jsonl:1 is not a detx infer"),
         (["--compare", "{tmp}/nowhere"], 1, "is not a folder"),
     ],

@@ -29,7 +29,7 @@ def saved_model(tmp_path_factory, registered):
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, saved_model):
     out = str(tmp_path_factory.mktemp("cli_out") / "tflite")
-    result = CliRunner().invoke(main, ["export", "tflite", "--model", saved_model, "--output", out])
+    result = CliRunner().invoke(main, ["export", "tflite", "--model", saved_model, "--out", out])
     assert result.exit_code == 0, result.output
     return out, result.stdout
 
@@ -58,18 +58,19 @@ def test_export_writes_float_models_and_their_report(exported, saved_model):
 def test_export_refuses_bad_arguments_and_writes_nothing(tmp_path, saved_model):
     runner = CliRunner()
     out = str(tmp_path / "out")
-    result = runner.invoke(main, ["export", "tflite", "--model", saved_model, "--output", out, "--int8"])
+    result = runner.invoke(main, ["export", "tflite", "--model", saved_model, "--out", out, "--int8"])
     assert result.exit_code == 2 and "--int8 needs --representative" in result.output
     result = runner.invoke(
-        main, ["export", "tflite", "--model", saved_model, "--output", out, "--representative", str(tmp_path)]
+        main, ["export", "tflite", "--model", saved_model, "--out", out, "--representative", str(tmp_path)]
     )
     assert result.exit_code == 2 and "--representative is for --int8" in result.output
+    # `--output`, its name before `--out` was the one name for what a command writes, still works (hidden).
     result = runner.invoke(main, ["export", "tflite", "--model", str(tmp_path), "--output", out])
     assert result.exit_code == 1
     assert "is not a SavedModel" in result.output and f"(nothing was written to {out})" in result.output
     empty = tmp_path / "empty"
     empty.mkdir()
-    args = ["export", "tflite", "--model", saved_model, "--output", out, "--int8", "--representative", str(empty)]
+    args = ["export", "tflite", "--model", saved_model, "--out", out, "--int8", "--representative", str(empty)]
     result = runner.invoke(main, args)
     assert result.exit_code == 1 and "holds no images" in result.output
     assert not os.path.exists(out)

@@ -1,4 +1,4 @@
-"""`detx compile`: the checked-in KFP spec is fresh, parses strictly, and runs on open-source KFP."""
+"""`detx kfp compile`: the checked-in KFP spec is fresh, parses strictly, and runs on open-source KFP."""
 
 import dataclasses
 import json
@@ -34,9 +34,9 @@ def _config(*extra_files, **overrides):
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
-    """A fresh `detx compile` of the checked-in config, through the CLI."""
+    """A fresh `detx kfp compile` of the checked-in config, through the CLI."""
     out = tmp_path_factory.mktemp("kfp") / "detx_pipeline.yaml"
-    result = CliRunner().invoke(main, ["compile", "--config", CONFIG, "--output", str(out)])
+    result = CliRunner().invoke(main, ["kfp", "compile", "--config", CONFIG, "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "Trainer: 1 x nvidia.com/gpu" in result.output
     return out.read_text()
@@ -296,7 +296,7 @@ def test_compile_without_a_push_destination_is_refused_and_leaves_no_file(tmp_pa
     bad = tmp_path / "c.yaml"
     bad.write_text("data: {path: gs://b/data}\n")
     out = tmp_path / "out.yaml"
-    result = CliRunner().invoke(main, ["compile", "--config", str(bad), "--output", str(out)])
+    result = CliRunner().invoke(main, ["kfp", "compile", "--config", str(bad), "--out", str(out)])
     assert result.exit_code == 2 and "push_destination" in result.output
     assert not out.exists()
 

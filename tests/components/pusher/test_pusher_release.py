@@ -115,5 +115,5 @@ def test_the_tflite_models_that_ship_travel_in_assets_extra_and_the_lineage_name
 
     from detx.pipeline.cli import main
 
-    listing = CliRunner().invoke(main, ["models", "--push-destination", dest])
+    listing = CliRunner().invoke(main, ["models", "list", "--push-destination", dest])
     assert "tflite float32" in listing.output and "int8" not in listing.output

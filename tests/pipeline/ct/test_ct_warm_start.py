@@ -108,7 +108,7 @@ def test_detx_models_shows_the_version_each_one_started_from(tmp_path, fake_save
     _serve(dest, tmp_path / "a", fake_saved_model, lineage={"metrics": {"map_50": 0.5}})
     warm = {"metrics": {"map_50": 0.6}, "training": {"warm_start": {"version": 1, "new_classes": ["cross"]}}}
     _serve(dest, tmp_path / "b", fake_saved_model, lineage=warm)
-    result = CliRunner().invoke(main, ["models", "--push-destination", dest])
+    result = CliRunner().invoke(main, ["models", "list", "--push-destination", dest])
     assert result.exit_code == 0, result.output
     first, second = result.output.splitlines()[1:3]
     assert "from v" not in first and "mAP@0.5 0.600" in second and "from v1" in second
