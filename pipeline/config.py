@@ -98,7 +98,7 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class KubeflowConfig:
-    """How `detx compile` builds the Kubeflow Pipelines spec.
+    """How `detx kfp compile` builds the Kubeflow Pipelines spec.
 
     Attributes:
         image: the detx pipeline image every step runs (see the Dockerfile).
@@ -236,7 +236,7 @@ class PipelineConfig:
         beam_args: Beam pipeline arguments for ExampleGen, StatisticsGen, the
             DataGate and the Evaluator; empty: Beam's DirectRunner on every core
             (see `default_beam_args`; pipeline/configs/ has Dataflow and Flink).
-        kubeflow: settings for `detx compile`.
+        kubeflow: settings for `detx kfp compile`.
         ct: continuous training triggers (`detx ct check`, `detx ct run`).
     """
 

@@ -1,4 +1,4 @@
-"""`detx submit`, `detx schedule`, `detx runs`: the compiled pipeline on a Kubeflow Pipelines cluster.
+"""`detx kfp submit`, `detx kfp schedule`, `detx kfp runs`: the compiled pipeline on a Kubeflow Pipelines cluster.
 
 Talks to the KFP v2beta1 REST API through the KFP SDK's client (`kfp.Client`).
 The pipeline is uploaded once per distinct spec: a version whose spec equals
@@ -60,7 +60,7 @@ class PipelineRef:
 
 @dataclasses.dataclass(frozen=True)
 class RunRow:
-    """One line of `detx runs`."""
+    """One line of `detx kfp runs`."""
 
     run_id: str
     name: str
@@ -150,14 +150,14 @@ def read_package(path: str) -> tuple[dict[str, Any], bytes]:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
-        raise KfpError(f"cannot read the pipeline package {path}: {e.strerror}; run `detx compile` first") from e
+        raise KfpError(f"cannot read the pipeline package {path}: {e.strerror}; run `detx kfp compile` first") from e
     try:
         # The pipeline spec is the first document; a second one is KFP's platform config.
         spec = next(iter(yaml.safe_load_all(data)), None)
     except yaml.YAMLError as e:
         raise KfpError(f"{path} is not YAML: {e}") from e
     if not isinstance(spec, dict) or "pipelineInfo" not in spec or "root" not in spec:
-        raise KfpError(f"{path} is not a compiled pipeline spec (no pipelineInfo/root); run `detx compile`")
+        raise KfpError(f"{path} is not a compiled pipeline spec (no pipelineInfo/root); run `detx kfp compile`")
     return spec, data
 
 

@@ -1,4 +1,4 @@
-"""`detx compile`: the pipeline `detx run` builds, compiled to a Kubeflow Pipelines v2 spec.
+"""`detx kfp compile`: the pipeline `detx run` builds, compiled to a Kubeflow Pipelines v2 spec.
 
 TFX's KubeflowV2DagRunner compiles the same `create_pipeline(...)`, with the
 per-run settings as runtime parameters and the Trainer asking for a GPU. Then
@@ -13,7 +13,7 @@ detx adjusts what the runner cannot express:
 - The spec gets a default pipeline root, so that runs started from the KFP UI
   write artifacts where TFX can (KFP's own default, `minio://`, is not a file
   system TensorFlow knows). Runs created through the API do not read it:
-  `detx submit` and `detx schedule` set it on the run (kfp_client.py).
+  `detx kfp submit` and `detx kfp schedule` set it on the run (kfp_client.py).
 
 The output is a PipelineSpec YAML, the file the KFP UI uploads.
 """
@@ -185,8 +185,8 @@ def compile_spec(config: PipelineConfig) -> dict[str, Any]:
 def header(config: PipelineConfig) -> str:
     """The comment block on top of the YAML: what it is and its run parameters."""
     lines = [
-        f"# detx pipeline {config.name!r}: Kubeflow Pipelines v2 spec, written by `detx compile`.",
-        "# Upload it in the KFP UI (Pipelines > Upload pipeline) or use `detx submit`.",
+        f"# detx pipeline {config.name!r}: Kubeflow Pipelines v2 spec, written by `detx kfp compile`.",
+        "# Upload it in the KFP UI (Pipelines > Upload pipeline) or use `detx kfp submit`.",
         f"# Image: {config.kubeflow.image}",
         f"# Pipeline root: {config.kubeflow.pipeline_root}",
         "# Run parameters:",

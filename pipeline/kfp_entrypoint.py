@@ -1,6 +1,6 @@
 """The command every compiled step runs on Kubeflow: TFX's v2 container entrypoint, made to survive open-source KFP.
 
-`detx compile` points every executor at `python -m detx.pipeline.kfp_entrypoint`
+`detx kfp compile` points every executor at `python -m detx.pipeline.kfp_entrypoint`
 (the arguments are TFX's own). Before handing over to TFX 1.16's
 `kubeflow_v2_run_executor`, it mends what open-source KFP's driver sends;
 after the executor, it mends what TensorFlow leaves in the object store:
@@ -55,7 +55,7 @@ LOG = logging.getLogger("detx.kfp_entrypoint")
 MODULE = "detx.pipeline.kfp_entrypoint"
 # KFP's own artifact types (system.Artifact, system.Dataset, ...); TFX's compiler never writes them.
 KFP_TYPE_PREFIX = "system."
-# What `detx compile` puts in every executor's `command` (the image's python is detx's).
+# What `detx kfp compile` puts in every executor's `command` (the image's python is detx's).
 COMMAND = ("python", "-m", MODULE)
 
 

@@ -1,8 +1,8 @@
 """The settings a Kubeflow Pipelines user changes per run, as TFX runtime parameters.
 
-`detx compile` turns each into a pipeline parameter of the compiled spec: the
+`detx kfp compile` turns each into a pipeline parameter of the compiled spec: the
 KFP UI shows them in its run form (with the compiled config's values as
-defaults), `detx submit --param NAME=VALUE` and `detx schedule` set them.
+defaults), `detx kfp submit --param NAME=VALUE` and `detx kfp schedule` set them.
 Locally `detx run` passes plain values instead, so both runners build the same
 DAG from the same `create_pipeline`.
 """
@@ -62,7 +62,7 @@ RUN_PARAMETERS: tuple[RunParameter, ...] = (
     RunParameter(
         "approval",
         str,
-        "'required': a pushed model waits for `detx approve` before it is served; 'none': served at once",
+        "'required': a pushed model waits for `detx models approve` before it is served; 'none': served at once",
         lambda c: c.release.approval,
         APPROVAL_MODES,
     ),

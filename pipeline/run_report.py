@@ -164,7 +164,7 @@ def _evaluation_lines(runs: Sequence[ComponentRun]) -> list[str]:
         if push.get("pushed") and push.get("pending"):
             lines.append(
                 f"Pushed: version {push['version']} -> {push['path']}, waiting for approval "
-                f"(serve it: detx approve {push['version']} --by NAME --reason TEXT; or detx reject)"
+                f"(serve it: detx models approve {push['version']} --by NAME --reason TEXT; or detx models reject)"
             )
         elif push.get("pushed"):
             lines.append(f"Pushed: version {push['version']} -> {push['path']} (now the served version)")

@@ -41,7 +41,7 @@ class DetectionPusher(base_component.BaseComponent):
     `detx_lineage.json` and carries a model card (`model_card/`). With the
     InfraValidator's blessing, the model pushed is its copy with TF Serving's
     warm-up file, and a model that is not infra-blessed is not pushed. With
-    approval required, the version waits in `.pending/` for `detx approve`. A
+    approval required, the version waits in `.pending/` for `detx models approve`. A
     model already served or pending is not pushed again.
     """
 

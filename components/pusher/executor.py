@@ -182,7 +182,7 @@ def _push(
         result["superseded"] = superseded
         PROGRESS.info(
             "pushed version %d as a candidate waiting for approval (%s); "
-            "serve it with: detx approve %d --by NAME --reason TEXT",
+            "serve it with: detx models approve %d --by NAME --reason TEXT",
             version.version,
             version.path,
             version.version,
@@ -199,7 +199,7 @@ def _push(
             pinned,
             version.version,
             version.version,
-            " (after detx approve)" if pending else "",
+            " (after detx models approve)" if pending else "",
         )
     return result
 

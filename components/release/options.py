@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 # "none": a blessed, infra-blessed model is served as soon as it is pushed.
-# "required": it waits in the push destination's `.pending/` until `detx approve`.
+# "required": it waits in the push destination's `.pending/` until `detx models approve`.
 APPROVAL_MODES = ("none", "required")
 # "none": a pushed version takes all traffic as soon as a model server loads it.
 # "progressive": the Pusher pins the version served before (detx_traffic.json), so the new one

@@ -29,7 +29,7 @@ DEFAULT_THREADS = 2
 
 
 def run_threads(model: bytes, requested: int) -> int:
-    """The threads detx runs a model with: 1 when TFLite's per-class NMS would skip a class on `requested`."""
+    """The threads detx kfp runs a model with: 1 when TFLite's per-class NMS would skip a class on `requested`."""
     attributes = op_attributes(model)
     skips = bool(attributes.get("use_regular_nms")) and int(attributes.get("num_classes", 0)) > requested
     return 1 if skips else requested

@@ -27,7 +27,7 @@ Where detx's post-processing (`modeling/postprocess.py`) and the op differ, and 
   NonMaxSuppressionWorkerTask; still so in LiteRT's
   tflite/kernels/detection_postprocess.cc; tensorflow/tensorflow#56058).
   Measured here: a 3-class model run with 2 threads never reports class 3.
-  detx runs such models with one thread (interpreter.py); an app must too, or
+  detx kfp runs such models with one thread (interpreter.py); an app must too, or
   use the op's class-agnostic "fast" NMS (`use_regular_nms=False`, the OD API
   export's default: each anchor keeps its best class, one NMS over all
   anchors), which any thread count runs right but which scores lower

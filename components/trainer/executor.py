@@ -13,7 +13,7 @@ from tfx.components.trainer import fn_args_utils
 TRAIN_STEPS_KEY = "train_steps"
 PRETRAINED_KEY = "pretrained"
 PUSH_DESTINATION_KEY = "push_destination"
-# How many GPUs the step's pod was given (`detx compile` sets it on the Trainer's container next to
+# How many GPUs the step's pod was given (`detx kfp compile` sets it on the Trainer's container next to
 # the GPU request). TensorFlow silently trains on CPU when it finds no GPU; with this set, it fails.
 EXPECTED_GPUS_ENV = "DETX_EXPECTED_GPUS"
 

@@ -42,7 +42,7 @@ class KubeflowTarget:
 
     Attributes:
         connection: a `detx.pipeline.kfp_client.Connection`.
-        package: the compiled pipeline (detx compile).
+        package: the compiled pipeline (detx kfp compile).
         experiment: the KFP experiment.
     """
 
@@ -193,7 +193,9 @@ def _run_local(
     kept = f"version {decision.served_version}" if decision.served_version is not None else "no version"
     pushed: int | None = push.get("version") if push.get("pushed") else None
     if pushed is not None and push.get("pending"):
-        outcome = f"pushed version {pushed}, waiting for approval (detx approve {pushed}); {kept} stays in production"
+        outcome = (
+            f"pushed version {pushed}, waiting for approval (detx models approve {pushed}); {kept} stays in production"
+        )
     elif pushed is not None:
         outcome = f"pushed version {pushed}"
     else:

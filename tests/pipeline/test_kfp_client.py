@@ -188,7 +188,7 @@ def test_unknown_experiment_and_unreachable_host_name_the_fix(kfp):
 def test_a_missing_package_says_to_compile_first(kfp, tmp_path):
     fake, url = kfp()
     result = _detx("kfp", "submit", "--kubeflow-host", url, "--package", tmp_path / "none.yaml")
-    assert result.exit_code == 1 and "run `detx compile` first" in result.output
+    assert result.exit_code == 1 and "run `detx kfp compile` first" in result.output
     not_spec = tmp_path / "x.yaml"
     shutil.copy(os.path.join(ROOT, "kfp_manifests", "detx_config.yaml"), not_spec)
     result = _detx("kfp", "submit", "--kubeflow-host", url, "--package", not_spec)

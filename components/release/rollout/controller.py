@@ -9,10 +9,10 @@ candidate's lineage under "rollout".
 
 - Promotion: the split becomes the candidate alone (a pin, so a version pushed
   meanwhile still waits for its own rollout); the old stable stays a complete
-  version that `detx rollback` can return to.
+  version that `detx models rollback` can return to.
 - Rollback: the split becomes stable alone first (no request is sent to the
   candidate any more), then the candidate's lineage records why and it moves
-  to `.retired/`, as `detx reject` does; its number is never reused.
+  to `.retired/`, as `detx models reject` does; its number is never reused.
 
 Every write is idempotent and the state is written last, so a command killed
 between two writes repeats the step when it is started again.
@@ -155,7 +155,7 @@ class Rollout:
             if candidate in self.store.pending_versions():
                 raise RolloutError(
                     f"version {candidate} is waiting for approval (release.approval: required comes first): "
-                    f"`detx approve {candidate} --by NAME --reason TEXT`, then `detx rollout start {candidate}`"
+                    f"`detx models approve {candidate} --by NAME --reason TEXT`, then `detx rollout start {candidate}`"
                 )
             where = "retired" if candidate in self.store.retired_versions() else "not a complete version"
             available = ", ".join(map(str, complete)) or "none"

@@ -55,7 +55,7 @@ def test_a_rollback_exits_1_with_the_reason(store, page):
 def test_bad_input_is_refused_with_what_to_do(store, page, fake_saved_model, tmp_path):
     pending = store.push(fake_saved_model(str(tmp_path / "pending")), {}, pending=True).version
     refused = _detx(store, page, "start", str(pending))
-    assert refused.exit_code == 1 and f"detx approve {pending} --by NAME --reason TEXT" in refused.output
+    assert refused.exit_code == 1 and f"detx models approve {pending} --by NAME --reason TEXT" in refused.output
     assert _detx(store, page, "abort").exit_code == 2  # --reason is required
     nothing = _detx(store, page, "abort", "--reason", "why")
     assert nothing.exit_code == 1 and "no rollout in progress" in nothing.output

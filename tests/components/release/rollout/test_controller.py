@@ -128,7 +128,9 @@ def test_refusals_say_what_to_do(store, page, fake_saved_model, tmp_path):
     with pytest.raises(RolloutError, match=r"version 2 is the version served now .*--stable VERSION"):
         rollout.start(2, FAST)  # no pin: the newest version already takes all traffic
     pending = store.push(fake_saved_model(str(tmp_path / "pending-model")), {}, pending=True).version
-    with pytest.raises(RolloutError, match=rf"version {pending} is waiting for approval.*detx approve {pending}"):
+    with pytest.raises(
+        RolloutError, match=rf"version {pending} is waiting for approval.*detx models approve {pending}"
+    ):
         rollout.start(pending, FAST)
     with pytest.raises(ValueError, match="canary_percent must be at least 0 and below 100"):
         rollout.start(2, {"canary_percent": 100.0}, stable=1)
