@@ -49,20 +49,34 @@ def compiled_spec(**overrides):
     return spec
 
 
-def test_tfx_alone_dies_on_the_drivers_untyped_inputs_and_detx_entrypoint_does_not(tmp_path):
+@pytest.mark.parametrize(
+    ("publish_logs", "first_failing", "error", "where"),
+    [
+        # KFP up to 2.4: ExampleGen (no inputs) runs; the first step with an input dies before its executor.
+        (
+            False,
+            "DetectionSchemaGen",
+            "AttributeError: 'NoneType' object has no attribute 'get'",
+            "_retrieve_class_path",
+        ),
+        # KFP 2.5+ with PUBLISH_LOGS (its default manifests): every step dies on the added executor-logs output.
+        (True, "DetectionExampleGen", "ImportError: Could not import system.Artifact", "import_class_by_path"),
+    ],
+    ids=["kfp-2.4", "kfp-2.5-publish-logs"],
+)
+def test_tfx_alone_dies_on_what_kfps_driver_sends(tmp_path, publish_logs, first_failing, error, where):
     data_root = str(tmp_path / "data")
     write_dataset(f"{data_root}/span-1", SynthConfig(num_images=8, seed=4, **SMALL), "coco")
     spec = compiled_spec()
     for executor in spec.deployment_spec["executors"].values():
-        # Today's command before detx's entrypoint: TFX 1.16's own.
+        # The command before detx's entrypoint: TFX 1.16's own.
         executor["container"]["command"][-1] = "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"
     params = {"data_root": data_root, "data_span": 1, "push_destination": str(tmp_path / "models")}
     with pytest.raises(RuntimeError) as failed:
-        kfp_launcher.run_spec(spec, params, str(tmp_path / "root"))
-    # ExampleGen (no inputs) ran; the first step with an input died before its executor.
-    assert str(failed.value).startswith("step DetectionSchemaGen failed")
-    assert "AttributeError: 'NoneType' object has no attribute 'get'" in str(failed.value)
-    assert "_retrieve_class_path" in str(failed.value)
+        kfp_launcher.run_spec(spec, params, str(tmp_path / "root"), publish_logs=publish_logs)
+    assert str(failed.value).startswith(f"step {first_failing} failed")
+    assert error in str(failed.value)
+    assert where in str(failed.value)
 
 
 def test_two_runs_on_a_gs_root_push_twice_to_the_bucket_and_the_second_reads_the_span_added_between(tmp_path):
