@@ -33,7 +33,7 @@ TRAIN = dataclasses.replace(
     preset("tiny")[1],
     batch_size=8,
     reference_batch_size=8,
-    train_steps=150,
+    train_steps=300,
     warmup_steps=30,
     checkpoint_every=150,
     shuffle_buffer=256,
@@ -168,7 +168,7 @@ def test_a_span_with_a_new_class_trains_it_and_the_old_classes_keep_their_ap(pro
     after = _ap50(result.network, _label_map_file(str(tmp_path / "labels4"), NEW), examples)
     assert before[3] == 0.0 and after[3] > 0.05, (before, after)  # production cannot see crosses; now it can
     assert min(before[:3]) > 0.1, before  # production really detects the old classes ...
-    # ... and the warm start kept them (production needed 150 steps at 4x this rate to learn them). Per class
+    # ... and the warm start kept them (production needed 300 steps at 4x this rate to learn them). Per class
     # with slack (a dozen eval boxes each), on average closer.
     assert all(new >= 0.5 * old for old, new in zip(before[:3], after[:3], strict=True)), (before, after)
     assert np.mean(after[:3]) >= 0.8 * np.mean(before[:3]), (before, after)
