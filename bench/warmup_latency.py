@@ -6,7 +6,7 @@ A real `detx serve` process on loopback serves the zoo320 preset (random
 weights: speed does not depend on them). Two client threads send 640x480
 synthetic JPEGs to `encoded_image` in a loop the whole time (concurrency 2).
 Then, in turn, a copy of the same export is pushed as a new version
-(`ModelStore.push`) without a warm-up file, and with one (`serving/warmup.py`:
+(`ModelStore.push`) without a warm-up file, and with one (`components/warmup.py`:
 one record per signature for each of 2 synthetic images, 6 in all, as the
 InfraValidator writes from eval images). The two kinds of swap alternate, the
 first to go alternating too.
@@ -33,13 +33,13 @@ import time
 
 from serving_throughput import start_server, write_summary
 
+from detx.components import warmup
 from detx.components.data.label_map import LABEL_MAP_FILENAME
 from detx.components.data.synth import SynthConfig, generate, label_map, od_api_example
 from detx.components.model_store import ModelStore
 from detx.components.modeling.config import preset
 from detx.components.modeling.network import build_network
 from detx.components.trainer import export
-from detx.serving import warmup
 from detx.serving.client import DetectionClient
 
 
