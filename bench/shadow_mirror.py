@@ -43,10 +43,10 @@ from detx.components.data.synth import SynthConfig, generate, label_map
 from detx.components.model_store import ModelStore
 from detx.components.modeling.config import preset
 from detx.components.modeling.network import build_network
+from detx.components.release import traffic_metrics as M
 from detx.components.release.traffic import TrafficSplit, write_traffic
 from detx.components.trainer import export
 from detx.serving.client import DetectionClient
-from detx.serving.model_server import metrics as M
 
 IDLE = frozenset({("model", "detx")})  # the labels of the mirror's backlog gauge
 
