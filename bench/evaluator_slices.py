@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 from check import parse_with_quick
 
+from detx.components.beam_args import local_beam_args
 from detx.components.data.label_map import LABEL_MAP_FILENAME
 from detx.components.data.testing import write_examples
 from detx.components.evaluation import cocoeval_match as cem
@@ -40,7 +41,6 @@ from detx.components.evaluator.options import EvaluatorOptions
 from detx.components.modeling.config import preset
 from detx.components.modeling.network import build_network
 from detx.components.trainer import export
-from detx.pipeline.config import local_beam_args
 
 # Per eval image: boxes, labels, crowd flags, detection boxes, scores, classes, and its pixel count.
 Image = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]

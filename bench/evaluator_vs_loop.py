@@ -32,6 +32,7 @@ from typing import Any
 import tensorflow as tf
 from check import parse_with_quick
 
+from detx.components.beam_args import local_beam_args
 from detx.components.data.label_map import LABEL_MAP_FILENAME
 from detx.components.data.testing import write_examples
 from detx.components.evaluation.coco_metrics import evaluate, read_examples
@@ -41,7 +42,6 @@ from detx.components.model_store import ModelStore
 from detx.components.modeling.config import preset
 from detx.components.modeling.network import build_network
 from detx.components.trainer import export
-from detx.pipeline.config import local_beam_args
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 

@@ -50,9 +50,9 @@ def run_example_gen(data_dir: str, project: str) -> float:
     """Runs DetectionExampleGen alone with LocalDagRunner; returns wall seconds."""
     from tfx import v1 as tfx
 
+    from detx.components.beam_args import local_beam_args
     from detx.components.data.ingest_options import IngestOptions
     from detx.components.example_gen.component import DetectionExampleGen
-    from detx.pipeline.config import local_beam_args
 
     example_gen = DetectionExampleGen(data_dir, IngestOptions("coco"), {"train": 4, "eval": 1})
     pipeline = tfx.dsl.Pipeline(
