@@ -31,10 +31,10 @@ from typing import Any
 
 import tensorflow as tf
 from check import parse_with_quick
+from common import OUT
 
 from detx.components.beam_args import local_beam_args
 from detx.components.data.label_map import LABEL_MAP_FILENAME
-from detx.components.data.testing import write_examples
 from detx.components.evaluation.coco_metrics import evaluate, read_examples
 from detx.components.evaluator import executor
 from detx.components.evaluator.options import EvaluatorOptions
@@ -42,8 +42,7 @@ from detx.components.model_store import ModelStore
 from detx.components.modeling.config import preset
 from detx.components.modeling.network import build_network
 from detx.components.trainer import export
-
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
+from testing.data import write_examples
 
 
 def _loop(model_dirs: list[str], pattern: str) -> float:

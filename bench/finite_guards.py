@@ -148,7 +148,7 @@ def main() -> None:
     import tensorflow as tf
 
     from detx.components.data.label_map import LABEL_MAP_FILENAME
-    from detx.components.data.testing import write_examples
+    from testing.data import write_examples
 
     rows: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as work:

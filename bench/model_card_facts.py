@@ -38,7 +38,7 @@ def build_artifact(work: str, examples: int) -> str:
     """An Examples artifact of `examples` records in DetectionExampleGen's layout."""
     import tensorflow as tf
 
-    from detx.components.data.testing import write_examples
+    from testing.data import write_examples
 
     seed_dir = write_examples(os.path.join(work, "seed"), DISTINCT, seed=0, splits={"all": DISTINCT})
     records = [

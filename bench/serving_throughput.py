@@ -29,6 +29,7 @@ import grpc
 import numpy as np
 import portpicker
 import tensorflow as tf
+from common import OUT, REPO
 
 from detx.components.data.label_map import LABEL_MAP_FILENAME
 from detx.components.data.synth import SynthConfig, generate, label_map
@@ -37,9 +38,6 @@ from detx.components.modeling.config import preset
 from detx.components.modeling.network import build_network
 from detx.components.trainer import export
 from detx.serving.client import DetectionClient
-
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _images(n: int) -> list[bytes]:

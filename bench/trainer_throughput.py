@@ -27,15 +27,14 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
+from common import OUT
 
 from detx.components.data.label_map import LABEL_MAP_FILENAME
 from detx.components.data.synth import SynthConfig, generate
-from detx.components.data.testing import write_examples
 from detx.components.modeling.config import preset
 from detx.components.modeling.network import build_network
 from detx.components.trainer import data, export, train
-
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
+from testing.data import write_examples
 
 
 class _StepTimer(keras.callbacks.Callback):

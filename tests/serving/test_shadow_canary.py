@@ -1,6 +1,6 @@
 """Shadow and canary in real `detx serve` processes under client load: who answers, what is compared, what is counted.
 
-Versions are detectors of known quality (components/evaluation/testing.py):
+Versions are detectors of known quality (testing/evaluation.py):
 their answers depend on the request and differ between a perfect and a noisy
 one, so each response's outputs show which version really answered.
 """
