@@ -11,9 +11,10 @@ from tensorflow_serving.apis import predict_pb2
 
 from detx.components import warmup
 from detx.components.infra_validator import probe
-from detx.components.infra_validator.model_server import ServerFailed, ServerProcess, choose
+from detx.components.infra_validator.model_server import ServerProcess, choose
 from detx.components.infra_validator.options import InfraValidatorOptions
 from detx.components.infra_validator.report import InfraReport
+from detx.components.infra_validator.server_process import ServerFailed
 from detx.components.model_store import copy_tree
 
 PROGRESS = logging.getLogger("detx.progress")
