@@ -36,8 +36,8 @@ import time
 import numpy as np
 import tensorflow as tf
 from check import parse_with_quick
+from common import write_summary
 from PIL import Image
-from serving_throughput import write_summary
 
 from detx.components.batch_inference import job
 from detx.components.batch_inference.model import ModelRef

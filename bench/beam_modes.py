@@ -22,8 +22,6 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 MODES = ("multi_processing", "multi_threading", "in_memory")
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import tempfile
@@ -30,7 +29,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 from check import parse_with_quick
-from common import OUT
+from common import OUT, machine
 
 from detx.components.beam_args import local_beam_args
 from detx.components.data.label_map import LABEL_MAP_FILENAME
@@ -163,7 +162,7 @@ def main() -> None:
             "ratio_match_four_areas_over_all": med["match_four_areas"] / med["match_all"],
             "ratio_floors_over_default": med["floors"] / med["default"],
             "ratio_reference_over_default": med["floors_and_reference"] / med["default"],
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+            "machine": machine(),
             "date": time.strftime("%Y-%m-%d"),
         }
         rows = [

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import tempfile
@@ -31,7 +30,7 @@ from typing import Any
 
 import tensorflow as tf
 from check import parse_with_quick
-from common import OUT
+from common import OUT, machine
 
 from detx.components.beam_args import local_beam_args
 from detx.components.data.label_map import LABEL_MAP_FILENAME
@@ -165,7 +164,7 @@ def main() -> None:
             "median_s": med,
             "ratio_evaluator_over_loop": med["evaluator"] / med["loop"],
             "ratio_with_baseline": med["evaluator_baseline"] / med["loop_two_models"],
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+            "machine": machine(),
             "date": time.strftime("%Y-%m-%d"),
         }
         if args.builtin_images:

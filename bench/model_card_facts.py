@@ -22,13 +22,11 @@ import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 
 from check import parse_with_quick
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common import REPO  # noqa: F401 (importing common puts the repository root, testing/, on sys.path)
 
 DISTINCT = 500
 SHARDS = {"train": 8, "eval": 2}

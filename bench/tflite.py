@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 from bn_fold import alternate
-from serving_throughput import write_summary
+from common import write_summary
 
 from detx.components.data.label_map import LABEL_MAP_FILENAME
 from detx.components.data.synth import SynthConfig, generate, label_map

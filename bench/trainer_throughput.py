@@ -18,7 +18,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -27,7 +26,7 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
-from common import OUT
+from common import OUT, machine
 
 from detx.components.data.label_map import LABEL_MAP_FILENAME
 from detx.components.data.synth import SynthConfig, generate
@@ -127,8 +126,7 @@ def main() -> None:
         inference = bench_inference(examples, args.repeats)
     result = {
         "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"GPUs: {len(tf.config.list_physical_devices('GPU'))}",
+        "machine": f"{machine()}, GPUs: {len(tf.config.list_physical_devices('GPU'))}",
         "training": [tiny, zoo],
         "inference_zoo320": inference,
     }
