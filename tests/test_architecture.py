@@ -1,10 +1,10 @@
 """Module layering, read from the source (ast; no detx module is imported): layers, no cycles, no long files.
 
-Imports point one way, down docs/architecture.md's layer table (lowest first
-below, in LAYERS): a module imports its own layer and the ones below it. A
-cycle means two ideas have no clear home (each module needs the other). A
-function-level import only hides either from Python, not from the reader, so
-those count too, as do imports under `if TYPE_CHECKING:`.
+Imports point one way, down the layers of docs/architecture.md's table (listed
+there from the bottom up, as in LAYERS): a module imports its own layer and the
+ones below it. A cycle means two ideas have no clear home (each module needs
+the other). A function-level import only hides either from Python, not from the
+reader, so those count too, as do imports under `if TYPE_CHECKING:`.
 """
 
 from __future__ import annotations
@@ -188,8 +188,9 @@ def test_no_modules_import_each_other():
 
 
 def test_imports_point_down_the_layers():
-    # The checker itself first, on a module that imports up the layers only inside a function and under
-    # TYPE_CHECKING, and a plain module that imports Beam; imports down the layers pass.
+    # The checker itself first: the same imports (at the top, under TYPE_CHECKING, inside a function) in three
+    # layers. Orchestration may import all of them, a TFX component all but the two layers above it, and
+    # modeling none of the detx ones nor Beam.
     source = """
 from typing import TYPE_CHECKING
 from detx.components.model_store import ModelStore
