@@ -6,7 +6,7 @@
   sorted order: read, decode with Pillow (upright, RGB), stack, call
   `serving_default`. One thread, as a plain script would be.
 - Job: `components/batch_inference/job.run` as `detx infer` runs it: Beam's
-  FnApiRunner on threads, one per core (`pipeline/config.local_beam_args`),
+  FnApiRunner on threads, one per core (`components/beam_args.local_beam_args`),
   shards of 256, BatchElements at the same batch size, writing the shards,
   skipped.jsonl, the COCO files and the summary into a fresh folder each time.
 - Both times include loading the model. Runs alternate; figures are medians.
@@ -36,19 +36,19 @@ import time
 import numpy as np
 import tensorflow as tf
 from check import parse_with_quick
+from common import write_summary
 from PIL import Image
-from serving_throughput import write_summary
 
 from detx.components.batch_inference import job
 from detx.components.batch_inference.model import ModelRef
 from detx.components.batch_inference.options import BulkInferenceOptions
+from detx.components.beam_args import local_beam_args
 from detx.components.data.images import upright_image
 from detx.components.data.label_map import LABEL_MAP_FILENAME
 from detx.components.data.synth import SynthConfig, generate, label_map
 from detx.components.modeling.config import preset
 from detx.components.modeling.network import build_network
 from detx.components.trainer import export
-from detx.pipeline.config import local_beam_args
 
 
 def write_images(folder: str, count: int) -> list[str]:

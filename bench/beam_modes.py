@@ -22,8 +22,6 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 MODES = ("multi_processing", "multi_threading", "in_memory")
 
 
@@ -44,10 +42,10 @@ def run_data_steps(data_dir: str, project: str, mode: str) -> float:
     """Runs the three data steps once in `mode`; returns wall seconds."""
     from tfx import v1 as tfx
 
+    from detx.components.beam_args import local_beam_args
     from detx.components.data.ingest_options import IngestOptions
     from detx.components.example_gen.component import DetectionExampleGen
     from detx.components.schema_gen.component import DetectionSchemaGen
-    from detx.pipeline.config import local_beam_args
 
     args = [a for a in local_beam_args() if not a.startswith(("--direct_running_mode", "--direct_num_workers"))]
     args += [f"--direct_running_mode={mode}", f"--direct_num_workers={1 if mode == 'in_memory' else 0}"]

@@ -34,7 +34,7 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 from check import parse_with_quick
-from serving_throughput import write_summary
+from common import write_summary
 
 from detx.components.data.label_map import LABEL_MAP_FILENAME
 from detx.components.data.synth import label_map

@@ -31,7 +31,6 @@ import contextlib
 import io
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -39,8 +38,8 @@ import sys
 import time
 
 import numpy as np
+from common import OUT, machine
 
-OUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 NUM_IMAGES = 118_287
 NUM_BOXES = 860_001
 # COCO's 80 category ids: 1..90 with ten gaps.
@@ -148,7 +147,7 @@ def main() -> None:
         print(json.dumps(child(args.child, args.file)))
         return
 
-    data_dir = os.path.join(OUT_DIR, "coco-train2017-scale")
+    data_dir = os.path.join(OUT, "coco-train2017-scale")
     path = os.path.join(data_dir, "instances_train2017.json")
     if not os.path.exists(path):
         os.makedirs(data_dir, exist_ok=True)
@@ -170,7 +169,7 @@ def main() -> None:
         return statistics.median(m["peak_mb"] - m["before_mb"] for m in runs[which])
 
     d, p = "detx", "pycocotools"
-    print(f"\nMachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"\nMachine: {machine()}")
     print(
         f"File: {path}, {os.path.getsize(path) / 1e6:.0f} MB; {runs[d][0]['images']:.0f} images, "
         f"{runs[d][0]['boxes']:.0f} boxes (pycocotools: {runs[p][0]['images']:.0f}, {runs[p][0]['boxes']:.0f})"

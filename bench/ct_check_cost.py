@@ -37,8 +37,6 @@ import time
 
 from check import parse_with_quick
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 
 def span_root(num_images: int, work: str) -> str:
     """A span root: span 1 (what production saw) and span 2 (new, darker), `num_images` each."""

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import tempfile
@@ -30,9 +29,10 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 from check import parse_with_quick
+from common import OUT, machine
 
+from detx.components.beam_args import local_beam_args
 from detx.components.data.label_map import LABEL_MAP_FILENAME
-from detx.components.data.testing import write_examples
 from detx.components.evaluation import cocoeval_match as cem
 from detx.components.evaluation.coco_metrics import PARSE_SPEC, read_examples
 from detx.components.evaluator import executor
@@ -40,11 +40,10 @@ from detx.components.evaluator.options import EvaluatorOptions
 from detx.components.modeling.config import preset
 from detx.components.modeling.network import build_network
 from detx.components.trainer import export
-from detx.pipeline.config import local_beam_args
+from testing.data import write_examples
 
 # Per eval image: boxes, labels, crowd flags, detection boxes, scores, classes, and its pixel count.
 Image = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 FLOORS: dict[str, Any] = {"class_ap_floors": {"*": 0.0}, "area_ap_floors": {"small": 0.0, "medium": 0.0, "large": 0.0}}
 SETTINGS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -163,7 +162,7 @@ def main() -> None:
             "ratio_match_four_areas_over_all": med["match_four_areas"] / med["match_all"],
             "ratio_floors_over_default": med["floors"] / med["default"],
             "ratio_reference_over_default": med["floors_and_reference"] / med["default"],
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+            "machine": machine(),
             "date": time.strftime("%Y-%m-%d"),
         }
         rows = [

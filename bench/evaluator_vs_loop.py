@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import tempfile
@@ -31,9 +30,10 @@ from typing import Any
 
 import tensorflow as tf
 from check import parse_with_quick
+from common import OUT, machine
 
+from detx.components.beam_args import local_beam_args
 from detx.components.data.label_map import LABEL_MAP_FILENAME
-from detx.components.data.testing import write_examples
 from detx.components.evaluation.coco_metrics import evaluate, read_examples
 from detx.components.evaluator import executor
 from detx.components.evaluator.options import EvaluatorOptions
@@ -41,9 +41,7 @@ from detx.components.model_store import ModelStore
 from detx.components.modeling.config import preset
 from detx.components.modeling.network import build_network
 from detx.components.trainer import export
-from detx.pipeline.config import local_beam_args
-
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
+from testing.data import write_examples
 
 
 def _loop(model_dirs: list[str], pattern: str) -> float:
@@ -166,7 +164,7 @@ def main() -> None:
             "median_s": med,
             "ratio_evaluator_over_loop": med["evaluator"] / med["loop"],
             "ratio_with_baseline": med["evaluator_baseline"] / med["loop_two_models"],
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+            "machine": machine(),
             "date": time.strftime("%Y-%m-%d"),
         }
         if args.builtin_images:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -31,15 +30,14 @@ import threading
 import time
 
 from check import parse_with_quick
-
-OUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
+from common import OUT, machine
 
 
 def dataset(num_images: int) -> str:
     """A cached synthetic COCO dataset of `num_images` 640x480 JPEGs."""
     from detx.components.data.synth import SynthConfig, write_dataset
 
-    path = os.path.join(OUT_DIR, f"coco-{num_images}")
+    path = os.path.join(OUT, f"coco-{num_images}")
     if not os.path.exists(os.path.join(path, "annotations.json")):
         shutil.rmtree(path, ignore_errors=True)
         write_dataset(path, SynthConfig(num_images=num_images, seed=0), "coco")
@@ -50,9 +48,9 @@ def run_example_gen(data_dir: str, project: str) -> float:
     """Runs DetectionExampleGen alone with LocalDagRunner; returns wall seconds."""
     from tfx import v1 as tfx
 
+    from detx.components.beam_args import local_beam_args
     from detx.components.data.ingest_options import IngestOptions
     from detx.components.example_gen.component import DetectionExampleGen
-    from detx.pipeline.config import local_beam_args
 
     example_gen = DetectionExampleGen(data_dir, IngestOptions("coco"), {"train": 4, "eval": 1})
     pipeline = tfx.dsl.Pipeline(
@@ -143,7 +141,7 @@ def main() -> None:
         child_memory(args.child_memory)
         return
 
-    os.makedirs(OUT_DIR, exist_ok=True)
+    os.makedirs(OUT, exist_ok=True)
     data_dir = dataset(args.images)
     loop_s, gen_s = [], []
     for i in range(args.repeats):
@@ -165,7 +163,7 @@ def main() -> None:
 
     result = {
         "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": machine(),
         "images": args.images,
         "loop_seconds": loop_s,
         "example_gen_seconds": gen_s,
@@ -177,7 +175,7 @@ def main() -> None:
     if args.quick:  # bench-check reads the summary; a quick run must not replace the full run's figures
         print(json.dumps(result))
         return
-    with open(os.path.join(OUT_DIR, "example_gen_throughput.json"), "w") as f:
+    with open(os.path.join(OUT, "example_gen_throughput.json"), "w") as f:
         json.dump(result, f, indent=1)
     ratio = gen_rate / loop_rate
     print(f"| plain loop | {loop_rate:.1f} images/s | median of {args.repeats} |")

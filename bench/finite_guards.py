@@ -23,14 +23,12 @@ import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from typing import Any
 
 from check import parse_with_quick
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common import REPO  # noqa: F401 (importing common puts the repository root, testing/, on sys.path)
 
 EVAL_SAMPLE = 4
 
@@ -148,7 +146,7 @@ def main() -> None:
     import tensorflow as tf
 
     from detx.components.data.label_map import LABEL_MAP_FILENAME
-    from detx.components.data.testing import write_examples
+    from testing.data import write_examples
 
     rows: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as work:

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 
-from serving_throughput import REPO, write_summary
+from common import REPO, write_summary
 
 _STEP = re.compile(r"^\[\d+/\d+\] (\S+) done \(([\d.]+) s\)", re.M)
 _SERVER = re.compile(r"infra-blessed on ([^:]+):")

@@ -22,13 +22,11 @@ import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 
 from check import parse_with_quick
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common import REPO  # noqa: F401 (importing common puts the repository root, testing/, on sys.path)
 
 DISTINCT = 500
 SHARDS = {"train": 8, "eval": 2}
@@ -38,7 +36,7 @@ def build_artifact(work: str, examples: int) -> str:
     """An Examples artifact of `examples` records in DetectionExampleGen's layout."""
     import tensorflow as tf
 
-    from detx.components.data.testing import write_examples
+    from testing.data import write_examples
 
     seed_dir = write_examples(os.path.join(work, "seed"), DISTINCT, seed=0, splits={"all": DISTINCT})
     records = [

@@ -12,13 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
+
+from common import OUT, machine
 
 from detx.pipeline.project import ProjectPaths
 from detx.pipeline.run_report import latest_run
-
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 
 
 def main() -> None:
@@ -38,7 +37,7 @@ def main() -> None:
             {
                 "components": {r.node: {"state": r.state, "seconds": r.seconds} for r in runs},
                 "total_s": total,
-                "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+                "machine": machine(),
                 "date": time.strftime("%Y-%m-%d"),
             },
             f,

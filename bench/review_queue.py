@@ -24,15 +24,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import sys
 import tempfile
 import time
 
 from check import parse_with_quick
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common import machine
 
 
 def world(images: int, labelled: int, work: str) -> tuple[list, str, str]:
@@ -125,7 +122,7 @@ def main() -> None:
         ("queue with --data (hash labelled + rank + near-duplicates)", "data"),
         (f"prelabel documents ({args.images} images)", "prelabel"),
     )
-    print(f"\nMachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"\nMachine: {machine()}")
     print("\n| | Median wall time | Repeats |\n|---|---|---|")
     for label, key in rows:
         print(f"| {label} | {median[key]:.2f} s | {', '.join(f'{v:.2f}' for v in times[key])} s |")

@@ -21,13 +21,13 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import tempfile
 
-from serving_throughput import load, start_server, write_summary
+from common import load, start_server, stop_server, write_summary
 
 from detx.components.data.label_map import LABEL_MAP_FILENAME
 from detx.components.data.synth import SynthConfig, generate, label_map
+from detx.components.infra_validator.server_process import ModelServerProcess
 from detx.components.model_store import ModelStore
 from detx.components.modeling.config import preset
 from detx.components.modeling.network import build_network
@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="detx-batchbench-")
-    servers: dict[str, tuple[subprocess.Popen, DetectionClient]] = {}
+    servers: dict[str, tuple[ModelServerProcess, DetectionClient]] = {}
     try:
         model_config, _ = preset("zoo320")
         lm_path = os.path.join(tmp, LABEL_MAP_FILENAME)
@@ -77,9 +77,7 @@ def main() -> None:
         write_summary("serving_batching", summary)
     finally:
         for server, client in servers.values():
-            client.close()
-            server.terminate()
-            server.wait(timeout=60)
+            stop_server(server, client)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

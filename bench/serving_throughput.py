@@ -13,22 +13,13 @@ are medians of the repeats, ratios are server / in-process.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
-import threading
-import time
-from collections.abc import Callable
 
-import grpc
-import numpy as np
-import portpicker
 import tensorflow as tf
+from common import load, start_server, stop_server, write_summary
 
 from detx.components.data.label_map import LABEL_MAP_FILENAME
 from detx.components.data.synth import SynthConfig, generate, label_map
@@ -36,76 +27,10 @@ from detx.components.model_store import ModelStore
 from detx.components.modeling.config import preset
 from detx.components.modeling.network import build_network
 from detx.components.trainer import export
-from detx.serving.client import DetectionClient
-
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _images(n: int) -> list[bytes]:
     return [image.jpeg for image in generate(SynthConfig(num_images=n, seed=9))]
-
-
-def load(call: Callable[[bytes], object], images: list[bytes], concurrency: int, total: int) -> dict[str, float]:
-    """Runs `total` calls over `concurrency` threads; returns requests/s and latency percentiles (ms)."""
-    latencies: list[float] = []
-    lock = threading.Lock()
-    counter = iter(range(total))
-
-    def worker() -> None:
-        while True:
-            with lock:
-                i = next(counter, None)
-            if i is None:
-                return
-            start = time.perf_counter()
-            call(images[i % len(images)])
-            elapsed = time.perf_counter() - start
-            with lock:
-                latencies.append(elapsed)
-
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - start
-    ms = np.asarray(latencies) * 1000
-    return {"rps": total / wall, "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
-
-
-def write_summary(name: str, summary: dict[str, object]) -> None:
-    """Adds the machine and date, prints the summary (without per-run figures), writes bench/out/<name>.json."""
-    summary.update(
-        machine=f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        date=time.strftime("%Y-%m-%d"),
-    )
-    print(json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=2))
-    os.makedirs(OUT, exist_ok=True)
-    with open(os.path.join(OUT, f"{name}.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-
-
-def start_server(dest: str, tmp: str, *args: str) -> tuple[subprocess.Popen, DetectionClient]:
-    """A `detx serve` process (16 workers) on a free port, and a client once a version is AVAILABLE."""
-    port = portpicker.pick_unused_port()
-    log = open(os.path.join(tmp, f"serve-{port}.log"), "w")  # noqa: SIM115 (closed with the process)
-    server = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "detx.pipeline.cli", "serve", "--push-destination", dest),
-            *("--port", str(port), "--metrics-port", "0", "--workers", "16", *args),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=REPO,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
-    client = DetectionClient(f"127.0.0.1:{port}", timeout=60, retries=20, backoff=1.0)
-    grpc.channel_ready_future(client._channel).result(timeout=180)
-    while not any(state == "AVAILABLE" for _, state, _ in client.status()):
-        time.sleep(0.5)
-    return server, client
 
 
 def main() -> None:
@@ -115,7 +40,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="detx-servebench-")
-    server = None
+    server = client = None
     try:
         model_config, _ = preset("zoo320")
         lm_path = os.path.join(tmp, LABEL_MAP_FILENAME)
@@ -153,11 +78,8 @@ def main() -> None:
             summary[f"ratio_rps_c{c}"] = server_c["rps"] / local_c["rps"]  # type: ignore[index]
         summary.update(runs=results, requests=args.requests)
         write_summary("serving_throughput", summary)
-        client.close()
     finally:
-        if server is not None:
-            server.terminate()
-            server.wait(timeout=60)
+        stop_server(server, client)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -28,25 +28,25 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
 
 import portpicker
+from common import load, start_server, stop_server, write_summary
 from prometheus_client.parser import text_string_to_metric_families
-from serving_throughput import load, start_server, write_summary
 
 from detx.components.data.label_map import LABEL_MAP_FILENAME
 from detx.components.data.synth import SynthConfig, generate, label_map
+from detx.components.infra_validator.server_process import ModelServerProcess
 from detx.components.model_store import ModelStore
 from detx.components.modeling.config import preset
 from detx.components.modeling.network import build_network
+from detx.components.release import traffic_metrics as M
 from detx.components.release.traffic import TrafficSplit, write_traffic
 from detx.components.trainer import export
 from detx.serving.client import DetectionClient
-from detx.serving.model_server import metrics as M
 
 IDLE = frozenset({("model", "detx")})  # the labels of the mirror's backlog gauge
 
@@ -90,7 +90,7 @@ def main() -> None:
     args = parser.parse_args()
     load_start = os.getloadavg()[0]
     tmp = tempfile.mkdtemp(prefix="detx-shadowbench-")
-    server: subprocess.Popen[bytes] | None = None
+    server: ModelServerProcess | None = None
     client: DetectionClient | None = None
     try:
         model_config, _ = preset("zoo320")
@@ -137,11 +137,7 @@ def main() -> None:
         summary.update(runs=results, requests=args.requests, percent=args.percent, load_average=load_average)
         write_summary("shadow_mirror", summary)
     finally:
-        if client is not None:
-            client.close()
-        if server is not None:
-            server.terminate()
-            server.wait(timeout=60)
+        stop_server(server, client)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

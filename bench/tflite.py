@@ -17,7 +17,7 @@ medians of the repeats' ms per call.
 Accuracy: the tiny preset trained 800 steps on 640 synthetic images (the
 recipe of `trained_project` in tests/conftest.py; trained here unless
 --trained gives a SavedModel and --examples its ExampleGen-layout examples,
-e.g. from `components.data.testing.write_examples(dir, 800, seed=3,
+e.g. from `testing.data.write_examples(dir, 800, seed=3,
 min_size=48)`), COCO mAP@0.5 on its 160 eval images with detx's own metric
 code, int8 calibrated on 100 train images. Besides the default models: the fast
 NMS, per-class NMS run on 2 threads (TFLite's kernel then skips class 3), and
@@ -38,11 +38,10 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 from bn_fold import alternate
-from serving_throughput import write_summary
+from common import write_summary
 
 from detx.components.data.label_map import LABEL_MAP_FILENAME
 from detx.components.data.synth import SynthConfig, generate, label_map
-from detx.components.data.testing import write_examples
 from detx.components.modeling.config import preset
 from detx.components.modeling.network import build_network
 from detx.components.tflite import inputs
@@ -53,6 +52,7 @@ from detx.components.tflite.metadata import ModelInfo, with_metadata
 from detx.components.tflite.postprocess_op import PostProcessSettings
 from detx.components.tflite.source import Detector, load_detector
 from detx.components.trainer import data, export, train
+from testing.data import write_examples
 
 # Name -> (kind, per-class NMS).
 MODELS = {

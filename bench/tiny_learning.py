@@ -16,6 +16,8 @@ import os
 import tempfile
 import time
 
+from common import OUT
+
 from detx.components.data.synth import SynthConfig, write_dataset
 from detx.components.evaluation.coco_metrics import evaluate, read_examples
 from detx.components.modeling.config import preset
@@ -24,8 +26,6 @@ from detx.pipeline.config import DataConfig, PipelineConfig, Stage
 from detx.pipeline.local_runner import run_local
 from detx.pipeline.project import ProjectPaths
 from detx.pipeline.run_report import latest_run
-
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 
 
 def main() -> None:

@@ -18,7 +18,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -27,15 +26,14 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
+from common import OUT, machine
 
 from detx.components.data.label_map import LABEL_MAP_FILENAME
 from detx.components.data.synth import SynthConfig, generate
-from detx.components.data.testing import write_examples
 from detx.components.modeling.config import preset
 from detx.components.modeling.network import build_network
 from detx.components.trainer import data, export, train
-
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
+from testing.data import write_examples
 
 
 class _StepTimer(keras.callbacks.Callback):
@@ -128,8 +126,7 @@ def main() -> None:
         inference = bench_inference(examples, args.repeats)
     result = {
         "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"GPUs: {len(tf.config.list_physical_devices('GPU'))}",
+        "machine": f"{machine()}, GPUs: {len(tf.config.list_physical_devices('GPU'))}",
         "training": [tiny, zoo],
         "inference_zoo320": inference,
     }

@@ -25,17 +25,16 @@ import tempfile
 import time
 from typing import Any
 
+from common import OUT
 from tfx.components.trainer.fn_args_utils import FnArgs
 
 from detx.components.data.label_map import LABEL_MAP_FILENAME
-from detx.components.data.testing import write_examples
 from detx.components.evaluation.coco_metrics import evaluate, read_examples
 from detx.components.trainer import data, export, train
 from detx.components.trainer.options import TrainerOptions
 from detx.components.tuner.trials import summarize
 from detx.components.tuner.tuner_fn import tuner_fn
-
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
+from testing.data import write_examples
 
 
 def train_and_score(examples: str, options: TrainerOptions, steps: int, values: dict[str, Any], run_dir: str) -> float:

@@ -37,6 +37,7 @@ from typing import Any
 
 import keras
 import numpy as np
+from common import OUT
 
 from detx.components.data import spans
 from detx.components.data.label_map import LABEL_MAP_FILENAME, LabelMap
@@ -52,7 +53,6 @@ from detx.pipeline.local_runner import run_local
 from detx.pipeline.project import ProjectPaths
 from detx.pipeline.run_report import latest_run
 
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 # The ct demo's deliveries (Makefile, ct-demo).
 DELIVERIES = (
     SynthConfig(400, seed=1),

@@ -6,7 +6,7 @@ A real `detx serve` process on loopback serves the zoo320 preset (random
 weights: speed does not depend on them). Two client threads send 640x480
 synthetic JPEGs to `encoded_image` in a loop the whole time (concurrency 2).
 Then, in turn, a copy of the same export is pushed as a new version
-(`ModelStore.push`) without a warm-up file, and with one (`serving/warmup.py`:
+(`ModelStore.push`) without a warm-up file, and with one (`components/warmup.py`:
 one record per signature for each of 2 synthetic images, 6 in all, as the
 InfraValidator writes from eval images). The two kinds of swap alternate, the
 first to go alternating too.
@@ -26,20 +26,20 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
 
-from serving_throughput import start_server, write_summary
+from common import start_server, stop_server, write_summary
 
+from detx.components import warmup
 from detx.components.data.label_map import LABEL_MAP_FILENAME
 from detx.components.data.synth import SynthConfig, generate, label_map, od_api_example
+from detx.components.infra_validator.server_process import ModelServerProcess
 from detx.components.model_store import ModelStore
 from detx.components.modeling.config import preset
 from detx.components.modeling.network import build_network
 from detx.components.trainer import export
-from detx.serving import warmup
 from detx.serving.client import DetectionClient
 
 
@@ -125,7 +125,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=2)
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="detx-warmupbench-")
-    server: subprocess.Popen | None = None
+    server: ModelServerProcess | None = None
+    client: DetectionClient | None = None
     traffic: Traffic | None = None
     try:
         model_config, _ = preset("zoo320")
@@ -162,13 +163,10 @@ def main() -> None:
             errors=traffic.errors[:5],
         )
         write_summary("warmup_latency", summary)
-        client.close()
     finally:
         if traffic is not None:
             traffic.stop()
-        if server is not None:
-            server.terminate()
-            server.wait(timeout=60)
+        stop_server(server, client)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -13,7 +13,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from detx.pipeline.config import PipelineConfig, local_beam_args, with_setup_file
+from detx.components.beam_args import local_beam_args, with_setup_file
+from detx.pipeline.config import PipelineConfig
 from detx.pipeline.project import ProjectPaths
 
 

@@ -41,7 +41,8 @@ def test_the_wheel_holds_only_the_detx_namespace(tmp_path: Path) -> None:
     src.mkdir()
     for name in ("setup.py", "pyproject.toml", "README.md"):
         shutil.copy(REPO / name, src / name)
-    for folder in ("detx", "pipeline", "components", "serving"):
+    # testing/ (the tests' and benchmarks' helpers) sits beside the packages and must stay out of the wheel.
+    for folder in ("detx", "pipeline", "components", "serving", "testing"):
         shutil.copytree(REPO / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), "."],
@@ -53,6 +54,7 @@ def test_the_wheel_holds_only_the_detx_namespace(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     top = {n.split("/", 1)[0] for n in names if not n.split("/", 1)[0].endswith(".dist-info")}
     assert top == {"detx"}
+    assert not [n for n in names if "testing" in n], "test helpers in the wheel"
     for expected in (
         "detx/__init__.py",
         "detx/pipeline/cli/__init__.py",

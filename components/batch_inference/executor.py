@@ -15,6 +15,7 @@ from tfx.types import artifact_utils
 from detx.components.batch_inference import job, outputs
 from detx.components.batch_inference.model import ModelRef
 from detx.components.batch_inference.options import BulkInferenceOptions
+from detx.components.beam_args import local_beam_args
 from detx.components.data.spans import list_spans, span_dir
 from detx.components.model_store import ModelStore
 from detx.components.pusher.executor import PUSHED, PUSHED_DESTINATION, PUSHED_VERSION
@@ -69,7 +70,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             return
         root = images_of(str(exec_properties[DATA_PATH]), int(examples.span or 0))
         summary = job.run(
-            root, result.uri, model, options, self._beam_pipeline_args or job.local_beam_args(), echo=logging.info
+            root, result.uri, model, options, self._beam_pipeline_args or local_beam_args(), echo=logging.info
         )
         result.set_int_custom_property("scored", int(summary["scored"]))
         result.set_int_custom_property("skipped", int(summary["skipped"]))

@@ -12,16 +12,10 @@ from typing import Any
 from detx.components.batch_inference import beam_job, listing, outputs
 from detx.components.batch_inference.model import ModelRef, fingerprint, label_names
 from detx.components.batch_inference.options import BulkInferenceOptions
+from detx.components.beam_args import local_beam_args
 from detx.components.data.yolo import IMAGE_EXTENSIONS
 
 Echo = Callable[[str], None]
-
-
-def local_beam_args() -> list[str]:
-    """Beam's in-process engine on every core (threads), as `detx run` uses it (pipeline/config.py)."""
-    from detx.pipeline.config import local_beam_args as pipeline_local_args
-
-    return pipeline_local_args()
 
 
 class _Progress:

@@ -5,33 +5,22 @@ the binary directly, because the pipeline image installs it (Dockerfile: the
 `tensorflow-model-server` package), so on Kubeflow the check runs where the
 step runs. Where it is missing (a laptop, this project's CI), `detx serve`
 takes its place: the same gRPC API, version rules and warm-up replay.
+Starting, waiting and stopping are server_process.py's, shared with the tests
+and the benchmarks; this module picks the server and samples its memory.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
-import tempfile
 import threading
-import time
-from typing import Any
 
-import grpc
 import portpicker
 import psutil
-from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
+
+from detx.components.infra_validator.server_process import ModelServerProcess, ServerFailed, detx_serve_command
 
 TF_SERVING = "tensorflow_model_server"
 DETX_SERVE = "detx serve"
-# GetModelStatus's ModelVersionStatus.State values (tensorflow_serving/apis/get_model_status.proto).
-_AVAILABLE = 30
-_END = 50
-
-
-class ServerFailed(RuntimeError):
-    """The server did not make the version available; the message says what it reported."""
 
 
 def choose(server: str) -> str:
@@ -61,22 +50,7 @@ def _command(server: str, base_path: str, model_name: str, port: int) -> list[st
             f"--model_base_path={base_path}",
             "--file_system_poll_wait_seconds=1",
         ]
-    return [
-        sys.executable,
-        "-m",
-        "detx.pipeline.cli",
-        "serve",
-        "--push-destination",
-        base_path,
-        "--name",
-        model_name,
-        "--port",
-        str(port),
-        "--metrics-port",
-        "0",
-        "--poll-seconds",
-        "0.2",
-    ]
+    return detx_serve_command(base_path, port, "--name", model_name, "--metrics-port", "0", "--poll-seconds", "0.2")
 
 
 class ServerProcess:
@@ -95,16 +69,13 @@ class ServerProcess:
         self.model_name = model_name
         self.port = portpicker.pick_unused_port()
         self.peak_rss = 0
-        self._log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed in stop)
-        self._started = time.monotonic()
-        self.proc = subprocess.Popen(
+        self.process = ModelServerProcess(
             _command(server, base_path, model_name, self.port),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+            self.port,
+            name=server,
+            env={"TF_CPP_MIN_LOG_LEVEL": "2"},
         )
-        # Loopback never goes through a proxy, even when the step's environment names one for its bucket.
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}", options=[("grpc.enable_http_proxy", 0)])
+        self.channel = self.process.channel
         self._stop = threading.Event()
         self._sampler = threading.Thread(target=self._sample, name="infra-memory", daemon=True)
         self._sampler.start()
@@ -117,7 +88,7 @@ class ServerProcess:
 
     def _sample(self) -> None:
         try:
-            process = psutil.Process(self.proc.pid)
+            process = psutil.Process(self.process.proc.pid)
             while not self._stop.is_set():
                 rss = process.memory_info().rss + sum(c.memory_info().rss for c in process.children(recursive=True))
                 self.peak_rss = max(self.peak_rss, rss)
@@ -125,58 +96,18 @@ class ServerProcess:
         except psutil.Error:
             return  # the process is gone
 
-    def log_tail(self, lines: int = 15) -> str:
-        """The end of the server's output, for messages."""
-        self._log.flush()
-        self._log.seek(0)
-        return "".join(self._log.readlines()[-lines:]).strip()
-
     def wait_available(self, version: int, timeout: float) -> float:
         """Waits until `version` is AVAILABLE; returns the seconds since the process started.
 
         Raises:
             ServerFailed: the process exited, the version ended with an error, or `timeout` passed.
         """
-        stub = model_service_pb2_grpc.ModelServiceStub(self.channel)
-        request = get_model_status_pb2.GetModelStatusRequest()
-        request.model_spec.name = self.model_name
-        request.model_spec.version.value = version
-        deadline = self._started + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise ServerFailed(f"{self.server} exited with code {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                status = stub.GetModelStatus(request, timeout=5).model_version_status
-            except grpc.RpcError as e:
-                # UNAVAILABLE: not listening yet; NOT_FOUND: the version is not known yet.
-                if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.NOT_FOUND):
-                    raise ServerFailed(f"{self.server} GetModelStatus: {e.code().name}: {e.details()}") from None
-            else:
-                for entry in status:
-                    if entry.state == _AVAILABLE:
-                        return time.monotonic() - self._started
-                    if entry.state == _END and entry.status.error_message:
-                        raise ServerFailed(f"{self.server} could not load the model: {entry.status.error_message}")
-            time.sleep(0.1)
-        raise ServerFailed(
-            f"{self.server} did not make the model AVAILABLE within {timeout:.0f} s "
-            f"(infra_validator.max_load_seconds):\n{self.log_tail()}"
+        return self.process.wait_available(
+            self.model_name, version, timeout, setting="infra_validator.max_load_seconds"
         )
 
     def stop(self) -> None:
         """Stops the server (SIGTERM, then SIGKILL) and the memory sampler."""
         self._stop.set()
-        self.channel.close()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        self.process.stop()
         self._sampler.join(timeout=5)
-        self._log.close()
-
-    def describe(self) -> dict[str, Any]:
-        """What ran, for the report."""
-        return {"server": self.server, "peak_memory_mb": self.peak_rss / 2**20}

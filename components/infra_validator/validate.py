@@ -9,12 +9,13 @@ from collections.abc import Sequence
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 
+from detx.components import warmup
 from detx.components.infra_validator import probe
-from detx.components.infra_validator.model_server import ServerFailed, ServerProcess, choose
+from detx.components.infra_validator.model_server import ServerProcess, choose
 from detx.components.infra_validator.options import InfraValidatorOptions
 from detx.components.infra_validator.report import InfraReport
+from detx.components.infra_validator.server_process import ServerFailed
 from detx.components.model_store import copy_tree
-from detx.serving import warmup
 
 PROGRESS = logging.getLogger("detx.progress")
 # The name the staged model is served under; requests address it.

@@ -6,7 +6,7 @@ push the Pusher reads every floating-point tensor of the model's checkpoints
 (the SavedModel's `variables/variables`, and the training weights a later warm
 start reads, `assets.extra/detx_training_weights/`) and runs the eval sample
 the InfraValidator uses (its first `InfraValidatorOptions.examples` eval
-examples, built into requests by `serving/warmup.py` and run by
+examples, built into requests by `components/warmup.py` and run by
 `infra_validator/probe.py:in_process`), looking at every floating-point output.
 Only `serving_default`'s requests run: the signatures share one network (they
 differ in decoding only), and each signature's first call costs seconds.
@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from detx.components import warmup
 from detx.components.infra_validator import probe
 from detx.components.trainer.export import SERVING_DEFAULT
 from detx.components.trainer.training_weights import WEIGHTS_DIR
-from detx.serving import warmup
 
 # How many names a message lists before "and N more".
 _LISTED = 3

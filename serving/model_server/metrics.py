@@ -1,9 +1,9 @@
 """Prometheus metrics of the model server: requests, errors, latency, loaded versions, warm-ups, rollouts, NaN/Inf.
 
-The progressive-delivery metrics (issue 16) are read by `detx rollout`
-(components/release/rollout/) through the name and label constants below, so
-a name lives here only. prometheus_client exposes a Counter named `X` as the
-sample `X_total`, and a Histogram `X` as `X_bucket`, `X_sum` and `X_count`.
+The progressive-delivery metrics (issue 16) are named in
+components/release/traffic_metrics.py, which `detx rollout` reads them through
+too. prometheus_client exposes a Counter named `X` as the sample `X_total`, and
+a Histogram `X` as `X_bucket`, `X_sum` and `X_count`.
 """
 
 from __future__ import annotations
@@ -15,38 +15,24 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from detx.components.evaluation.detections import Matching
+from detx.components.release.traffic_metrics import (
+    ANSWER_LATENCY,
+    ANSWERS,
+    KIND_MATCHED,
+    KIND_ONLY_CANDIDATE,
+    KIND_ONLY_STABLE,
+    ROLE_CANARY,
+    ROLE_SHADOW,
+    SHADOW_DETECTIONS,
+    SHADOW_PENDING,
+    SHADOW_REQUESTS,
+    SHADOW_SCORE_DIFFERENCE,
+    SPLIT,
+    TOP_SCORE,
+)
 
-# Each Predict answered by a version: labels model, version, role, code (the gRPC code's name).
-ANSWERS = "detx_serving_answers"
-# The model's time for each answered request (role shadow: the mirrored run's own time): model, version, role.
-ANSWER_LATENCY = "detx_serving_answer_latency_seconds"
-# Each answered image's top detection score (score_profile.image_profile): model, version, role.
-TOP_SCORE = "detx_serving_top_score"
-# Each mirrored request: model, stable, candidate, outcome (OUTCOMES).
-SHADOW_REQUESTS = "detx_serving_shadow_requests"
-# Detections of compared requests, matched one to one: model, stable, candidate, kind (KINDS).
-SHADOW_DETECTIONS = "detx_serving_shadow_detections"
-# |score difference| of each matched pair: model, stable, candidate.
-SHADOW_SCORE_DIFFERENCE = "detx_serving_shadow_score_difference"
-# The traffic split in force (none while the version policy alone decides): model, stable, candidate
-# ("" when none), share ("canary" | "shadow"); the value is the percent. A rollout can check that the
-# server follows the split it wrote before it judges counts.
-SPLIT = "detx_serving_traffic_split_percent"
-# Mirrored requests handed over and not yet recorded (how far the mirror is behind): model.
-SHADOW_PENDING = "detx_serving_shadow_pending"
 # Answered images whose detection scores or boxes hold NaN or Inf: model, version, role (issue 19).
 NON_FINITE = "detx_serving_non_finite_outputs"
-
-# Roles of an answer: the stable version answering a client, the candidate answering a client
-# (the canary share, or a request naming it), the candidate on a mirrored request.
-ROLE_STABLE, ROLE_CANARY, ROLE_SHADOW = "stable", "canary", "shadow"
-ROLES = (ROLE_STABLE, ROLE_CANARY, ROLE_SHADOW)
-# Outcomes of a mirrored request: compared with stable's answer; the candidate failed on it;
-# dropped because the mirror queue was full (mirroring never slows the request path).
-OUTCOME_COMPARED, OUTCOME_FAILED, OUTCOME_DROPPED = "compared", "failed", "dropped"
-OUTCOMES = (OUTCOME_COMPARED, OUTCOME_FAILED, OUTCOME_DROPPED)
-KIND_MATCHED, KIND_ONLY_STABLE, KIND_ONLY_CANDIDATE = "matched", "only_stable", "only_candidate"
-KINDS = (KIND_MATCHED, KIND_ONLY_STABLE, KIND_ONLY_CANDIDATE)
 
 # Fine enough below a second that a p99 ratio between two versions is not decided by bucket width.
 ANSWER_LATENCY_BUCKETS = (

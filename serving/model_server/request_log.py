@@ -46,8 +46,8 @@ import tensorflow as tf
 from detx.components.data import features as F
 from detx.components.data.images import array_brightness, image_statistics
 from detx.components.evaluation import score_profile
+from detx.components.release.traffic_metrics import ROLE_STABLE
 from detx.serving import defaults
-from detx.serving.model_server.metrics import ROLE_STABLE
 
 LOG = logging.getLogger(__name__)
 _FILE_PREFIX = "requests-"

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from detx.components.model_store import ModelStore
 from detx.components.release.traffic import TrafficError, TrafficSplit, read_traffic
-from detx.serving.model_server.metrics import ROLE_CANARY, ROLE_STABLE
+from detx.components.release.traffic_metrics import ROLE_CANARY, ROLE_STABLE
 
 LOG = logging.getLogger(__name__)
 

@@ -32,13 +32,8 @@ import numpy as np
 
 from detx.components.evaluation import score_profile
 from detx.components.evaluation.detections import MIN_SCORE, Detections, Matching, match
-from detx.serving.model_server.metrics import (
-    OUTCOME_COMPARED,
-    OUTCOME_DROPPED,
-    OUTCOME_FAILED,
-    ROLE_SHADOW,
-    ServerMetrics,
-)
+from detx.components.release.traffic_metrics import OUTCOME_COMPARED, OUTCOME_DROPPED, OUTCOME_FAILED, ROLE_SHADOW
+from detx.serving.model_server.metrics import ServerMetrics
 from detx.serving.model_server.predict import ServingError, run_arrays
 from detx.serving.model_server.request_log import RequestLog, ShadowComparison, now_utc
 

@@ -18,7 +18,7 @@ and saved_model_warmup.cc:
 Where detx differs: it counts the records before replaying any (TF Serving
 replays 1000 and then fails on the 1001st; the outcome is the same, without the
 wasted work), and it only replays Predict logs (the PredictionLog variants
-serving/warmup.py's `read` accepts): detx models answer through Predict alone.
+components/warmup.py's `read` accepts): detx models answer through Predict alone.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from detx.serving import warmup
+from detx.components import warmup
 from detx.serving.model_server.predict import Limits, ServingError, run_request
 
 LOG = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def replay(model: Any, version_dir: str, limits: Limits, iterations: int = 1) ->
 
     Args:
         model: the loaded SavedModel of the version.
-        version_dir: the version directory (its warm-up file is `serving.warmup.path_in(version_dir)`).
+        version_dir: the version directory (its warm-up file is `components.warmup.path_in(version_dir)`).
         limits: the server's per-request limits (a warm-up request is held to them like any other).
         iterations: times each record runs (TF Serving's num_request_iterations).
 

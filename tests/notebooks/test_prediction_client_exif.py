@@ -12,7 +12,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from detx.components.data.testing import exif_photo, photo_scene
+from testing.data import exif_photo, photo_scene
 from tests.serving import red_block_detector
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -9,8 +9,8 @@ from PIL import Image
 
 from detx.components.data.synth import SynthConfig, generate, label_map
 from detx.components.tflite.report import REPORT_FILE, TFLiteReport
-from detx.components.tflite.testing import export_noisy, small_preset_registered
 from detx.pipeline.cli import main
+from testing.tflite import export_noisy, small_preset_registered
 
 
 @pytest.fixture(scope="module")

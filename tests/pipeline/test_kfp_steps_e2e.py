@@ -17,10 +17,10 @@ from click.testing import CliRunner
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
+from detx.components.beam_args import with_setup_file
 from detx.components.data.synth import SynthConfig, write_dataset
 from detx.pipeline import kfp_compile
 from detx.pipeline.cli import main
-from detx.pipeline.config import with_setup_file
 from detx.pipeline.config_file import build_config
 from tests.pipeline import kfp_launcher
 from tests.pipeline.gcs_emulator import GcsEmulator

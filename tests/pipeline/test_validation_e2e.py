@@ -11,13 +11,6 @@ from click.testing import CliRunner
 
 from detx.components.data.records import Reject
 from detx.components.data.synth import SynthConfig, write_dataset
-from detx.components.data.testing import (
-    CONVERTED_FAULTS,
-    FAULT_MAX_PIXELS,
-    REJECTED_FAULTS,
-    add_crowded_tfrecord,
-    inject_coco_faults,
-)
 from detx.components.data_gate.executor import DataGateFailed
 from detx.components.example_gen.report import QUARANTINE_FILENAME, SUMMARY_FILENAME, QuarantineLimitExceeded
 from detx.pipeline.cli import main
@@ -25,6 +18,13 @@ from detx.pipeline.config import DataConfig, PipelineConfig, Stage
 from detx.pipeline.local_runner import PipelineRunFailed, run_local
 from detx.pipeline.project import ProjectPaths
 from detx.pipeline.run_report import latest_run, split_counts
+from testing.data import (
+    CONVERTED_FAULTS,
+    FAULT_MAX_PIXELS,
+    REJECTED_FAULTS,
+    add_crowded_tfrecord,
+    inject_coco_faults,
+)
 
 pytestmark = pytest.mark.e2e
 

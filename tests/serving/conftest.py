@@ -47,7 +47,7 @@ def oracle_examples(count: int = 6, seed: int = 0) -> list[bytes]:
 
 
 def push_oracle(push_destination: str, work_dir: str, **quality: float) -> int:
-    """Pushes a detector of known quality (components/evaluation/testing.py) as the next version; returns it.
+    """Pushes a detector of known quality (testing/evaluation.py) as the next version; returns it.
 
     Random-weight `export_tiny` models cannot stand in for two versions that
     disagree: whatever the seed, their detections are the same (every score is
@@ -55,8 +55,8 @@ def push_oracle(push_destination: str, work_dir: str, **quality: float) -> int:
     example's own boxes (scores 0.3-1.0): without `quality` two pushes agree
     100%; `jitter`, `keep` and `false_positives` make a worse one.
     """
-    from detx.components.evaluation.testing import write_oracle_model
     from detx.components.model_store import ModelStore
+    from testing.evaluation import write_oracle_model
 
     model = write_oracle_model(os.path.join(work_dir, f"oracle-{len(os.listdir(work_dir))}"), **quality)
     return ModelStore(push_destination).push(model, {}).version

@@ -24,7 +24,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from detx.components.data.testing import red_box
+from testing.data import red_box
 
 
 class RedBlockDetector(prediction_service_pb2_grpc.PredictionServiceServicer):

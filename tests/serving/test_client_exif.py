@@ -15,8 +15,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from detx.components.data.testing import PHOTO_BOX, PHOTO_SIZE, exif_photo, photo_scene, red_box
 from detx.serving.client import ENCODED_IMAGE, SERVING_DEFAULT, DetectionClient
+from testing.data import PHOTO_BOX, PHOTO_SIZE, exif_photo, photo_scene, red_box
 from tests.serving import red_block_detector
 
 W, H = PHOTO_SIZE

@@ -23,10 +23,10 @@ from click.testing import CliRunner, Result
 
 from detx.components.evaluation.detections import Detections, Matching, match
 from detx.components.model_store import ModelStore
+from detx.components.release import traffic_metrics as M
 from detx.components.release.rollout.state import read_state
 from detx.components.release.traffic import TrafficSplit, read_traffic, write_traffic
 from detx.pipeline.cli import main
-from detx.serving.model_server import metrics as M
 from tests.serving.conftest import oracle_examples, push_oracle
 from tests.serving.server_process import Server
 from tests.serving.test_shadow_canary import NOISY, _Load, _metrics, _value

@@ -17,8 +17,8 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from detx.components.evaluation.detections import Detections, match
 from detx.components.model_store import ModelStore
+from detx.components.release import traffic_metrics as M
 from detx.components.release.traffic import TrafficError, TrafficSplit, write_traffic
-from detx.serving.model_server import metrics as M
 from detx.serving.model_server.metrics import ServerMetrics
 from detx.serving.model_server.routing import FileTraffic, FixedTraffic, Router
 from detx.serving.model_server.server import ModelServer, ServerConfig

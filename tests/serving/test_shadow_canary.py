@@ -1,6 +1,6 @@
 """Shadow and canary in real `detx serve` processes under client load: who answers, what is compared, what is counted.
 
-Versions are detectors of known quality (components/evaluation/testing.py):
+Versions are detectors of known quality (testing/evaluation.py):
 their answers depend on the request and differ between a perfect and a noisy
 one, so each response's outputs show which version really answered.
 """
@@ -20,8 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from detx.components.evaluation.detections import Detections, match
+from detx.components.release import traffic_metrics as M
 from detx.components.release.traffic import TrafficSplit, write_traffic
-from detx.serving.model_server import metrics as M
 from detx.serving.model_server.request_log import read_log, read_shadow
 from tests.serving.conftest import oracle_examples, push_oracle
 from tests.serving.server_process import Server

@@ -20,9 +20,9 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from detx.components import warmup
 from detx.components.data.synth import SynthConfig, generate_image, od_api_example
 from detx.components.model_store import ModelStore
-from detx.serving import warmup
 from detx.serving.model_server.predict import Limits
 from detx.serving.model_server.warmup_replay import WarmupReplayError, replay
 from tests.serving.server_process import Server
@@ -31,7 +31,7 @@ AVAILABLE = get_model_status_pb2.ModelVersionStatus.State.Value("AVAILABLE")
 
 
 def _requests() -> list[predict_pb2.PredictRequest]:
-    """serving/warmup.py's requests for one small real image: one per signature (3)."""
+    """components/warmup.py's requests for one small real image: one per signature (3)."""
     config = SynthConfig(num_images=1, seed=3, width=96, height=64, min_size=16, max_size=40)
     return warmup.build([od_api_example(generate_image(config, 1)).SerializeToString()], "detx")
 

@@ -14,7 +14,7 @@ import httpx
 import portpicker
 import pytest
 
-from detx.components.data.testing import PHOTO_BOX, PHOTO_SIZE, exif_photo, photo_scene
+from testing.data import PHOTO_BOX, PHOTO_SIZE, exif_photo, photo_scene
 from tests.serving import red_block_detector
 
 CHROMIUM = "/usr/bin/chromium"

@@ -39,13 +39,12 @@ from typing import Any
 
 import yaml
 from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
 
 from detx.components.release.rollout import kubernetes_routes as routes
 from detx.components.release.traffic import TrafficError, TrafficSplit
-from detx.serving import manifest_check
 
 KUSTOMIZATION = "kustomization.yaml"
-_MODEL_SERVER_CONFIG = "tensorflow.serving.ModelServerConfig"
 
 
 class OverlayError(ValueError):
@@ -120,7 +119,8 @@ class KubernetesTarget:
         path = self.pins[track]
         try:
             with open(path) as f:
-                config = manifest_check.parse_config(_MODEL_SERVER_CONFIG, f.read())
+                # Text format, as TF Serving parses its --model_config_file.
+                config = text_format.Parse(f.read(), model_server_config_pb2.ModelServerConfig())
         except FileNotFoundError:
             raise OverlayError(f"{path} does not exist: restore it from git") from None
         except text_format.ParseError as e:

@@ -4,7 +4,7 @@
 destination, so writing the file changes traffic on the running server. Its
 /metrics page (Prometheus' text format) carries per-version answers, latency
 and top scores by role, and the mirror's comparisons (the names are
-serving/model_server/metrics.py's constants: one home).
+components/release/traffic_metrics.py's constants: one home).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from detx.components.release import traffic_metrics
 from detx.components.release.rollout.signals import (
     EMPTY_HISTOGRAM,
     Counts,
@@ -26,7 +27,6 @@ from detx.components.release.rollout.signals import (
 )
 from detx.components.release.rollout.splits import describe_split
 from detx.components.release.traffic import TrafficSplit, read_traffic, traffic_path, write_traffic
-from detx.serving.model_server import metrics as server_metrics
 
 _TIMEOUT_SECONDS = 10.0
 
@@ -121,9 +121,9 @@ class ServerMetricsSource:
                 if labels.get("model") != self.model:
                     continue
                 self._collect(sample.name, labels, float(sample.value), answers, latency, top_score, shadow)
-        if server_metrics.ANSWERS not in families:
+        if traffic_metrics.ANSWERS not in families:
             raise SignalError(
-                f"{self.metrics_url} has no {server_metrics.ANSWERS}: not a detx serve with traffic splits"
+                f"{self.metrics_url} has no {traffic_metrics.ANSWERS}: not a detx serve with traffic splits"
             )
         stable, candidate = str(split.stable), str(split.candidate)
 
@@ -133,16 +133,16 @@ class ServerMetricsSource:
 
         pair = (stable, candidate)
         return Counts(
-            stable=version(stable, server_metrics.ROLE_STABLE),
-            canary=version(candidate, server_metrics.ROLE_CANARY),
-            shadow=version(candidate, server_metrics.ROLE_SHADOW),
+            stable=version(stable, traffic_metrics.ROLE_STABLE),
+            canary=version(candidate, traffic_metrics.ROLE_CANARY),
+            shadow=version(candidate, traffic_metrics.ROLE_SHADOW),
             comparisons=ShadowCounts(
-                compared=shadow[(*pair, server_metrics.OUTCOME_COMPARED)],
-                failed=shadow[(*pair, server_metrics.OUTCOME_FAILED)],
-                dropped=shadow[(*pair, server_metrics.OUTCOME_DROPPED)],
-                matched=shadow[(*pair, server_metrics.KIND_MATCHED)],
-                only_stable=shadow[(*pair, server_metrics.KIND_ONLY_STABLE)],
-                only_candidate=shadow[(*pair, server_metrics.KIND_ONLY_CANDIDATE)],
+                compared=shadow[(*pair, traffic_metrics.OUTCOME_COMPARED)],
+                failed=shadow[(*pair, traffic_metrics.OUTCOME_FAILED)],
+                dropped=shadow[(*pair, traffic_metrics.OUTCOME_DROPPED)],
+                matched=shadow[(*pair, traffic_metrics.KIND_MATCHED)],
+                only_stable=shadow[(*pair, traffic_metrics.KIND_ONLY_STABLE)],
+                only_candidate=shadow[(*pair, traffic_metrics.KIND_ONLY_CANDIDATE)],
             ),
         )
 
@@ -156,7 +156,7 @@ class ServerMetricsSource:
         top_score: _Histograms,
         shadow: dict[tuple[str, ...], float],
     ) -> None:
-        m = server_metrics
+        m = traffic_metrics
         if name == f"{m.ANSWERS}_total":
             answers[(labels["version"], labels["role"])][labels["code"]] = value
         elif name == f"{m.SHADOW_REQUESTS}_total":

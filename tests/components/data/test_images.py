@@ -59,7 +59,7 @@ def test_upright_turns_tagged_photos_and_keeps_upright_bytes(orientation):
     from PIL import ImageOps
 
     from detx.components.data.images import EXIF_ORIENTATION, read_header, upright
-    from detx.components.data.testing import PHOTO_BOX, exif_photo, photo_scene, red_box
+    from testing.data import PHOTO_BOX, exif_photo, photo_scene, red_box
 
     data = exif_photo(photo_scene(), orientation)
     header = read_header(data, "phone.jpg", 10_000)

@@ -26,8 +26,8 @@ from detx.components.data.records import (
     SourceRecord,
     build_example,
 )
-from detx.components.data.testing import PHOTO_BOX, PHOTO_SIZE, exif_photo, photo_scene, red_box
 from detx.components.example_gen.report import IngestSummary
+from testing.data import PHOTO_BOX, PHOTO_SIZE, exif_photo, photo_scene, red_box
 
 LM = LabelMap(("block",))
 ORIENTATIONS = range(1, 9)

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from detx.components.data.testing import write_examples
 from detx.components.evaluation import box_prior
 from detx.components.evaluation.coco_metrics import evaluate, read_examples
+from testing.data import write_examples
 
 
 def test_the_most_frequent_cell_of_each_class_comes_first_as_its_mean_box():

@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 
 from detx.components.data.decode import OBJECT_FEATURES, objects
-from detx.components.data.testing import write_examples
 from detx.components.evaluation.coco_metrics import evaluate, read_examples
+from testing.data import write_examples
 
 
 @pytest.fixture(scope="module")

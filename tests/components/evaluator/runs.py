@@ -5,10 +5,10 @@ import os
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils, standard_artifacts
 
+from detx.components.beam_args import local_beam_args
 from detx.components.evaluator import executor
 from detx.components.evaluator.options import EvaluatorOptions
 from detx.components.evaluator.report import EvaluationReport
-from detx.pipeline.config import local_beam_args
 
 
 def run_evaluator(tmp_path, examples_dir, model_dir, push_destination="", baseline="auto", **options):

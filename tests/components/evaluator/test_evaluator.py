@@ -6,11 +6,11 @@ import pytest
 import tensorflow as tf
 from tfx.components.evaluator import constants as tfx_constants
 
-from detx.components.data.testing import write_examples
 from detx.components.evaluation.coco_metrics import evaluate, read_examples
-from detx.components.evaluation.testing import OracleDetector, write_oracle_model
 from detx.components.evaluator.baseline import BaselineError
 from detx.components.model_store import ModelStore
+from testing.data import write_examples
+from testing.evaluation import OracleDetector, write_oracle_model
 from tests.components.evaluator.runs import run_evaluator as _run
 
 NOISY = {"jitter": 0.03, "keep": 0.8, "false_positives": 3}

@@ -8,10 +8,10 @@ import tensorflow_model_analysis as tfma
 from tfx.components.evaluator import constants as tfx_constants
 from tfx.types import artifact_utils, standard_artifacts
 
-from detx.components.data.testing import write_examples
-from detx.components.evaluation.testing import write_oracle_model
 from detx.components.evaluator import simpler_reference
 from detx.components.evaluator.options import EvaluatorOptions
+from testing.data import write_examples
+from testing.evaluation import write_oracle_model
 from tests.components.evaluator.runs import run_evaluator
 
 SMALL = "small objects (area <= 32² px)"

@@ -12,7 +12,7 @@ import pytest
 def eval_examples(tmp_path_factory) -> list[bytes]:
     import tensorflow as tf
 
-    from detx.components.data.testing import write_examples
+    from testing.data import write_examples
 
     root = write_examples(str(tmp_path_factory.mktemp("examples") / "examples"), 10, seed=3)
     files = sorted(glob.glob(os.path.join(root, "Split-eval", "*")))

@@ -4,11 +4,11 @@ import os
 
 from tfx.types import standard_artifacts
 
-from detx.components.data.testing import write_examples
 from detx.components.evaluator.report import EvaluationReport
 from detx.components.infra_validator import executor
 from detx.components.infra_validator.options import InfraValidatorOptions
 from detx.components.infra_validator.report import BLESSED_KEY, NOT_BLESSED_FILE, InfraReport
+from testing.data import write_examples
 
 
 def _run(tmp_path, blessed_by_evaluator, eval_images):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from detx.components import warmup
 from detx.components.infra_validator.options import InfraValidatorOptions
 from detx.components.infra_validator.validate import apply_budgets, validate
-from detx.serving import warmup
 from tests.components.infra_validator import candidates
 from tests.serving.conftest import export_tiny  # the real detector, random weights
 

@@ -12,7 +12,6 @@ import tensorflow as tf
 from detx.components.data import features as F
 from detx.components.data.label_map import LABEL_MAP_FILENAME
 from detx.components.data.records import Reject, RejectReason
-from detx.components.data.testing import write_examples
 from detx.components.example_gen.executor import write_reports
 from detx.components.example_gen.report import IngestSummary
 from detx.components.model_card.facts import (
@@ -26,6 +25,7 @@ from detx.components.modeling.network import build_network
 from detx.components.trainer import export, train
 from detx.components.trainer.executor import DetectionFnArgs
 from detx.components.trainer.run_fn import run_fn
+from testing.data import write_examples
 
 CARD_TRAINING_KEYS = (
     "preset",

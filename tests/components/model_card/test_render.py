@@ -9,10 +9,10 @@ import re
 
 import pytest
 
-from detx.components.data.testing import write_examples
 from detx.components.model_card import render
 from detx.components.model_card.facts import TRAINING_FACTS_FILE, ModelCardError, data_facts
 from detx.components.model_store import ModelStore
+from testing.data import write_examples
 
 EVIL = "<script>alert(1)</script>"
 

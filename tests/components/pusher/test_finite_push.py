@@ -12,11 +12,11 @@ import tensorflow as tf
 from tfx.components.evaluator import constants as tfx_constants
 from tfx.types import standard_artifacts
 
-from detx.components.data.testing import write_examples
 from detx.components.evaluator.report import EvaluationReport
 from detx.components.model_store import ModelStore
 from detx.components.pusher import executor, finite
 from detx.components.trainer.training_weights import WEIGHTS_DIR
+from testing.data import write_examples
 from tests.serving.conftest import export_tiny  # the real detector, random weights
 
 

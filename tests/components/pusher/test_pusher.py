@@ -7,10 +7,10 @@ import pytest
 from tfx.components.evaluator import constants as tfx_constants
 from tfx.types import standard_artifacts
 
-from detx.components.data.testing import write_examples
 from detx.components.evaluator.report import EvaluationReport
 from detx.components.model_store import TRAIN_STATS_FILENAME, ModelStore, ModelStoreError
 from detx.components.pusher import executor
+from testing.data import write_examples
 
 
 def _artifacts(tmp_path, blessed, fake_saved_model, model_uri=None):

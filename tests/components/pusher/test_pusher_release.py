@@ -6,11 +6,11 @@ import os
 from tfx.types import standard_artifacts
 from tfx.utils import path_utils
 
+from detx.components import warmup
 from detx.components.infra_validator.report import HAS_MODEL_KEY, InfraReport
 from detx.components.model_card.render import CARD_HTML, CARD_MD
 from detx.components.model_store import ModelStore
 from detx.components.pusher import executor
-from detx.serving import warmup
 from tests.components.pusher.test_pusher import _artifacts
 
 

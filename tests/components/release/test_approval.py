@@ -2,12 +2,12 @@
 
 import pytest
 
-from detx.components.data.testing import write_examples
-from detx.components.evaluation.testing import write_oracle_model
 from detx.components.model_store import ModelStore, ModelStoreError
 from detx.components.release import approval
 from detx.components.release.catalog import describe
 from detx.components.release.recheck import recheck
+from testing.data import write_examples
+from testing.evaluation import write_oracle_model
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """Predicted -> pre-labelled -> edited as a reviewer would -> exported by the tool -> a span -> ct check -> training.
 
 The predictions come from a real SavedModel run directly (the oracle detector of
-components/evaluation/testing.py: its boxes are the images' own, jittered, with
+testing/evaluation.py: its boxes are the images' own, jittered, with
 scores 0.3-1.0, so there are pre-labels worth editing; a random-weight detx
 export scores every box 0.01). Label Studio's side goes through
 label_studio_converter's COCO export, the code Label Studio's own export runs,
@@ -35,7 +35,6 @@ from detx.components.data.records import Converted, DataLimits, build_example
 from detx.components.data.sources import scan_window
 from detx.components.data.synth import SynthConfig, generate, label_map, od_api_example, write_dataset
 from detx.components.evaluation.detections import Detections
-from detx.components.evaluation.testing import write_oracle_model
 from detx.components.model_store import TRAIN_STATS_FILENAME, ModelStore
 from detx.components.modeling.config import preset
 from detx.components.trainer import data, train
@@ -47,6 +46,7 @@ from detx.pipeline.cli.review import review_group
 from detx.pipeline.config import DataConfig
 from detx.pipeline.ct import stats
 from detx.pipeline.ct.staleness import eval_selector
+from testing.evaluation import write_oracle_model
 from tests.components.review.conftest import write_predictions
 
 IMAGE = dict(width=128, height=96, min_size=24, max_size=48, empty_fraction=0.0, max_objects=3)

@@ -20,9 +20,7 @@ from tfx.types import artifact_utils, standard_artifacts
 
 from detx.components.data.label_map import LABEL_MAP_FILENAME
 from detx.components.data.synth import label_map
-from detx.components.data.testing import write_examples
 from detx.components.evaluation.detections import Detections, unmatched
-from detx.components.evaluation.testing import write_oracle_model
 from detx.components.modeling import anchors as anchor_lib
 from detx.components.modeling import box_coder
 from detx.components.tflite import build as build_lib
@@ -33,7 +31,9 @@ from detx.components.tflite.interpreter import TFLiteDetector, TFLiteModelError
 from detx.components.tflite.options import TFLiteOptions
 from detx.components.tflite.postprocess_op import PostProcessSettings, op_attributes
 from detx.components.tflite.report import REPORT_FILE, TFLiteReport
-from detx.components.tflite.testing import SMALL_CONFIG, SMALL_PRESET, export_noisy, small_preset_registered
+from testing.data import write_examples
+from testing.evaluation import write_oracle_model
+from testing.tflite import SMALL_CONFIG, SMALL_PRESET, export_noisy, small_preset_registered
 
 MODEL = SMALL_CONFIG
 SIZE = MODEL.image_size

@@ -18,7 +18,6 @@ import tensorflow as tf
 from tfx.types import artifact_utils, standard_artifacts
 
 from detx.components.data.label_map import LABEL_MAP_FILENAME
-from detx.components.data.testing import write_examples
 from detx.components.modeling import config as config_lib
 from detx.components.tflite import build as build_lib
 from detx.components.tflite import inputs
@@ -27,8 +26,9 @@ from detx.components.tflite.executor import Executor
 from detx.components.tflite.interpreter import TFLiteDetector
 from detx.components.tflite.options import TFLiteOptions
 from detx.components.tflite.report import REPORT_FILE, TFLiteReport
-from detx.components.tflite.testing import SMALL_CONFIG, small_preset_registered
 from detx.components.trainer import data, export, train
+from testing.data import write_examples
+from testing.tflite import SMALL_CONFIG, small_preset_registered
 
 MODEL = SMALL_CONFIG
 SIZE = MODEL.image_size

@@ -118,13 +118,13 @@ def test_the_tuners_best_hyperparameters_reach_run_fn(tmp_path):
 def test_run_fn_trains_with_the_tuned_values_and_records_them(tmp_path, monkeypatch):
     import tensorflow as tf
 
-    from detx.components.data.testing import write_examples
     from detx.components.model_card.facts import training_facts
     from detx.components.modeling.network import build_network
     from detx.components.trainer import export, train
     from detx.components.trainer.executor import DetectionFnArgs
     from detx.components.trainer.run_fn import run_fn
     from detx.components.tuner import space
+    from testing.data import write_examples
 
     uri = write_examples(str(tmp_path / "examples"), 6, seed=1, splits={"train": 4, "eval": 2})
     seen = {}

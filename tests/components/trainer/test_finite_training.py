@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from detx.components.data.testing import write_examples
 from detx.components.modeling.config import preset
 from detx.components.trainer import data, train
+from testing.data import write_examples
 
 MODEL, TRAIN = preset("tiny")
 # Three epochs of two steps: a checkpoint after steps 2 and 4.

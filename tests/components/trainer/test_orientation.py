@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image, ImageOps
 
-from detx.components.data.testing import exif_photo, photo_scene, red_box
 from detx.components.trainer.orientation import exif_orientation, upright
+from testing.data import exif_photo, photo_scene, red_box
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))

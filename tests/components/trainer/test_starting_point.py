@@ -14,7 +14,6 @@ from tfx.components.evaluator import constants as tfx_constants
 from tfx.types import standard_artifacts
 from tfx.utils import path_utils
 
-from detx.components.data.testing import write_examples
 from detx.components.evaluator.report import EvaluationReport
 from detx.components.infra_validator.report import BLESSED_KEY, HAS_MODEL_KEY, InfraReport
 from detx.components.infra_validator.validate import stage
@@ -25,6 +24,7 @@ from detx.components.pusher import executor as pusher_executor
 from detx.components.trainer import pretrained, train, training_weights
 from detx.components.trainer.options import TrainerOptions
 from detx.components.trainer.warm_start import WarmStartError
+from testing.data import write_examples
 
 MODEL, _ = preset("tiny")
 

@@ -10,10 +10,10 @@ import tensorflow as tf
 
 from detx.components.data.label_map import LABEL_MAP_FILENAME
 from detx.components.data.synth import SynthConfig, generate
-from detx.components.data.testing import write_examples
 from detx.components.modeling import anchors
 from detx.components.modeling.config import preset
 from detx.components.trainer import data, export, train
+from testing.data import write_examples
 
 MODEL, TRAIN = preset("tiny")
 TRAIN = dataclasses.replace(TRAIN, batch_size=4, train_steps=4, checkpoint_every=2, shuffle_buffer=16)

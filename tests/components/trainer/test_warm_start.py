@@ -20,12 +20,12 @@ import tensorflow as tf
 from detx.components.data.label_map import LABEL_MAP_FILENAME, LabelMap
 from detx.components.data.synth import SHAPES, SynthConfig, generate, label_map, od_api_example
 from detx.components.evaluation.coco_metrics import evaluate
-from detx.components.evaluation.testing import write_oracle_model
 from detx.components.model_store import ModelStore
 from detx.components.modeling.config import preset
 from detx.components.modeling.network import build_network
 from detx.components.trainer import data, export, pretrained, train, training_weights, warm_start
 from detx.components.trainer.options import TrainerOptions
+from testing.evaluation import write_oracle_model
 
 SIZE = 64
 MODEL = dataclasses.replace(preset("tiny")[0], image_size=SIZE)

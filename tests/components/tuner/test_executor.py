@@ -19,12 +19,12 @@ from tfx.proto import trainer_pb2
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import proto_utils
 
-from detx.components.data.testing import write_examples
 from detx.components.modeling import config as modeling_config
 from detx.components.trainer.options import TrainerOptions
 from detx.components.tuner import space
 from detx.components.tuner.executor import BEST_HYPERPARAMETERS_FILE, TUNER_RESULTS_FILE, Executor
 from detx.components.tuner.options import TunerOptions
+from testing.data import write_examples
 
 HOT = "tiny_hot_lr"
 HOT_BASE = "tiny"  # the hot preset is tiny with another learning rate: the same search-space defaults

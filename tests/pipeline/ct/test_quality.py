@@ -15,13 +15,13 @@ from detx.components.data.ingest_options import IngestOptions
 from detx.components.data.synth import SynthConfig, label_map, write_dataset
 from detx.components.evaluation import score_profile
 from detx.components.evaluation.coco_metrics import evaluate, read_examples
-from detx.components.evaluation.testing import write_oracle_model
 from detx.components.model_store import ModelStore
 from detx.pipeline.config import ContinuousTrainingConfig
 from detx.pipeline.ct import quality, staleness
 from detx.pipeline.ct.agreement import AGREES, DISAGREES, NO_REFERENCE, TOO_FEW, agreement
 from detx.pipeline.ct.check import check
 from detx.serving.model_server.request_log import LoggedImage
+from testing.evaluation import write_oracle_model
 
 OPTIONS = IngestOptions(data_format="coco", span_window=1)
 SPLITS = {"train": 4, "eval": 1}

@@ -12,6 +12,11 @@ detx builds the records from real eval-split examples, one request per
 signature of the exported detector: `serving_default` (a decoded uint8 image),
 `encoded_image` (the image file's bytes) and `tf_example` (the serialized
 tf.Example), so every signature's graph is warm.
+
+The InfraValidator writes the file into the model it blesses, the Pusher's
+numeric check builds its requests here, and `detx serve` replays it
+(serving/model_server/warmup_replay.py): one home, below both the components
+and the server.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Test and benchmark helpers: a small detector architecture registered as a preset, and noisy-weight exports.
 
-Shipped in the package, as `evaluation/testing.py` is, so tests and benchmarks
-make their TFLite test models the same way.
+Tests and benchmarks make their TFLite test models the same way through this
+module (see testing/__init__.py for why it is not installed).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""Test and demo helpers: inject known faults into a synthetic COCO dataset.
+"""Test and benchmark helpers: known faults injected into a synthetic COCO dataset, Examples artifacts, EXIF photos.
 
-Shipped in the package (as detectron2 ships its `testing.py`) so that tests,
-benchmarks and notebooks break datasets the same way.
+Tests and benchmarks break datasets and build examples the same way through
+this module (see testing/__init__.py for why it is not installed).
 """
 
 from __future__ import annotations
