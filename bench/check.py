@@ -8,7 +8,7 @@ prints last, and compares each listed ratio with its threshold (`max`: the
 ratio must not exceed it; `min`: must not fall below it). Prints one line per
 script as it goes and a markdown table at the end; exits 1 naming every
 ratio past its threshold, or every script that failed or printed no such
-ratio. A quick run is a smoke alarm, not a measurement: BENCHMARKS.md holds
+ratio. A quick run is a smoke alarm, not a measurement: docs/benchmarks.md holds
 the full runs, and the thresholds leave room for a busy machine.
 """
 

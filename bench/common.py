@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-# Where full runs write their JSON results (BENCHMARKS.md quotes them).
+# Where full runs write their JSON results (docs/benchmarks.md quotes them).
 OUT = os.path.join(HERE, "out")
 # A served zoo320 version loads in seconds; a busy machine gets ample room before a start counts as failed.
 SERVER_START_SECONDS = 600.0

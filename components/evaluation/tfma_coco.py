@@ -5,7 +5,7 @@ IoU threshold and score threshold in pure Python per example: measured on
 this machine, 77 images took about 150 s at 100 score thresholds (and its
 mAP@0.5 was 0.012 off pycocotools; the default 10,000 thresholds would be
 100x slower still), against 2.6 s for the same model and pycocotools in a
-plain loop (BENCHMARKS.md). This metric keeps everything TFMA gives
+plain loop (docs/benchmarks.md). This metric keeps everything TFMA gives
 (slicing, candidate/baseline comparison, value and change thresholds,
 `tfma.load_eval_result`) but accumulates, per class, each detection's score
 and whether it matched at each IoU threshold, and turns that into the

@@ -31,7 +31,7 @@ Where detx's post-processing (`modeling/postprocess.py`) and the op differ, and 
   use the op's class-agnostic "fast" NMS (`use_regular_nms=False`, the OD API
   export's default: each anchor keeps its best class, one NMS over all
   anchors), which any thread count runs right but which scores lower
-  (BENCHMARKS.md).
+  (docs/benchmarks.md).
 - The op neither clips boxes to the image nor drops boxes left with no area after
   clipping; detx does both after NMS. `interpreter.py` does both on the op's
   output, so detx's own TFLite results (evaluation, `detx predict --tflite`) mean

@@ -43,7 +43,7 @@ class TrainerOptions:
         warm_start_steps: a warm start trains this fraction of `train_steps`, and of the
             preset's warm-up: the weights already detect the known classes. On the ct demo's
             drift a warm start passed production within 25 of its 100 steps, where training
-            from scratch needed 225 to over 400 (BENCHMARKS.md, "Warm start vs from scratch").
+            from scratch needed 225 to over 400 (docs/benchmarks.md, "Warm start vs from scratch").
         warm_start_learning_rate: a warm start's peak and warm-up learning rates, as a
             fraction of the preset's (already scaled to the batch size). 1 by default: a
             quarter or half of the rate scored lower after the same steps, on the new data and

@@ -235,7 +235,7 @@ def train(
         model = SSDTrainingModel(network, model_config)
         size = model_config.image_size
         model(tf.zeros([1, size, size, 3]))  # BackupAndRestore needs a built model to restore into.
-        # XLA speeds training up on GPUs but made CPU steps 5x slower here (BENCHMARKS.md).
+        # XLA speeds training up on GPUs but made CPU steps 5x slower here (docs/benchmarks.md).
         model.compile(optimizer=optimizer(train_config), jit_compile=bool(tf.config.list_physical_devices("GPU")))
         # Slot variables made inside the first traced step make tf.function trace the whole step
         # twice (once to create them, once without); made here, the step is traced once.

@@ -38,7 +38,7 @@ def compiled_spec(**overrides):
             "trainer": {"preset": "tiny", "batch_size": 4},
             "train_steps": 1000,
             "push_destination": "gs://placeholder/models/detx",
-            # Threads in this process's environment instead of the pod's processes (see BENCHMARKS.md).
+            # Threads in this process's environment instead of the pod's processes (see docs/benchmarks.md).
             "beam_args": with_setup_file(["--runner=FnApiRunner", "--direct_running_mode=multi_threading"]),
             "kubeflow": {"image": "detx:test", "pipeline_root": "gs://placeholder/root"},
             **overrides,
