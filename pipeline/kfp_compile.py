@@ -32,7 +32,7 @@ from detx.components import storage
 from detx.components.trainer.executor import EXPECTED_GPUS_ENV
 from detx.pipeline import run_parameters
 from detx.pipeline.config import PipelineConfig
-from detx.pipeline.kfp_entrypoint import COMMAND
+from detx.pipeline.kfp_entrypoint import COMMAND, EVERY_CORE
 from detx.pipeline.pipeline import create_pipeline
 
 # Steps KFP must never answer from its cache. KFP's cache key is the input artifact ids, the
@@ -60,7 +60,7 @@ def cluster_beam_args(config: PipelineConfig) -> list[str]:
     return [
         "--runner=DirectRunner",
         "--direct_running_mode=multi_processing",
-        "--direct_num_workers=0",
+        EVERY_CORE,
         f"--setup_file={IMAGE_SOURCE}/setup.py",
     ]
 

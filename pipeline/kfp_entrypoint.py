@@ -55,6 +55,8 @@ LOG = logging.getLogger("detx.kfp_entrypoint")
 MODULE = "detx.pipeline.kfp_entrypoint"
 # KFP's own artifact types (system.Artifact, system.Dataset, ...); TFX's compiler never writes them.
 KFP_TYPE_PREFIX = "system."
+# Beam's "one DirectRunner worker per core" (`detx kfp compile` writes it; `main` bounds it by the pod's CPUs).
+EVERY_CORE = "--direct_num_workers=0"
 # What `detx kfp compile` puts in every executor's `command` (the image's python is detx's).
 COMMAND = ("python", "-m", MODULE)
 
@@ -134,7 +136,7 @@ def _cgroup_quota(cgroup: str) -> float | None:
 
 def bound_beam_workers(beam_args: list[str], cpus: int) -> list[str]:
     """Beam's arguments with `--direct_num_workers=0` ("every core") replaced by `cpus`."""
-    return [f"--direct_num_workers={cpus}" if a == "--direct_num_workers=0" else a for a in beam_args]
+    return [f"--direct_num_workers={cpus}" if a == EVERY_CORE else a for a in beam_args]
 
 
 def remove_markers(uris: Iterable[str]) -> list[str]:
@@ -198,7 +200,7 @@ def main(parsed: tuple[argparse.Namespace, list[str]]) -> None:
 
     args, beam_args = parsed
     executor_input = prepare(args)
-    if "--direct_num_workers=0" in beam_args:
+    if EVERY_CORE in beam_args:
         cpus = pod_cpus()
         LOG.info("Beam's DirectRunner gets %d worker(s), the CPUs this pod may use", cpus)
         beam_args = bound_beam_workers(beam_args, cpus)

@@ -39,7 +39,7 @@ FINAL_FILES = (SKIPPED, COCO_RESULTS, COCO_IMAGES, SUMMARY)
 
 
 def write_atomic(path: str, chunks: Iterable[str]) -> None:
-    """Writes text under a temporary name beside `path`, then renames it: readers see all of it or none."""
+    """Writes the chunks as one file that readers see whole or not at all (`storage.write_atomic`)."""
     storage.write_atomic(path, "".join(chunks))
 
 

@@ -67,7 +67,7 @@ def check_expected_gpus(environ: Any = os.environ) -> int:
         raise RuntimeError(
             f"the Trainer asked for {expected} GPU(s) (kubeflow.trainer_gpus) but TensorFlow sees {seen}: "
             "check that the node has NVIDIA's driver and device plugin and that the image's TensorFlow is a GPU "
-            "build (`python -c 'import tensorflow as tf; print(tf.config.list_physical_devices()'`), "
+            "build (`python -c 'import tensorflow as tf; print(tf.config.list_physical_devices())'`), "
             "or compile with kubeflow.trainer_gpus: 0 to train on CPU"
         )
     return seen
